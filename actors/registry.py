@@ -1,0 +1,138 @@
+"""The registry: one conversation actor per id, spawned on first use and evicted when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+from actors.runtime import Actor
+from actors.supervisor import Supervisor
+
+__all__ = ["ConversationRegistry"]
+
+log = structlog.get_logger(__name__)
+
+A = TypeVar("A", bound=Actor[Any])
+
+
+class ConversationRegistry(Generic[A]):
+    """Routes messages to the actor of their conversation, creating it on demand.
+
+    Lookup-and-insert is one synchronous step, and so is eviction (check idle, close the mailbox,
+    remove from the map), so there is never a second activation of an id, and a message that
+    races an eviction finds no actor and goes to a fresh activation instead of being dropped.
+    Actors are transient children of the registry's own supervisor: a crash restarts one from
+    the store; past its restart intensity it is given up, and the next message starts it afresh.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[str], A],
+        supervisor: Supervisor,
+        *,
+        idle_seconds: float,
+        on_count_changed: Callable[[int], None] | None = None,
+    ) -> None:
+        self._factory = factory
+        self._supervisor = supervisor
+        self._idle_seconds = idle_seconds
+        self._actors: dict[str, A] = {}
+        self._on_count_changed = on_count_changed
+        self._closed = False
+        self._stopped = asyncio.Event()
+        self.spawned = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._actors)
+
+    def __iter__(self) -> Iterator[A]:
+        return iter(list(self._actors.values()))
+
+    def get(self, conversation_id: str) -> A | None:
+        """The live actor of a conversation, if there is one."""
+        return self._actors.get(conversation_id)
+
+    def actor_for(self, conversation_id: str) -> A:
+        """The conversation's actor, spawned now if it has none. Raises ActorStopped when the
+        registry is stopping."""
+        actor = self._actors.get(conversation_id)
+        if actor is not None and not actor.stopping:
+            return actor
+        if self._closed:
+            from actors.runtime import ActorStopped
+
+            raise ActorStopped(f"conversation:{conversation_id}")
+        actor = self._factory(conversation_id)
+        self._actors[conversation_id] = actor
+        self.spawned += 1
+        self._supervisor.start_child(
+            f"conversation:{conversation_id}:{self.spawned}",
+            actor.run,
+            restart="transient",
+            stop=actor.stop,
+            on_exit=lambda exc, actor=actor: self._on_exit(conversation_id, actor, exc),
+        )
+        self._count_changed()
+        return actor
+
+    def tell(self, conversation_id: str, message: Any) -> None:
+        """Queue a message for the conversation. Raises MailboxFull (answer "busy") or ActorStopped
+        (the system is stopping); never waits."""
+        self.actor_for(conversation_id).tell(message)
+
+    async def ask(self, conversation_id: str, message: Any, timeout: float | None = None) -> Any:
+        """Queue a message for the conversation and wait for its answer (see Actor.ask)."""
+        return await self.actor_for(conversation_id).ask(message, timeout)
+
+    def _on_exit(self, conversation_id: str, actor: A, exc: BaseException | None) -> None:
+        if self._actors.get(conversation_id) is actor:
+            del self._actors[conversation_id]
+        actor.reject_waiting()
+        if exc is not None:
+            log.error("conversation_actor_given_up", conversation_id=conversation_id, error=repr(exc))
+        self._count_changed()
+
+    def _count_changed(self) -> None:
+        if self._on_count_changed is not None:
+            self._on_count_changed(len(self._actors))
+
+    def evict_idle(self, now: float | None = None) -> int:
+        """Stop every actor idle for `idle_seconds`; returns how many. One synchronous step each."""
+        now = time.monotonic() if now is None else now
+        evicted = 0
+        for conversation_id, actor in list(self._actors.items()):
+            if actor.idle and not actor.stopping and now - actor.last_active >= self._idle_seconds:
+                actor.stop()
+                del self._actors[conversation_id]
+                evicted += 1
+        if evicted:
+            self.evicted += evicted
+            log.debug("conversation_actors_evicted", count=evicted, alive=len(self._actors))
+            self._count_changed()
+        return evicted
+
+    async def run_evictions(self) -> None:
+        """The sweeper's task: evict idle actors every so often until stopped."""
+        interval = max(0.01, min(self._idle_seconds / 4, 30.0))
+        while not self._stopped.is_set():
+            try:
+                async with asyncio.timeout(interval):
+                    await self._stopped.wait()
+            except TimeoutError:
+                self.evict_idle()
+
+    def stop_sweeper(self) -> None:
+        """Make `run_evictions` return."""
+        self._stopped.set()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Take no new conversations, let every actor finish what it was told (within the grace
+        period), then cancel the rest; queued asks are answered with ActorStopped."""
+        self._closed = True
+        self.stop_sweeper()
+        await self._supervisor.stop_all_at_once(grace_seconds)
