@@ -13,7 +13,7 @@ import tenacity
 
 from conf import BackoffSettings
 
-__all__ = ["Child", "Restart", "Supervisor", "backoff_wait"]
+__all__ = ["Child", "Restart", "Supervisor", "backoff_delay", "backoff_wait"]
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +33,8 @@ def backoff_wait(backoff: BackoffSettings) -> tenacity.wait.wait_base:
     )
 
 
-def _delay(wait: tenacity.wait.wait_base, attempt: int) -> float:
+def backoff_delay(wait: tenacity.wait.wait_base, attempt: int) -> float:
+    """The wait before retry number `attempt` (1-based) under `wait`."""
     state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.attempt_number = attempt
     return float(wait(state))
@@ -153,7 +154,7 @@ class Supervisor:
             if child.restart == "permanent" and self._on_escalate is not None:
                 self._on_escalate(child.name, exc)
             return
-        delay = _delay(self._wait, len(child._restarts))
+        delay = backoff_delay(self._wait, len(child._restarts))
         if exc is None:
             log.warning("child_exited", supervisor=self.name, child=child.name, restart_in_s=round(delay, 3))
         else:

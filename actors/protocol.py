@@ -1,0 +1,92 @@
+"""The messages actors exchange: small frozen dataclasses named for what happened or what is asked."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+__all__ = [
+    "Command",
+    "ConversationMessage",
+    "DeliveryFailed",
+    "Reply",
+    "ReplyChannel",
+    "ReplyTarget",
+    "UserMessage",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where answers to a conversation go."""
+
+    chat_id: int
+    message_thread_id: int | None = None
+    """The forum topic, in supergroups with topics."""
+    reply_to_message_id: int | None = None
+    """Set in groups, so the answer quotes the message it answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage:
+    """A user wrote text the assistant should answer."""
+
+    conversation_id: str
+    text: str
+    target: ReplyTarget
+    update_id: int | None = None
+    """Telegram's update id: identifies the message across crashes and replays. None in the console."""
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A user sent one of the bot's commands."""
+
+    conversation_id: str
+    name: Literal["start", "help", "reset"]
+    target: ReplyTarget
+    update_id: int | None = None
+    user_id: int | None = None
+
+
+ConversationMessage = UserMessage | Command
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Text for the user, in Markdown; the gateway formats it for its medium."""
+
+    conversation_id: str
+    text: str
+    target: ReplyTarget
+    update_id: int | None = None
+    kind: Literal["answer", "notice", "error"] = "answer"
+
+
+class DeliveryFailed(Exception):
+    """A reply can never be delivered (the chat is gone, the bot was blocked). Retrying is pointless."""
+
+    def __init__(self, conversation_id: str, reason: str) -> None:
+        super().__init__(f"cannot deliver to {conversation_id}: {reason}")
+        self.conversation_id = conversation_id
+        self.reason = reason
+
+
+class ReplyChannel(Protocol):
+    """What a conversation actor needs from its gateway."""
+
+    def deliver(self, reply: Reply) -> Awaitable[None]:
+        """Send the reply; returns once the medium accepted all of it. Transient failures are retried
+        inside; raises DeliveryFailed when it can never be delivered."""
+        ...
+
+    def typing(self, target: ReplyTarget) -> AbstractAsyncContextManager[None]:
+        """Show that the assistant is working while the block runs."""
+        ...
+
+    def done(self, update_id: int) -> Awaitable[None]:
+        """The update is fully handled (answered and delivered, or given up)."""
+        ...

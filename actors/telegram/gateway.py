@@ -1,0 +1,350 @@
+"""The Telegram gateway: durable long polling, routing to conversation actors, and replies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from telegram import Bot, BotCommand
+from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.request import HTTPXRequest
+
+from actors import texts
+from actors.protocol import DeliveryFailed, Reply, ReplyTarget
+from actors.registry import ConversationRegistry
+from actors.runtime import Actor, ActorStopped, MailboxFull
+from actors.supervisor import backoff_delay, backoff_wait
+from actors.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
+from actors.telegram.sender import DeliveryError, TelegramSender
+from conf import Settings
+from stores import IngressLog, StoreError
+
+__all__ = ["BOT_COMMANDS", "TelegramChannel", "TelegramGateway"]
+
+log = structlog.get_logger(__name__)
+
+BOT_COMMANDS = (
+    BotCommand("new", "Start a new conversation"),
+    BotCommand("reset", "Start a new conversation"),
+    BotCommand("help", "What I can do"),
+)
+ALLOWED_UPDATES = ["message"]
+_CONFLICT_GIVE_UP_SECONDS = 120.0
+
+
+class TelegramChannel:
+    """The ReplyChannel conversation actors use: sends through the gateway's flood-controlled sender."""
+
+    def __init__(self, sender: TelegramSender, ingress: IngressLog) -> None:
+        self._sender = sender
+        self._ingress = ingress
+
+    async def deliver(self, reply: Reply) -> None:
+        """Send the reply (split, formatted, retried); DeliveryFailed if Telegram never will take it."""
+        target = reply.target
+        try:
+            await self._sender.send_text(
+                target.chat_id,
+                reply.text,
+                message_thread_id=target.message_thread_id,
+                reply_to_message_id=target.reply_to_message_id,
+            )
+        except DeliveryError as exc:
+            raise DeliveryFailed(reply.conversation_id, type(exc).__name__) from exc
+
+    def typing(self, target: ReplyTarget) -> Any:
+        """ "typing..." in the chat while the block runs."""
+        return self._sender.typing_while(target.chat_id, target.message_thread_id)
+
+    async def done(self, update_id: int) -> None:
+        """The update is answered: it leaves the ingress log."""
+        await self._ingress.done(update_id)
+
+
+class TelegramGateway:
+    """Polls Telegram with its own loop so an update's offset is confirmed only after the ingress
+    log holds it, then routes each update to its conversation's actor.
+
+    Sending and polling use separate connection pools (a long poll never waits behind replies).
+    A poll that keeps failing backs off (capped, so polling resumes within seconds of an outage),
+    and one with no success for `watchdog_seconds` rebuilds its connection. A token Telegram
+    refuses, or another poller that keeps conflicting, ends `run` with the error, so the
+    supervisor restarts it and, past its restart intensity, stops the process with status 1.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ConversationRegistry[Any],
+        ingress: IngressLog,
+        *,
+        metrics: Any = None,
+    ) -> None:
+        self._settings = settings.telegram
+        self._backoff = settings.backoff
+        self._registry = registry
+        self._ingress = ingress
+        self._metrics = metrics
+        self._send_bot = self._new_bot(pool_size=64, read_timeout=self._settings.send_timeout_seconds)
+        self._poll_bot: Bot | None = None
+        self.sender = TelegramSender(self._send_bot, settings.backoff)
+        self.channel = TelegramChannel(self.sender, ingress)
+        self.identity: BotIdentity | None = None
+        self.last_poll_ok = time.monotonic()
+        self.polls = 0
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._send_bot_ready = False
+
+    def _new_bot(self, *, pool_size: int, read_timeout: float) -> Bot:
+        request = HTTPXRequest(connection_pool_size=pool_size, read_timeout=read_timeout, connect_timeout=10.0)
+        return Bot(
+            self._settings.token,
+            base_url=self._settings.api_base_url,
+            request=request,
+            get_updates_request=HTTPXRequest(connection_pool_size=1, read_timeout=10.0, connect_timeout=10.0),
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The gateway's task: identify the bot, replay unanswered updates, then poll until stopped."""
+        self._poll_bot = self._new_bot(pool_size=1, read_timeout=10.0)
+        try:
+            await self._start()
+            await self._replay_pending()
+            await self._poll_forever()
+        finally:
+            await self._shutdown_poll_bot()
+
+    def stop(self) -> None:
+        """Stop polling after the current request; queued work goes on in the actors."""
+        self._stopping.set()
+
+    async def aclose(self) -> None:
+        """After the actors have drained: finish direct notices and close the sending client."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+        if self._send_bot_ready:
+            await self._send_bot.shutdown()
+            self._send_bot_ready = False
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Alive while a poll succeeded within the watchdog period."""
+        since = time.monotonic() - self.last_poll_ok
+        ok = since < self._settings.watchdog_seconds
+        body = {"status": "ok" if ok else "stalled", "actors": len(self._registry), "last_poll_s": round(since, 3)}
+        return ok, body
+
+    async def _start(self) -> None:
+        bot = self._send_bot
+        if not self._send_bot_ready:
+            await self._retrying("getMe", bot.initialize)
+            self._send_bot_ready = True
+        me = bot.bot
+        self.identity = BotIdentity(me.id, me.username or "")
+        log.info("telegram_bot_identified", bot_id=me.id, username=me.username)
+        if not self._settings.allowed_user_ids.everyone and not self._settings.allowed_user_ids.user_ids:
+            log.warning("telegram_nobody_allowed", hint="set TELEGRAM_ALLOWED_USER_IDS to serve someone")
+        await self._retrying("deleteWebhook", lambda: bot.delete_webhook(drop_pending_updates=False))
+        await self._register_commands()
+
+    async def _register_commands(self) -> None:
+        # setMyCommands at every start draws long 429s from Telegram; only call it on a change.
+        try:
+            current = await self._send_bot.get_my_commands()
+            wanted = [(command.command, command.description) for command in BOT_COMMANDS]
+            if [(command.command, command.description) for command in current] != wanted:
+                await self._send_bot.set_my_commands(list(BOT_COMMANDS))
+                log.info("telegram_commands_registered", commands=[name for name, _ in wanted])
+        except TelegramError as exc:
+            log.warning("telegram_commands_not_registered", error=repr(exc))
+
+    async def _retrying(self, what: str, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """Retry a start-up call through network trouble; InvalidToken and others propagate."""
+        wait = backoff_wait(self._backoff)
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except (BadRequest, Forbidden, InvalidToken):
+                raise
+            except RetryAfter as exc:
+                delay = _seconds(exc.retry_after)
+            except NetworkError as exc:
+                attempt += 1
+                delay = backoff_delay(wait, attempt)
+                log.warning("telegram_start_retry", call=what, attempt=attempt, wait_s=round(delay, 3), error=repr(exc))
+            await asyncio.sleep(delay)
+
+    async def _shutdown_poll_bot(self) -> None:
+        bot, self._poll_bot = self._poll_bot, None
+        if bot is not None:
+            try:
+                await bot.shutdown()
+            except Exception as exc:  # closing a broken connection must not mask why we stopped
+                log.debug("telegram_poll_client_close_failed", error=repr(exc))
+
+    # -- polling ----------------------------------------------------------------------------------
+
+    async def _replay_pending(self) -> None:
+        pending = await self._ingress.pending()
+        if pending:
+            log.info("ingress_replay", updates=len(pending), first=pending[0].get("update_id"))
+        for update in pending:
+            self._dispatch(update, replay=True)
+
+    async def _poll_forever(self) -> None:
+        wait = backoff_wait(self._backoff)
+        offset: int | None = None
+        failures = 0
+        conflict_since: float | None = None
+        rebuilt_for_stall = False
+        timeout = self._settings.poll_timeout_seconds
+        while not self._stopping.is_set():
+            if time.monotonic() - self.last_poll_ok > self._settings.watchdog_seconds and not rebuilt_for_stall:
+                log.error("telegram_poll_stalled", since_s=round(time.monotonic() - self.last_poll_ok, 1))
+                await self._shutdown_poll_bot()
+                self._poll_bot = self._new_bot(pool_size=1, read_timeout=10.0)
+                rebuilt_for_stall = True
+            try:
+                updates = await self._get_updates(offset, timeout)
+            except InvalidToken:
+                log.critical("telegram_token_rejected")
+                raise
+            except Conflict as exc:
+                now = time.monotonic()
+                conflict_since = conflict_since or now
+                if now - conflict_since > _CONFLICT_GIVE_UP_SECONDS:
+                    log.critical("telegram_conflict_persists", since_s=round(now - conflict_since, 1))
+                    raise
+                failures += 1
+                delay = backoff_delay(wait, failures)
+                log.warning("telegram_poll_conflict", wait_s=round(delay, 3), error=str(exc))
+                await self._pause(delay)
+                continue
+            except RetryAfter as exc:
+                delay = _seconds(exc.retry_after)
+                log.warning("telegram_poll_retry_after", wait_s=delay)
+                await self._pause(delay)
+                continue
+            except (NetworkError, TimeoutError) as exc:
+                failures += 1
+                delay = backoff_delay(wait, failures)
+                log.warning("telegram_poll_failed", attempt=failures, wait_s=round(delay, 3), error=repr(exc))
+                await self._pause(delay)
+                continue
+            failures, conflict_since, rebuilt_for_stall = 0, None, False
+            self.last_poll_ok = time.monotonic()
+            self.polls += 1
+            if not updates:
+                continue
+            try:
+                await self._ingress.append(updates)
+            except StoreError as exc:
+                # Not durable, so not acknowledged: the next poll asks for the same updates again.
+                log.error("ingress_append_failed", updates=len(updates), error=repr(exc))
+                await self._pause(backoff_delay(wait, 1))
+                continue
+            offset = max(update["update_id"] for update in updates) + 1
+            for update in updates:
+                self._dispatch(update)
+
+    async def _get_updates(self, offset: int | None, timeout: int) -> list[dict[str, Any]]:
+        bot = self._poll_bot
+        assert bot is not None
+        kwargs: dict[str, Any] = {"timeout": timeout, "allowed_updates": ALLOWED_UPDATES}
+        if offset is not None:
+            kwargs["offset"] = offset
+        # A long poll whose connection silently died would hang: bound it beyond the poll timeout.
+        async with asyncio.timeout(timeout + 15):
+            stop = asyncio.ensure_future(self._stopping.wait())
+            poll = asyncio.ensure_future(bot.do_api_request("getUpdates", api_kwargs=kwargs, read_timeout=timeout + 10))
+            try:
+                await asyncio.wait([poll, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+            if not poll.done():
+                # Stopping: abandon the poll. Its updates, if any, are not acknowledged, so
+                # Telegram hands them over again at the next start.
+                poll.cancel()
+                await asyncio.wait([poll])
+                return []
+            result = poll.result()
+        return [update for update in result if isinstance(update, dict) and isinstance(update.get("update_id"), int)]
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            pass
+
+    # -- routing ----------------------------------------------------------------------------------
+
+    def _dispatch(self, update: dict[str, Any], *, replay: bool = False) -> None:
+        update_id: int = update["update_id"]
+        identity = self.identity
+        assert identity is not None
+        try:
+            route = route_update(update, identity, self._settings.allowed_user_ids)
+        except Exception as exc:  # a malformed update must never stop polling
+            log.error("update_unroutable", update_id=update_id, error=repr(exc))
+            route = Ignore("unroutable")
+        if isinstance(route, Ignore):
+            log.debug("update_ignored", update_id=update_id, reason=route.reason)
+            self._spawn(self._ingress.done(update_id), f"ingress-done:{update_id}")
+        elif isinstance(route, Notify):
+            log.info("update_notice", update_id=update_id, reason=route.reason, conversation_id=route.conversation_id)
+            reply = Reply(route.conversation_id, route.text, route.target, update_id, kind="notice")
+            self._spawn(self._notify(reply), f"notice:{update_id}")
+        else:
+            self._route(route, update_id, replay)
+
+    def _route(self, route: Routed, update_id: int, replay: bool) -> None:
+        try:
+            self._registry.tell(route.conversation_id, route.message)
+        except MailboxFull:
+            log.warning("message_refused", update_id=update_id, conversation_id=route.conversation_id, reason="busy")
+            reply = Reply(route.conversation_id, texts.BUSY, route.message.target, update_id, kind="notice")
+            self._spawn(self._notify(reply), f"busy:{update_id}")
+        except ActorStopped:
+            # Stopping: the update stays in the ingress log and is replayed at the next start.
+            log.info("update_deferred", update_id=update_id, conversation_id=route.conversation_id)
+        else:
+            if self._metrics is not None:
+                actor: Actor[Any] | None = self._registry.get(route.conversation_id)
+                if actor is not None:
+                    self._metrics.mailbox_depth(actor.queued, actor_kind="conversation")
+            log.debug("update_routed", update_id=update_id, conversation_id=route.conversation_id, replay=replay)
+
+    async def _notify(self, reply: Reply) -> None:
+        try:
+            await self.channel.deliver(reply)
+        except DeliveryFailed as exc:
+            log.warning("notice_undeliverable", update_id=reply.update_id, reason=exc.reason)
+        if reply.update_id is not None:
+            await self._ingress.done(reply.update_id)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("gateway_task_failed", task=task.get_name(), error=repr(task.exception()))
+
+
+def _seconds(value: int | float | timedelta) -> float:
+    """RetryAfter.retry_after is an int or a timedelta depending on PTB settings."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
