@@ -1,0 +1,317 @@
+"""Outbound Telegram delivery: formatting, splitting, flood control and retries, per chat.
+
+Limits follow python-telegram-bot's `AIORateLimiter` defaults: at most 30 messages/s overall and
+20 messages/min in each group. Unlike `AIORateLimiter`, a `RetryAfter` pauses only the chat that
+drew it: one chat's flood wait never stalls the others. Private chats are not paced proactively:
+Telegram's ~1 message/s per chat is guidance it enforces with 429 + `retry_after`, which we honour
+for that chat; pacing every private chat at 1/s would add up to a second to each quick exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dtm
+import random
+import time
+import warnings
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from telegram import Bot, Message
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.warnings import PTBDeprecationWarning
+
+from actors.telegram.format import MAX_MESSAGE_LENGTH, html_to_plain, split_message, to_telegram_html
+from conf.settings import BackoffSettings
+
+__all__ = ["DeliveryError", "Rate", "TelegramSender"]
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class DeliveryError(Exception):
+    """A message could not be delivered for a permanent reason (bot blocked, chat not found, ...).
+
+    `chat_id` is the chat; `reason` is Telegram's description, for the log (never for the user).
+    Transient failures (flood control, network) are retried, never raised.
+    """
+
+    def __init__(self, chat_id: int, reason: str) -> None:
+        super().__init__(f"cannot deliver to chat {chat_id}: {reason}")
+        self.chat_id = chat_id
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `count` messages in any `period_s` seconds."""
+
+    count: int
+    period_s: float
+
+
+class _Window:
+    """A sliding-window limiter; waiters go through in arrival order."""
+
+    def __init__(self, rate: Rate, clock: Clock, sleep: Sleep) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._times: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait until one more message fits in the window, and count it."""
+        async with self._lock:
+            while True:
+                now = self._clock()
+                while self._times and now - self._times[0] >= self._rate.period_s:
+                    self._times.popleft()
+                if len(self._times) < self._rate.count:
+                    self._times.append(now)
+                    return
+                await self._sleep(self._times[0] + self._rate.period_s - now)
+
+    def idle(self) -> bool:
+        """True if nothing in the window still counts (it can be forgotten)."""
+        now = self._clock()
+        return not self._lock.locked() and all(now - t >= self._rate.period_s for t in self._times)
+
+
+class _ChatLock:
+    """Serialises the sends of one chat so chunks of two replies never interleave."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class TelegramSender:
+    """Sends replies to chats: Markdown -> HTML chunks, in order, with per-chat flood control.
+
+    `send_text` returns once every chunk was accepted; it waits out `RetryAfter` (for that chat
+    only) and retries network errors with capped backoff, forever, so nothing is dropped for a
+    transient reason. Cancel it to give up. It raises `DeliveryError` only for permanent failures.
+    """
+
+    def __init__(
+        self,
+        bot: Bot,
+        backoff: BackoffSettings,
+        *,
+        overall_rate: Rate = Rate(30, 1.0),
+        group_rate: Rate = Rate(20, 60.0),
+        typing_interval_s: float = 4.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._bot = bot
+        self._backoff = backoff
+        self._group_rate = group_rate
+        self._typing_interval_s = typing_interval_s
+        self._clock = clock
+        self._sleep = sleep
+        self._overall = _Window(overall_rate, clock, sleep)
+        self._groups: dict[int, _Window] = {}
+        self._chats: dict[int, _ChatLock] = {}
+
+    # -- messages ----------------------------------------------------------------------------------
+
+    async def send_text(
+        self,
+        chat_id: int,
+        markdown: str,
+        *,
+        message_thread_id: int | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> list[int]:
+        """Send the model's Markdown as one or more messages, in order; return their message ids.
+
+        Only the first chunk replies to `reply_to_message_id`. Raises DeliveryError if Telegram
+        refuses the chat for good; earlier chunks may have been delivered by then.
+        """
+        chunks = split_message(to_telegram_html(markdown))
+        if not chunks:
+            log.warning("telegram_empty_reply", chat_id=chat_id)
+            return []
+        chat = self._chats.setdefault(chat_id, _ChatLock())
+        chat.users += 1
+        try:
+            async with chat.lock:
+                ids: list[int] = []
+                for index, chunk in enumerate(chunks):
+                    reply_to = reply_to_message_id if index == 0 else None
+                    ids.extend(await self._send_chunk(chat_id, chunk, message_thread_id, reply_to))
+                return ids
+        finally:
+            chat.users -= 1
+            if chat.users == 0:
+                del self._chats[chat_id]
+
+    async def edit_text(self, chat_id: int, message_id: int, markdown: str) -> None:
+        """Replace a sent message's text; "message is not modified" counts as done.
+
+        The converted text must fit in one message (ValueError otherwise).
+        """
+        chunks = split_message(to_telegram_html(markdown))
+        if len(chunks) != 1:
+            raise ValueError("an edit must fit in one message")
+        html = chunks[0]
+
+        async def edit(text: str, parse_mode: str | None) -> list[Message]:
+            try:
+                result = await self._bot.edit_message_text(text, chat_id, message_id, parse_mode=parse_mode)
+            except BadRequest as exc:
+                if "not modified" in exc.message.lower():
+                    return []
+                raise
+            return [result] if isinstance(result, Message) else []
+
+        await self._deliver(chat_id, html, edit)
+
+    async def _send_chunk(self, chat_id: int, html: str, thread_id: int | None, reply_to: int | None) -> list[int]:
+        async def send(text: str, parse_mode: str | None) -> list[Message]:
+            if chat_id < 0:  # groups and supergroups have negative ids
+                await self._group_window(chat_id).acquire()
+            await self._overall.acquire()
+            message = await self._bot.send_message(
+                chat_id,
+                text,
+                parse_mode=parse_mode,
+                message_thread_id=thread_id,
+                reply_to_message_id=reply_to,
+                allow_sending_without_reply=True if reply_to is not None else None,
+            )
+            return [message]
+
+        return [message.message_id for message in await self._deliver(chat_id, html, send)]
+
+    async def _deliver(
+        self, chat_id: int, html: str, call: Callable[[str, str | None], Awaitable[list[Message]]]
+    ) -> list[Message]:
+        """Run `call` with the HTML chunk until it succeeds or fails for good."""
+        text: str = html
+        parse_mode: str | None = ParseMode.HTML
+        attempt = 0
+        while True:
+            try:
+                return await call(text, parse_mode)
+            except RetryAfter as exc:
+                wait_s = _retry_after_seconds(exc)
+                log.warning("telegram_retry_after", chat_id=chat_id, wait_s=wait_s)
+                await self._sleep(wait_s)
+            except ChatMigrated as exc:
+                log.warning("telegram_chat_migrated", chat_id=chat_id, new_chat_id=exc.new_chat_id)
+                raise DeliveryError(chat_id, f"chat migrated to {exc.new_chat_id}") from exc
+            except BadRequest as exc:
+                reason = exc.message.lower()
+                # Telegram has no error code for these: its description is the only signal.
+                if "can't parse entities" in reason and parse_mode is not None:
+                    log.warning("telegram_html_rejected", chat_id=chat_id, reason=exc.message)
+                    text, parse_mode = html_to_plain(html), None
+                    continue
+                if "message is too long" in reason:
+                    return await self._deliver_halves(chat_id, text, parse_mode, call)
+                log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
+                raise DeliveryError(chat_id, exc.message) from exc
+            except (Forbidden, InvalidToken) as exc:
+                log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
+                raise DeliveryError(chat_id, exc.message) from exc
+            except NetworkError as exc:  # TimedOut included; a timed-out send may have arrived (at-least-once)
+                attempt += 1
+                wait_s = self._backoff.delay(attempt) + random.uniform(0, self._backoff.jitter_seconds)
+                log.warning(
+                    "telegram_send_retry", chat_id=chat_id, attempt=attempt, wait_s=round(wait_s, 3), error=exc.message
+                )
+                await self._sleep(wait_s)
+            except TelegramError as exc:
+                log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
+                raise DeliveryError(chat_id, exc.message) from exc
+
+    async def _deliver_halves(
+        self,
+        chat_id: int,
+        text: str,
+        parse_mode: str | None,
+        call: Callable[[str, str | None], Awaitable[list[Message]]],
+    ) -> list[Message]:
+        # Telegram measured the text longer than we did (it counts some characters as two):
+        # send it as smaller parts rather than fail.
+        log.warning("telegram_message_too_long", chat_id=chat_id, length=len(text))
+        if parse_mode is None:
+            parts = [text[i : i + MAX_MESSAGE_LENGTH // 2] for i in range(0, len(text), MAX_MESSAGE_LENGTH // 2)]
+        else:
+            parts = split_message(text, max(16, len(text) // 2))
+        if len(parts) < 2:
+            raise DeliveryError(chat_id, "message is too long")
+        messages: list[Message] = []
+        for part in parts:
+            messages.extend(await self._deliver(chat_id, part, call))
+        return messages
+
+    def _group_window(self, chat_id: int) -> _Window:
+        window = self._groups.get(chat_id)
+        if window is None:
+            if len(self._groups) >= 1024:
+                # Forget groups whose window is empty, so thousands of groups do not pile up.
+                self._groups = {key: value for key, value in self._groups.items() if not value.idle()}
+            window = self._groups[chat_id] = _Window(self._group_rate, self._clock, self._sleep)
+        return window
+
+    # -- typing ------------------------------------------------------------------------------------
+
+    async def send_typing(self, chat_id: int, message_thread_id: int | None = None) -> None:
+        """Show "typing..." in the chat. Best effort: failures are logged at debug, never raised."""
+        try:
+            await self._bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=message_thread_id)
+        except TelegramError as exc:
+            log.debug("telegram_typing_failed", chat_id=chat_id, error=exc.message)
+
+    @asynccontextmanager
+    async def typing_while(self, chat_id: int, message_thread_id: int | None = None) -> AsyncIterator[None]:
+        """Keep "typing..." shown while the block runs: at once, then every `typing_interval_s`.
+
+        The context manager owns the task that sends it and cancels and awaits it on exit.
+        """
+        task = asyncio.create_task(self._keep_typing(chat_id, message_thread_id), name=f"telegram-typing-{chat_id}")
+        try:
+            yield
+        finally:
+            task.cancel()
+            # wait() does not raise the task's CancelledError, so ours (if we are cancelled) still propagates.
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("telegram_typing_stopped", chat_id=chat_id, error=repr(task.exception()))
+
+    async def _keep_typing(self, chat_id: int, message_thread_id: int | None) -> None:
+        while True:
+            await self.send_typing(chat_id, message_thread_id)
+            await self._sleep(self._typing_interval_s)
+
+
+def _retry_after_seconds(exc: RetryAfter) -> float:
+    """`RetryAfter.retry_after` is an int, or a timedelta with PTB_TIMEDELTA set."""
+    with warnings.catch_warnings():
+        # Reading it as an int is deprecated in PTB 22.2+; both forms are handled here.
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    if isinstance(value, dtm.timedelta):
+        return value.total_seconds()
+    return float(value)
