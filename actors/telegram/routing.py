@@ -76,16 +76,21 @@ def route_update(update: dict[str, Any], bot: BotIdentity, allowed: AllowedUsers
     if sender.get("is_bot"):
         return Ignore("from_a_bot")
     thread_id = message.get("message_thread_id") if message.get("is_topic_message") else None
+    if not isinstance(thread_id, int):
+        thread_id = None
     in_group = chat_type in _GROUP_TYPES
     if chat_type not in _GROUP_TYPES and chat_type != "private":
         return Ignore("unsupported_chat_type")
     conversation_id = conversation_id_of(chat_id, thread_id)
-    target = ReplyTarget(chat_id, thread_id, message.get("message_id") if in_group else None)
+    message_id = message.get("message_id")
+    target = ReplyTarget(chat_id, thread_id, message_id if in_group and isinstance(message_id, int) else None)
 
     text = message.get("text")
     if not isinstance(text, str):
         text = message.get("caption") if isinstance(message.get("caption"), str) else None
     entities = message.get("entities") or message.get("caption_entities") or []
+    if not isinstance(entities, list):
+        entities = []
 
     if in_group and not _addressed_to_bot(message, text, entities, bot):
         return Ignore("group_message_not_addressed")
@@ -123,6 +128,8 @@ def _addressed_to_bot(message: dict[str, Any], text: str | None, entities: list[
         if not isinstance(entity, dict):
             continue
         kind, offset, length = entity.get("type"), entity.get("offset", 0), entity.get("length", 0)
+        if not isinstance(offset, int) or not isinstance(length, int):
+            continue
         piece = _utf16_slice(text, offset, length).lower()
         if kind == "mention" and piece == mention:
             return True
