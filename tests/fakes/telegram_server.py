@@ -1,0 +1,703 @@
+"""A fake Telegram Bot API server: real HTTP on 127.0.0.1, answering like api.telegram.org.
+
+It runs aiohttp on its own event loop in a background thread, so it serves python-telegram-bot
+in the same process (sync or async tests), a `python main.py` subprocess, or a benchmark,
+without ever blocking the caller's loop. Everything public is thread-safe.
+
+    with FakeTelegramServer() as tg:
+        bot = telegram.Bot(tg.token, base_url=tg.base_url)
+        update_id = tg.add_text_message(chat_id=42, text="hi")
+        ...
+        [reply] = tg.wait_for_sent(chat_id=42)          # or: await tg.await_sent(chat_id=42)
+
+It rejects what Telegram rejects (HTML that Telegram's parser refuses, texts over 4096
+characters, empty texts, unknown tokens and methods), and injects faults on demand
+(`fail_next`, `getupdates_outage`, `conflict`, `send_latency`, `block_chat`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from actors.telegram._html import TelegramHtmlError, parse_html
+from tests.fakes._telegram_updates import UpdateBuilder
+
+__all__ = ["ChatAction", "FakeTelegramServer", "SentMessage"]
+
+DEFAULT_TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
+MAX_TEXT = 4096
+UPDATE_TYPES = (
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "callback_query",
+    "my_chat_member",
+    "chat_member",
+    "inline_query",
+    "message_reaction",
+)
+CHAT_ACTIONS = frozenset(
+    {
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    }
+)
+_BAD_GATEWAY_PAGE = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n"  # noqa: E501
+_DEFAULT_DESCRIPTIONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden: bot was blocked by the user",
+    404: "Not Found",
+    409: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+    500: "Internal Server Error",
+}
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message the bot sent (sendMessage). `text` is as sent; `visible_text` after HTML parsing."""
+
+    chat_id: int | str
+    message_id: int
+    text: str
+    parse_mode: str | None
+    message_thread_id: int | None
+    reply_to: int | None
+    time: float
+    visible_text: str
+
+
+@dataclass(frozen=True)
+class ChatAction:
+    """A sendChatAction call."""
+
+    chat_id: int | str
+    action: str
+    message_thread_id: int | None
+    time: float
+
+
+@dataclass
+class _Fault:
+    method: str
+    status: int
+    description: str | None
+    retry_after: int | None
+    chat_id: int | None
+    count: int
+
+
+@dataclass
+class _Waiter:
+    predicate: Callable[[], bool]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, description: str, parameters: dict[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.parameters = parameters
+
+
+@dataclass
+class _State:
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    allowed_updates: list[str] = field(default_factory=list)
+    confirmed_offset: int = 0
+    sent: list[SentMessage] = field(default_factory=list)
+    edits: list[SentMessage] = field(default_factory=list)
+    current_text: dict[tuple[int | str, int], tuple[str, str | None]] = field(default_factory=dict)
+    chat_actions: list[ChatAction] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    faults: list[_Fault] = field(default_factory=list)
+    commands: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    blocked: set[int | str] = field(default_factory=set)
+    chat_types: dict[int, str] = field(default_factory=dict)
+    outage: bool = False
+    conflict: bool = False
+    poll_generation: int = 0
+
+
+class FakeTelegramServer(UpdateBuilder):
+    """The fake Bot API. Use as a context manager (or `start()` / `stop()`)."""
+
+    def __init__(self, token: str = DEFAULT_TOKEN, bot_username: str = "test_assistant_bot") -> None:
+        head = token.split(":", 1)[0]
+        super().__init__(bot_id=int(head) if head.isdigit() else 7_000_001, bot_username=bot_username)
+        self.token = token
+        self.send_latency = 0.0
+        """Seconds every sendMessage / editMessageText waits before it is handled."""
+        self.reject_unknown_chats = False
+        """If True, sending to a chat no update came from answers 400 "chat not found"."""
+        self.bad_gateway_html = True
+        """502 answers are nginx's HTML page, as Telegram's are; False answers Bot API JSON instead."""
+        self._lock = threading.RLock()
+        self._state = _State()
+        self._message_ids = itertools.count(1)
+        self._update_ids = itertools.count(100_001)
+        self._sent_cond = threading.Condition(self._lock)
+        self._waiters: list[_Waiter] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._new_update: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._startup_error: BaseException | None = None
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> FakeTelegramServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start serving; returns once the port is bound."""
+        self._thread = threading.Thread(target=self._serve, name="fake-telegram", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._startup_error is not None:
+            raise RuntimeError("fake Telegram server failed to start") from self._startup_error
+
+    def stop(self) -> None:
+        """Stop serving; pending long polls end at once."""
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    @property
+    def base_url(self) -> str:
+        """Bot API base URL in python-telegram-bot's form: the SDK appends the token and method."""
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:  # reported to start(); the thread must not die silently
+            self._startup_error = exc
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        self._new_update = asyncio.Event()
+        self._stopping = asyncio.Event()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._ready.set()
+        await self._stopping.wait()
+        self._new_update.set()
+        await runner.cleanup()
+
+    # -- fault injection ---------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        status: int,
+        description: str | None = None,
+        retry_after: int | None = None,
+        chat_id: int | None = None,
+        count: int = 1,
+    ) -> None:
+        """Answer the next `count` calls of `method` (to `chat_id`, if given) with an error instead.
+
+        429 answers carry `parameters.retry_after`; 502 answers are nginx's HTML page, as Telegram's.
+        """
+        with self._lock:
+            self._state.faults.append(_Fault(method.lower(), status, description, retry_after, chat_id, count))
+
+    def getupdates_outage(self, on: bool) -> None:
+        """While on, getUpdates answers 502 Bad Gateway."""
+        with self._lock:
+            self._state.outage = on
+
+    def conflict(self, on: bool) -> None:
+        """While on, getUpdates answers 409 Conflict (another instance is polling)."""
+        with self._lock:
+            self._state.conflict = on
+
+    def block_chat(self, chat_id: int, blocked: bool = True) -> None:
+        """Sending to this chat answers 403 "Forbidden: bot was blocked by the user"."""
+        with self._lock:
+            (self._state.blocked.add if blocked else self._state.blocked.discard)(chat_id)
+
+    # -- driving -----------------------------------------------------------------------------------
+
+    def add_update(self, raw: dict[str, Any]) -> int:
+        """Queue an update as given (its `update_id` is assigned if missing); return its id."""
+        with self._lock:
+            update = dict(raw)
+            if "update_id" not in update:
+                update["update_id"] = next(self._update_ids)
+            self._state.updates.append(update)
+            for key in ("message", "edited_message", "channel_post"):
+                chat = update.get(key, {}).get("chat") if isinstance(update.get(key), dict) else None
+                if chat:
+                    self._state.chat_types[chat["id"]] = chat.get("type", "private")
+        if self._loop is not None and self._new_update is not None:
+            self._loop.call_soon_threadsafe(self._new_update.set)
+        return int(update["update_id"])
+
+    def _next_message_id(self) -> int:
+        return next(self._message_ids)
+
+    def _last_bot_message(self, chat_id: int) -> SentMessage | None:
+        with self._lock:
+            return next((m for m in reversed(self._state.sent) if m.chat_id == chat_id), None)
+
+    # -- inspecting --------------------------------------------------------------------------------
+
+    @property
+    def sent(self) -> list[SentMessage]:
+        """Messages sent, in the order the server accepted them."""
+        with self._lock:
+            return list(self._state.sent)
+
+    def sent_to(self, chat_id: int) -> list[SentMessage]:
+        """Messages sent to one chat, in order."""
+        with self._lock:
+            return [m for m in self._state.sent if m.chat_id == chat_id]
+
+    @property
+    def edits(self) -> list[SentMessage]:
+        """Successful editMessageText calls, as the new message content."""
+        with self._lock:
+            return list(self._state.edits)
+
+    @property
+    def chat_actions(self) -> list[ChatAction]:
+        """sendChatAction calls, in order."""
+        with self._lock:
+            return list(self._state.chat_actions)
+
+    @property
+    def calls(self) -> list[str]:
+        """Every Bot API method called (canonical names, faults included), in order."""
+        with self._lock:
+            return list(self._state.calls)
+
+    @property
+    def confirmed_offset(self) -> int:
+        """The highest offset a getUpdates asked for: every update below it is confirmed."""
+        with self._lock:
+            return self._state.confirmed_offset
+
+    @property
+    def pending_updates(self) -> list[dict[str, Any]]:
+        """Updates not confirmed yet."""
+        with self._lock:
+            return [dict(u) for u in self._state.updates]
+
+    def commands(self, scope: dict[str, Any] | None = None, language_code: str = "") -> list[dict[str, str]]:
+        """The command list set for a scope (default scope if None)."""
+        with self._lock:
+            return list(self._state.commands.get(_scope_key(scope, language_code), []))
+
+    def wait_for_sent(self, chat_id: int | None = None, count: int = 1, timeout: float = 5.0) -> list[SentMessage]:
+        """Block until `count` messages were sent (to `chat_id`, if given); return them all.
+
+        Raises TimeoutError, listing what was sent, if they do not arrive within `timeout`.
+        """
+        with self._sent_cond:
+            ok = self._sent_cond.wait_for(lambda: len(self._matching(chat_id)) >= count, timeout)
+            if not ok:
+                raise TimeoutError(f"expected {count} message(s) to {chat_id}; sent: {self._state.sent!r}")
+            return self._matching(chat_id)
+
+    async def await_sent(self, chat_id: int | None = None, count: int = 1, timeout: float = 5.0) -> list[SentMessage]:
+        """Like `wait_for_sent`, but awaits without blocking the caller's event loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiter = _Waiter(lambda: len(self._matching(chat_id)) >= count, loop, future)
+        with self._lock:
+            if waiter.predicate():
+                return self._matching(chat_id)
+            self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            raise TimeoutError(f"expected {count} message(s) to {chat_id}; sent: {self.sent!r}") from None
+        finally:
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return self._matching(chat_id)
+
+    def _matching(self, chat_id: int | None) -> list[SentMessage]:
+        return [m for m in self._state.sent if chat_id is None or m.chat_id == chat_id]
+
+    def _record_sent(self, message: SentMessage) -> None:
+        with self._sent_cond:
+            self._state.sent.append(message)
+            self._sent_cond.notify_all()
+            for waiter in list(self._waiters):
+                if waiter.predicate():
+                    self._waiters.remove(waiter)
+                    waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+
+    # -- HTTP --------------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        prefix, _, method = path.partition("/")
+        if not prefix.startswith("bot") or not method or "/" in method:
+            return _error(404, "Not Found")
+        if prefix[3:] != self.token:
+            return _error(401, "Unauthorized")
+        handler = _HANDLERS.get(method.lower())
+        canonical = handler.__name__.removeprefix("_m_") if handler else method
+        try:
+            params = await _read_params(request)
+        except ValueError as exc:
+            return _error(400, f"Bad Request: {exc}")
+        with self._lock:
+            self._state.calls.append(canonical)
+        if handler is None:
+            return _error(404, "Not Found")
+        try:
+            self._check_fault(canonical, params)
+            result = await handler(self, params)
+        except _ApiError as exc:
+            if exc.status == 502 and self.bad_gateway_html:
+                return web.Response(status=502, text=_BAD_GATEWAY_PAGE, content_type="text/html")
+            return _error(exc.status, exc.description, exc.parameters)
+        return web.json_response({"ok": True, "result": result})
+
+    def _check_fault(self, method: str, params: dict[str, Any]) -> None:
+        with self._lock:
+            for fault in self._state.faults:
+                if fault.method != method.lower():
+                    continue
+                if fault.chat_id is not None and _chat_id(params.get("chat_id")) != fault.chat_id:
+                    continue
+                fault.count -= 1
+                if fault.count <= 0:
+                    self._state.faults.remove(fault)
+                break
+            else:
+                return
+        if fault.status == 429:
+            wait = fault.retry_after if fault.retry_after is not None else 1
+            raise _ApiError(429, fault.description or f"Too Many Requests: retry after {wait}", {"retry_after": wait})
+        raise _ApiError(fault.status, fault.description or _DEFAULT_DESCRIPTIONS.get(fault.status, "Error"))
+
+    # -- methods -----------------------------------------------------------------------------------
+
+    async def _m_getMe(self, params: dict[str, Any]) -> Any:
+        return self.bot_user(full=True)
+
+    async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
+        offset = _int(params.get("offset"), "offset", 0)
+        limit = max(1, min(100, _int(params.get("limit"), "limit", 100)))
+        timeout = max(0, _int(params.get("timeout"), "timeout", 0))
+        allowed = _json_list(params.get("allowed_updates"))
+        with self._lock:
+            if self._state.outage:
+                raise _ApiError(502, "Bad Gateway")
+            if self._state.conflict:
+                raise _ApiError(409, _DEFAULT_DESCRIPTIONS[409])
+            if allowed is not None:
+                self._state.allowed_updates = allowed
+            self._confirm(offset)
+            # A newer getUpdates terminates an older one, as on Telegram.
+            self._state.poll_generation += 1
+            generation = self._state.poll_generation
+        assert self._new_update is not None
+        assert self._stopping is not None
+        self._new_update.set()  # wakes an older poll so it can answer 409
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if generation != self._state.poll_generation:
+                    raise _ApiError(409, _DEFAULT_DESCRIPTIONS[409])
+                ready = self._deliverable(offset)[:limit]
+                self._new_update.clear()
+            remaining = deadline - time.monotonic()
+            if ready or remaining <= 0 or self._stopping.is_set():
+                return ready
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_update.wait(), remaining)
+
+    def _confirm(self, offset: int) -> None:
+        if offset < 0:
+            keep = self._state.updates[offset:]
+            self._state.updates = keep
+            return
+        self._state.confirmed_offset = max(self._state.confirmed_offset, offset)
+        self._state.updates = [u for u in self._state.updates if u["update_id"] >= offset]
+
+    def _deliverable(self, offset: int) -> list[dict[str, Any]]:
+        allowed = set(self._state.allowed_updates or UPDATE_TYPES) - (
+            set() if self._state.allowed_updates else {"chat_member", "message_reaction"}
+        )
+        # Updates of types not asked for are dropped by Telegram, never delivered later.
+        self._state.updates = [u for u in self._state.updates if _update_type(u) in allowed]
+        return [dict(u) for u in self._state.updates if u["update_id"] >= offset]
+
+    async def _m_sendMessage(self, params: dict[str, Any]) -> Any:
+        if self.send_latency:
+            await asyncio.sleep(self.send_latency)
+        chat_id = self._check_chat(params)
+        text, visible, parse_mode = _text_of(params)
+        thread = _optional_int(params.get("message_thread_id"), "message_thread_id")
+        reply_to = _reply_to(params)
+        message_id = self._next_message_id()
+        with self._lock:
+            self._state.current_text[(chat_id, message_id)] = (text, parse_mode)
+        self._record_sent(
+            SentMessage(chat_id, message_id, text, parse_mode, thread, reply_to, time.monotonic(), visible)
+        )
+        return self.bot_message(chat_id, message_id, visible, self._state.chat_types.get(_int_or_zero(chat_id)))
+
+    async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
+        if self.send_latency:
+            await asyncio.sleep(self.send_latency)
+        chat_id = self._check_chat(params)
+        message_id = _int(params.get("message_id"), "message_id", -1)
+        text, visible, parse_mode = _text_of(params)
+        with self._lock:
+            current = self._state.current_text.get((chat_id, message_id))
+            if current is None:
+                raise _ApiError(400, "Bad Request: message to edit not found")
+            if current == (text, parse_mode) or _visible(*current) == visible:
+                raise _ApiError(
+                    400,
+                    "Bad Request: message is not modified: specified new message content and reply markup "
+                    "are exactly the same as a current content and reply markup of the message",
+                )
+            self._state.current_text[(chat_id, message_id)] = (text, parse_mode)
+            self._state.edits.append(
+                SentMessage(chat_id, message_id, text, parse_mode, None, None, time.monotonic(), visible)
+            )
+        return self.bot_message(chat_id, message_id, visible, self._state.chat_types.get(_int_or_zero(chat_id)))
+
+    async def _m_sendChatAction(self, params: dict[str, Any]) -> Any:
+        chat_id = self._check_chat(params)
+        action = str(params.get("action") or "")
+        if action not in CHAT_ACTIONS:
+            raise _ApiError(400, "Bad Request: wrong parameter action in request")
+        thread = _optional_int(params.get("message_thread_id"), "message_thread_id")
+        with self._lock:
+            self._state.chat_actions.append(ChatAction(chat_id, action, thread, time.monotonic()))
+        return True
+
+    async def _m_setMyCommands(self, params: dict[str, Any]) -> Any:
+        commands = _json_value(params.get("commands"), "commands")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise _ApiError(400, "Bad Request: commands must be a list of at most 100 commands")
+        for command in commands:
+            name = str(command.get("command", "")) if isinstance(command, dict) else ""
+            if not (1 <= len(name) <= 32) or not all(c.islower() or c.isdigit() or c == "_" for c in name):
+                raise _ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+            if not (1 <= len(str(command.get("description", ""))) <= 256):
+                raise _ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
+        key = _scope_key(_json_value(params.get("scope"), "scope"), str(params.get("language_code") or ""))
+        with self._lock:
+            self._state.commands[key] = [{"command": c["command"], "description": c["description"]} for c in commands]
+        return True
+
+    async def _m_getMyCommands(self, params: dict[str, Any]) -> Any:
+        key = _scope_key(_json_value(params.get("scope"), "scope"), str(params.get("language_code") or ""))
+        with self._lock:
+            return list(self._state.commands.get(key, []))
+
+    async def _m_deleteMyCommands(self, params: dict[str, Any]) -> Any:
+        key = _scope_key(_json_value(params.get("scope"), "scope"), str(params.get("language_code") or ""))
+        with self._lock:
+            self._state.commands.pop(key, None)
+        return True
+
+    async def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:
+        if _bool(params.get("drop_pending_updates")):
+            with self._lock:
+                self._state.updates.clear()
+        return True
+
+    async def _m_getWebhookInfo(self, params: dict[str, Any]) -> Any:
+        with self._lock:
+            return {"url": "", "has_custom_certificate": False, "pending_update_count": len(self._state.updates)}
+
+    async def _m_close(self, params: dict[str, Any]) -> Any:
+        raise _ApiError(400, "Bad Request: close is not supported by the fake server")
+
+    async def _m_logOut(self, params: dict[str, Any]) -> Any:
+        raise _ApiError(400, "Bad Request: logOut is not supported by the fake server")
+
+    def _check_chat(self, params: dict[str, Any]) -> int | str:
+        raw = params.get("chat_id")
+        if raw is None or raw == "":
+            raise _ApiError(400, "Bad Request: chat_id is empty")
+        chat_id = _chat_id(raw)
+        if chat_id is None:
+            raise _ApiError(400, "Bad Request: chat not found")
+        with self._lock:
+            if chat_id in self._state.blocked:
+                raise _ApiError(403, "Forbidden: bot was blocked by the user")
+            if self.reject_unknown_chats and chat_id not in self._state.chat_types:
+                raise _ApiError(400, "Bad Request: chat not found")
+        return chat_id
+
+
+_HANDLERS: dict[str, Any] = {
+    name.removeprefix("_m_").lower(): getattr(FakeTelegramServer, name)
+    for name in dir(FakeTelegramServer)
+    if name.startswith("_m_")
+}
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return web.json_response(body, status=status)
+
+
+async def _read_params(request: web.Request) -> dict[str, Any]:
+    """Parameters as Telegram reads them: query string, JSON body, or form / multipart fields."""
+    params: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        body = await request.read()
+        if body:
+            try:
+                data = json.loads(body)
+            except json.JSONDecodeError as exc:
+                raise ValueError("can't parse JSON body") from exc
+            if not isinstance(data, dict):
+                raise ValueError("JSON body must be an object")
+            params.update(data)
+    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        params.update({key: value for key, value in form.items() if isinstance(value, str)})
+    return params
+
+
+def _text_of(params: dict[str, Any]) -> tuple[str, str, str | None]:
+    text = params.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise _ApiError(400, "Bad Request: message text is empty")
+    parse_mode = params.get("parse_mode") or None
+    if parse_mode is not None and str(parse_mode).lower() not in ("html", "markdown", "markdownv2"):
+        raise _ApiError(400, f"Bad Request: unsupported parse_mode {parse_mode}")
+    try:
+        visible = _visible(text, parse_mode)
+    except TelegramHtmlError as exc:
+        raise _ApiError(400, f"Bad Request: can't parse entities: {exc.reason}") from exc
+    if not visible.strip():
+        raise _ApiError(400, "Bad Request: message text is empty")
+    if len(visible) > MAX_TEXT:
+        raise _ApiError(400, "Bad Request: message is too long")
+    return text, visible, parse_mode
+
+
+def _visible(text: str, parse_mode: str | None) -> str:
+    # Markdown modes are passed through unparsed: the assistant sends HTML only.
+    return parse_html(text).strip() if parse_mode and parse_mode.lower() == "html" else text.strip()
+
+
+def _reply_to(params: dict[str, Any]) -> int | None:
+    reply = _json_value(params.get("reply_parameters"), "reply_parameters")
+    if isinstance(reply, dict) and "message_id" in reply:
+        return int(reply["message_id"])
+    return _optional_int(params.get("reply_to_message_id"), "reply_to_message_id")
+
+
+def _update_type(update: dict[str, Any]) -> str:
+    return next((key for key in update if key != "update_id"), "unknown")
+
+
+def _scope_key(scope: Any, language_code: str) -> str:
+    kind = json.dumps(scope or {"type": "default"}, sort_keys=True)
+    return f"{kind}|{language_code}"
+
+
+def _chat_id(raw: Any) -> int | str | None:
+    if isinstance(raw, int):
+        return raw
+    text = str(raw).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return text if text.startswith("@") else None
+
+
+def _int_or_zero(chat_id: int | str) -> int:
+    return chat_id if isinstance(chat_id, int) else 0
+
+
+def _int(raw: Any, name: str, default: int) -> int:
+    value = _optional_int(raw, name)
+    return default if value is None else value
+
+
+def _optional_int(raw: Any, name: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise _ApiError(400, f'Bad Request: field "{name}" must be of type Integer') from None
+
+
+def _bool(raw: Any) -> bool:
+    return raw is True or str(raw).lower() == "true"
+
+
+def _json_value(raw: Any, name: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise _ApiError(400, f"Bad Request: can't parse {name} JSON object") from None
+
+
+def _json_list(raw: Any) -> list[str] | None:
+    value = _json_value(raw, "allowed_updates")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _ApiError(400, "Bad Request: can't parse allowed_updates")
+    return [str(item) for item in value]
