@@ -26,7 +26,7 @@ ChildBody = Callable[[], Coroutine[Any, Any, None]]
 def backoff_wait(backoff: BackoffSettings) -> tenacity.wait.wait_base:
     """The one exponential-backoff-with-jitter policy used for restarts and retries alike."""
     return tenacity.wait_exponential_jitter(
-        initial=backoff.initial_seconds,
+        multiplier=backoff.initial_seconds,
         max=backoff.max_seconds,
         exp_base=backoff.multiplier,
         jitter=backoff.jitter_seconds,

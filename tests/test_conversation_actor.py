@@ -1,0 +1,321 @@
+"""The conversation actor: write-through history, replay safety, reset, failures and crashes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from actors import texts
+from actors.conversation import ConversationActor, TurnSettings
+from actors.protocol import Command, Reply, ReplyTarget, UserMessage
+from actors.registry import ConversationRegistry
+from actors.supervisor import Supervisor
+from conf import BackoffSettings
+from llm import EmptyToolbox, LLMUnavailable, Message, ModelReply, ToolCall, ToolResult, ToolSpec
+from stores import InMemoryConversationStore
+
+TARGET = ReplyTarget(chat_id=42)
+FAST = BackoffSettings(initial_seconds=0.001, max_seconds=0.005, jitter_seconds=0)
+
+
+class ScriptedModel:
+    """A chat model that answers from a script of callables (or echoes), recording what it saw."""
+
+    def __init__(self, script: Sequence[Callable[[Sequence[Message]], ModelReply]] = ()) -> None:
+        self.script = list(script)
+        self.calls: list[list[dict[str, Any]]] = []
+
+    async def complete(self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], on_delta: Any = None) -> ModelReply:
+        self.calls.append([dict(message) for message in messages])
+        if self.script:
+            return self.script.pop(0)(messages)
+        last_user = next(m for m in reversed(messages) if m["role"] == "user")
+        return ModelReply(text=f"echo: {last_user['content']}")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def fail_with(exc: Exception) -> Callable[[Sequence[Message]], ModelReply]:
+    def raise_it(messages: Sequence[Message]) -> ModelReply:
+        raise exc
+
+    return raise_it
+
+
+class RecordingChannel:
+    """Collects what the actor delivers and acknowledges; `delivered_event` fires on each delivery."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.done_ids: list[int] = []
+        self.typing_blocks = 0
+        self.delivered_event = asyncio.Event()
+
+    async def deliver(self, reply: Reply) -> None:
+        self.replies.append(reply)
+        self.delivered_event.set()
+
+    @asynccontextmanager
+    async def typing(self, target: ReplyTarget) -> AsyncIterator[None]:
+        self.typing_blocks += 1
+        yield
+
+    async def done(self, update_id: int) -> None:
+        self.done_ids.append(update_id)
+
+    @property
+    def texts(self) -> list[str]:
+        return [reply.text for reply in self.replies]
+
+
+class OneTool:
+    """A toolbox with one tool, `clock`, that answers a fixed time."""
+
+    def specs(self) -> Sequence[ToolSpec]:
+        return [ToolSpec("clock", "What time it is", {"type": "object", "properties": {}})]
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> ToolResult:
+        return ToolResult("12:00")
+
+
+class World:
+    """A registry of conversation actors over one store, model and channel."""
+
+    def __init__(self, model: ScriptedModel, store: InMemoryConversationStore | None = None, toolbox: Any = None) -> None:
+        self.model = model
+        self.store = store or InMemoryConversationStore()
+        self.channel = RecordingChannel()
+        self.supervisor = Supervisor("conversations", backoff=FAST, max_restarts=10, window_seconds=60)
+        self.registry: ConversationRegistry[ConversationActor] = ConversationRegistry(
+            self.new_actor, self.supervisor, idle_seconds=60
+        )
+        self.toolbox = toolbox or EmptyToolbox()
+
+    def new_actor(self, conversation_id: str) -> ConversationActor:
+        return ConversationActor(
+            conversation_id,
+            store=self.store,
+            model=self.model,
+            toolbox=self.toolbox,
+            channel=self.channel,
+            settings=TurnSettings("Be brief.", max_steps=4, context_tokens=4000),
+        )
+
+    async def ask(self, message: UserMessage | Command) -> Any:
+        return await self.registry.ask(message.conversation_id, message, timeout=10)
+
+    async def records(self, conversation_id: str = "42") -> list[dict[str, Any]]:
+        return await self.store.load(conversation_id)
+
+    async def stop(self) -> None:
+        await self.registry.stop(5)
+
+
+def user(text: str, update_id: int | None) -> UserMessage:
+    return UserMessage("42", text, TARGET, update_id, 42)
+
+
+async def test_a_message_is_answered_and_every_record_is_written_through() -> None:
+    world = World(ScriptedModel())
+    assert await world.ask(user("hello", 1)) == "echo: hello"
+    records = await world.records()
+    assert [record["seq"] for record in records] == [0, 1, 2]
+    assert [(record.get("role"), record.get("type")) for record in records] == [
+        ("user", None),
+        ("assistant", None),
+        (None, "delivered"),
+    ]
+    assert records[0]["content"] == "hello"
+    assert all(record["update_id"] == 1 for record in records)
+    assert world.channel.texts == ["echo: hello"]
+    assert world.channel.done_ids == [1]
+    assert world.channel.typing_blocks == 1
+    await world.stop()
+
+
+async def test_the_model_sees_the_whole_conversation_in_order() -> None:
+    world = World(ScriptedModel())
+    for update_id, text in enumerate(["one", "two", "three"], start=1):
+        await world.ask(user(text, update_id))
+    seen = world.model.calls[-1]
+    assert [(m["role"], m["content"]) for m in seen] == [
+        ("user", "one"),
+        ("assistant", "echo: one"),
+        ("user", "two"),
+        ("assistant", "echo: two"),
+        ("user", "three"),
+    ]
+    await world.stop()
+
+
+async def test_a_replayed_update_that_was_delivered_is_skipped() -> None:
+    world = World(ScriptedModel())
+    await world.ask(user("hello", 5))
+    assert await world.ask(user("hello", 5)) is None
+    assert await world.ask(user("older", 4)) is None
+    assert len(world.model.calls) == 1
+    assert world.channel.texts == ["echo: hello"]
+    assert world.channel.done_ids == [5, 5, 4]
+    assert len([r for r in await world.records() if r.get("role") == "user"]) == 1
+    await world.stop()
+
+
+async def test_after_a_restart_an_unanswered_message_gets_its_turn_once() -> None:
+    store = InMemoryConversationStore()
+    await store.append("42", [{"seq": 0, "role": "user", "content": "still there?", "update_id": 9, "chat_id": 42}])
+    world = World(ScriptedModel(), store)
+    assert await world.ask(user("still there?", 9)) == "echo: still there?"
+    records = await world.records()
+    assert [r.get("role") or r.get("type") for r in records] == ["user", "assistant", "delivered"]
+    assert world.channel.done_ids == [9]
+    await world.stop()
+
+
+async def test_after_a_restart_an_answer_not_yet_delivered_is_delivered_without_the_model() -> None:
+    store = InMemoryConversationStore()
+    await store.append(
+        "42",
+        [
+            {"seq": 0, "role": "user", "content": "hi", "update_id": 3, "chat_id": 42},
+            {"seq": 1, "role": "assistant", "content": "hello again", "update_id": 3, "chat_id": 42},
+        ],
+    )
+    model = ScriptedModel()
+    world = World(model, store)
+    assert await world.ask(user("hi", 3)) == "hello again"
+    assert model.calls == []
+    assert world.channel.replies[0].target == TARGET
+    assert (await world.records())[-1]["type"] == "delivered"
+    await world.stop()
+
+
+async def test_reset_starts_afresh_and_keeps_the_archive() -> None:
+    world = World(ScriptedModel())
+    await world.ask(user("remember 7", 1))
+    assert await world.ask(Command("42", "reset", TARGET, 2, 42)) == texts.RESET
+    await world.ask(user("what number?", 3))
+    assert [(m["role"], m["content"]) for m in world.model.calls[-1]] == [("user", "what number?")]
+    records = await world.records()
+    assert records[0]["content"] == "remember 7"
+    assert any(record.get("type") == "reset" for record in records)
+    # A new activation (after eviction or a restart) starts after the reset marker too.
+    world.registry.evict_idle(now=float("inf"))
+    await world.ask(user("and now?", 4))
+    assert [m["content"] for m in world.model.calls[-1] if m["role"] == "user"] == ["what number?", "and now?"]
+    await world.stop()
+
+
+async def test_help_and_start_answer_without_the_model() -> None:
+    model = ScriptedModel()
+    world = World(model)
+    assert await world.ask(Command("42", "help", TARGET, 1, 42)) == texts.HELP
+    assert await world.ask(Command("42", "start", TARGET, 2, 42)) == texts.START
+    assert model.calls == []
+    assert await world.ask(Command("42", "help", TARGET, 1, 42)) is None
+    await world.stop()
+
+
+async def test_a_model_outage_is_told_to_the_user_and_the_next_message_works() -> None:
+    model = ScriptedModel([fail_with(LLMUnavailable("down", status=503))])
+    world = World(model)
+    assert await world.ask(user("hello", 1)) == texts.MODEL_UNAVAILABLE
+    assert await world.ask(user("again", 2)) == "echo: again"
+    assert world.channel.texts == [texts.MODEL_UNAVAILABLE, "echo: again"]
+    assert [m["content"] for m in model.calls[-1] if m["role"] == "user"] == ["hello", "again"]
+    await world.stop()
+
+
+async def test_a_crash_mid_turn_restarts_the_actor_and_the_message_is_answered_once() -> None:
+    model = ScriptedModel([fail_with(RuntimeError("bug in the middle of a turn"))])
+    world = World(model)
+    assert await world.ask(user("hello", 1)) == "echo: hello"
+    records = await world.records()
+    assert [r.get("role") or r.get("type") for r in records] == ["user", "assistant", "delivered"]
+    assert world.channel.texts == ["echo: hello"]
+    await world.stop()
+
+
+async def test_a_poison_message_is_dead_lettered_the_user_told_and_the_actor_goes_on() -> None:
+    boom = fail_with(RuntimeError("always"))
+    model = ScriptedModel([boom, boom])
+    world = World(model)
+    with pytest.raises(Exception, match="dead-lettered"):
+        await world.ask(user("poison", 1))
+    assert world.channel.texts == [texts.DEAD_LETTER]
+    assert world.channel.done_ids == [1]
+    assert await world.ask(user("next", 2)) == "echo: next"
+    assert await world.ask(user("poison", 1)) is None  # a replay of the dead letter is skipped
+    await world.stop()
+
+
+async def test_tool_records_are_written_through_with_the_update_id() -> None:
+    call = ToolCall("call-1", "clock", {}, "{}")
+    model = ScriptedModel([lambda messages: ModelReply(text="", tool_calls=(call,)), lambda messages: ModelReply(text="It is noon.")])
+    world = World(model, toolbox=OneTool())
+    assert await world.ask(user("time?", 1)) == "It is noon."
+    records = await world.records()
+    assert [r.get("role") or r.get("type") for r in records] == ["user", "assistant", "tool", "assistant", "delivered"]
+    assert records[2]["content"] == "12:00"
+    assert {r["update_id"] for r in records} == {1}
+    await world.stop()
+
+
+async def test_tool_calls_interrupted_by_a_crash_are_closed_before_the_turn_resumes() -> None:
+    store = InMemoryConversationStore()
+    await store.append(
+        "42",
+        [
+            {"seq": 0, "role": "user", "content": "time?", "update_id": 1, "chat_id": 42},
+            {
+                "seq": 1,
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"id": "a", "name": "clock", "arguments": {}}, {"id": "b", "name": "clock", "arguments": {}}],
+                "update_id": 1,
+            },
+            {"seq": 2, "role": "tool", "tool_call_id": "a", "name": "clock", "content": "12:00", "is_error": False, "update_id": 1},
+        ],
+    )
+    model = ScriptedModel([lambda messages: ModelReply(text="Noon, I think.")])
+    world = World(model, store, OneTool())
+    assert await world.ask(user("time?", 1)) == "Noon, I think."
+    seen = model.calls[0]
+    assert [m.get("tool_call_id") for m in seen if m["role"] == "tool"] == ["a", "b"]
+    assert seen[-1]["is_error"] is True
+    await world.stop()
+
+
+async def test_console_messages_without_update_ids_are_all_answered() -> None:
+    world = World(ScriptedModel())
+    assert await world.ask(user("a", None)) == "echo: a"
+    assert await world.ask(user("a", None)) == "echo: a"
+    assert world.channel.done_ids == []
+    assert len(await world.records()) == 4
+    await world.stop()
+
+
+async def test_chats_are_independent_while_one_turn_is_slow() -> None:
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    class SlowForOne(ScriptedModel):
+        async def complete(self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], on_delta: Any = None) -> ModelReply:
+            if messages[-1]["content"] == "slow":
+                entered.set()
+                await release.wait()
+            return await super().complete(system, messages, tools, on_delta)
+
+    world = World(SlowForOne())
+    slow = asyncio.create_task(world.registry.ask("42", user("slow", 1)))
+    await entered.wait()
+    fast = await world.registry.ask("43", UserMessage("43", "fast", ReplyTarget(43), 2, 43), timeout=5)
+    assert fast == "echo: fast"
+    assert not slow.done()
+    release.set()
+    assert await slow == "echo: slow"
+    await world.stop()
