@@ -15,6 +15,7 @@ __all__ = [
     "LLMUnavailable",
     "Message",
     "ModelReply",
+    "RecordSink",
     "ToolCall",
     "ToolResult",
     "ToolSpec",
@@ -94,7 +95,14 @@ class LLMError(Exception):
 
 
 class LLMUnavailable(LLMError):
-    """The model could not be reached or kept failing (429, 5xx, timeouts) until the retry budget ran out."""
+    """The model could not be reached or kept failing (429, 5xx, timeouts) until the retry budget ran out.
+
+    `retry_after` is the provider's `Retry-After` in seconds, when it sent one (a retry policy honours it).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
 
 
 class LLMRejected(LLMError):
@@ -134,3 +142,4 @@ class Toolbox(Protocol):
 
 
 RecordSink = Callable[[dict[str, Any]], Awaitable[None]]
+"""Receives each history record a turn makes (without `seq`), and persists it before the turn goes on."""

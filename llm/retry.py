@@ -1,0 +1,97 @@
+"""Retrying a chat model within a time budget: exponential backoff with jitter, honouring Retry-After."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_before_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from conf.settings import BackoffSettings
+from llm.base import ChatModel, DeltaCallback, LLMRejected, LLMUnavailable, Message, ModelReply, ToolSpec
+
+__all__ = ["RetryingChatModel"]
+
+log = structlog.get_logger(__name__)
+
+
+class RetryingChatModel:
+    """A ChatModel that retries LLMUnavailable (429, 5xx, timeouts, connection errors, malformed replies).
+
+    - Waits grow exponentially from `backoff.initial_seconds` by `backoff.multiplier`, capped at
+      `backoff.max_seconds`, plus up to `backoff.jitter_seconds` of random jitter.
+    - A provider's Retry-After replaces the computed wait (the provider knows when it will take us back).
+    - It gives up when the next wait would end past `budget_seconds` after the first attempt started
+      (a Retry-After longer than what is left of the budget therefore ends the retries at once), and
+      re-raises the last LLMUnavailable, so the caller can tell the user within a bounded time.
+    - LLMRejected is never retried: it is logged once as `llm_request_rejected` and re-raised.
+    - Streaming: a failed attempt may already have passed some deltas to `on_delta` before failing; the
+      next attempt streams its text again from the start. Callers must treat deltas as a progress signal
+      (typing indicator, live preview) and use only the final ModelReply's text as the answer.
+    - Cancellation propagates at once, also during a wait.
+    """
+
+    def __init__(self, model: ChatModel, backoff: BackoffSettings, budget_seconds: float) -> None:
+        self._model = model
+        self._budget_seconds = budget_seconds
+        self._backoff_wait = wait_exponential(
+            multiplier=backoff.initial_seconds, exp_base=backoff.multiplier, max=backoff.max_seconds
+        ) + wait_random(0, backoff.jitter_seconds)
+
+    @property
+    def model(self) -> ChatModel:
+        """The wrapped model."""
+        return self._model
+
+    async def complete(
+        self,
+        system: str,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        on_delta: DeltaCallback | None = None,
+    ) -> ModelReply:
+        """Ask the wrapped model, retrying LLMUnavailable within the budget (see the class docstring)."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(LLMUnavailable),
+            wait=self._wait,
+            stop=stop_before_delay(self._budget_seconds),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._model.complete(system, messages, tools, on_delta)
+        except LLMRejected as exc:
+            log.error("llm_request_rejected", status=exc.status, reason=str(exc))
+            raise
+        raise AssertionError("unreachable: tenacity either returns, re-raises or retries")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, LLMUnavailable) and error.retry_after is not None:
+            remaining = self._budget_seconds - (state.seconds_since_start or 0.0)
+            return max(0.0, min(error.retry_after, remaining))
+        return float(self._backoff_wait(state))
+
+    async def aclose(self) -> None:
+        """Close the wrapped model."""
+        await self._model.aclose()
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning(
+        "llm_retry",
+        attempt=state.attempt_number,
+        wait_s=round(state.upcoming_sleep, 3),
+        status=getattr(error, "status", None),
+        reason=str(error),
+    )
