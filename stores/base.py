@@ -30,7 +30,7 @@ class ConflictError(StoreError):
         self.seq = seq
 
 
-class _Resource(ABC):
+class _Resource(ABC):  # noqa: B024 - abstract only to forbid direct use; every hook has a default
     """Opened with `async with` (or `open()`/`close()`): clients and files live between the two."""
 
     async def open(self) -> None:  # noqa: B027 - a backend without resources needs no opening
