@@ -344,23 +344,49 @@ class FakeTelegramServer(UpdateBuilder):
 
     async def await_sent(self, chat_id: int | None = None, count: int = 1, timeout: float = 5.0) -> list[SentMessage]:
         """Like `wait_for_sent`, but awaits without blocking the caller's event loop."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        waiter = _Waiter(lambda: len(self._matching(chat_id)) >= count, loop, future)
+        try:
+            await self._await(lambda: len(self._matching(chat_id)) >= count, timeout, "")
+        except TimeoutError:
+            raise TimeoutError(f"expected {count} message(s) to {chat_id}; sent: {self.sent!r}") from None
         with self._lock:
-            if waiter.predicate():
-                return self._matching(chat_id)
+            return self._matching(chat_id)
+
+    async def await_calls(self, method: str, count: int = 1, timeout: float = 5.0) -> None:
+        """Await until `method` was called `count` times in all (faulted calls included)."""
+        await self._await(lambda: self._state.calls.count(method) >= count, timeout, f"{count} {method} call(s)")
+
+    async def await_chat_actions(self, chat_id: int | None = None, count: int = 1, timeout: float = 5.0) -> None:
+        """Await until `count` chat actions were recorded (in `chat_id`, if given)."""
+
+        def enough() -> bool:
+            return sum(1 for a in self._state.chat_actions if chat_id is None or a.chat_id == chat_id) >= count
+
+        await self._await(enough, timeout, f"{count} chat action(s) in {chat_id}")
+
+    async def _await(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(predicate, loop, loop.create_future())
+        with self._lock:
+            if predicate():
+                return
             self._waiters.append(waiter)
         try:
             async with asyncio.timeout(timeout):
-                await future
+                await waiter.future
         except TimeoutError:
-            raise TimeoutError(f"expected {count} message(s) to {chat_id}; sent: {self.sent!r}") from None
+            raise TimeoutError(f"expected {what}; calls: {self.calls!r}") from None
         finally:
             with self._lock:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
-        return self._matching(chat_id)
+
+    def _notify(self) -> None:
+        """Wake the waiters whose condition now holds (call with the lock held)."""
+        self._sent_cond.notify_all()
+        for waiter in list(self._waiters):
+            if waiter.predicate():
+                self._waiters.remove(waiter)
+                waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
 
     def _matching(self, chat_id: int | None) -> list[SentMessage]:
         return [m for m in self._state.sent if chat_id is None or m.chat_id == chat_id]
@@ -368,11 +394,7 @@ class FakeTelegramServer(UpdateBuilder):
     def _record_sent(self, message: SentMessage) -> None:
         with self._sent_cond:
             self._state.sent.append(message)
-            self._sent_cond.notify_all()
-            for waiter in list(self._waiters):
-                if waiter.predicate():
-                    self._waiters.remove(waiter)
-                    waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+            self._notify()
 
     # -- HTTP --------------------------------------------------------------------------------------
 
@@ -391,6 +413,7 @@ class FakeTelegramServer(UpdateBuilder):
             return _error(400, f"Bad Request: {exc}")
         with self._lock:
             self._state.calls.append(canonical)
+            self._notify()
         if handler is None:
             return _error(404, "Not Found")
         try:
@@ -518,6 +541,7 @@ class FakeTelegramServer(UpdateBuilder):
         thread = _optional_int(params.get("message_thread_id"), "message_thread_id")
         with self._lock:
             self._state.chat_actions.append(ChatAction(chat_id, action, thread, time.monotonic()))
+            self._notify()
         return True
 
     async def _m_setMyCommands(self, params: dict[str, Any]) -> Any:
