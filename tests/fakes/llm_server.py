@@ -99,8 +99,8 @@ class FakeToolResult:
 
 @dataclass(slots=True)
 class FakeLLMRequest:
-    """A request the server received. `json` is the parsed body (None if it was not JSON);
-    `rejection` is the error message when the server refused it (400/401)."""
+    """A request the server received. `headers` has lower-case names; `json` is the parsed body (None
+    if it was not JSON); `rejection` is the error message when the server refused it (400/401)."""
 
     provider: Literal["openai", "anthropic"]
     path: str
@@ -362,7 +362,7 @@ class FakeLLMServer:
             body: Any = json.loads(raw)
         except ValueError:
             body = None
-        request = FakeLLMRequest(provider, http.path, dict(http.headers), body)
+        request = FakeLLMRequest(provider, http.path, {k.lower(): v for k, v in http.headers.items()}, body)
         status, problem = _check(request)
         request.rejection = problem
         self._arrive(request)
@@ -409,7 +409,7 @@ _OPENAI_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
 def _check(request: FakeLLMRequest) -> tuple[int, str | None]:
     """(status, problem) for a request the real API would refuse; problem None means it is fine."""
-    headers = {key.lower(): value for key, value in request.headers.items()}
+    headers = request.headers
     if request.provider == "openai":
         if not headers.get("authorization", "").strip():
             return 401, "You didn't provide an API key. You need to provide your API key in an Authorization header."

@@ -1,0 +1,279 @@
+"""The OpenAI-compatible provider, the factory and the fake server: the real `openai` SDK over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from conf.settings import BackoffSettings, ConfigError, LLMSettings
+from llm import LLMRejected, LLMUnavailable, ToolSpec, build_chat_model, load_system_prompt
+from llm.openai_provider import OpenAIChatModel
+from tests.fakes.llm_server import CallTools, Fail, FakeLLMServer, Hang, Malformed, Reply
+
+FAST = BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0)
+KEY = "sk-test-secret-key-123"
+CLOCK = ToolSpec("clock", "The time now.", {"type": "object", "properties": {}})
+ADD = ToolSpec("add", "Add numbers.", {"type": "object", "properties": {"a": {"type": "number"}}})
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+def raw_model(server: FakeLLMServer, *, stream: bool = True, timeout: float = 5.0) -> OpenAIChatModel:
+    return OpenAIChatModel(
+        model="gpt-test", api_key=KEY, base_url=server.openai_base_url, stream=stream, request_timeout_seconds=timeout
+    )
+
+
+def settings(server: FakeLLMServer, **changes: object) -> LLMSettings:
+    values: dict[str, object] = {"provider": "openai", "base_url": server.openai_base_url, "api_key": KEY}
+    return LLMSettings.model_validate(values | changes)
+
+
+USER = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_plain_answer_comes_back_with_the_system_prompt_sent_first(llm: FakeLLMServer, stream: bool) -> None:
+    model = raw_model(llm, stream=stream)
+    reply = await model.complete("Be brief.", USER, [])
+    await model.aclose()
+    assert reply.text == "echo: hello there"
+    assert reply.tool_calls == ()
+    request = llm.requests[0]
+    assert request.rejection is None
+    assert request.stream is stream
+    assert request.json["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert "tools" not in request.json
+
+
+async def test_streaming_passes_each_text_delta_in_order(llm: FakeLLMServer) -> None:
+    llm.script(Reply("one two three four"))
+    deltas: list[str] = []
+    model = raw_model(llm)
+    reply = await model.complete("", USER, [], deltas.append)
+    await model.aclose()
+    assert len(deltas) == 4
+    assert "".join(deltas) == reply.text == "one two three four"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tool_calls_come_back_with_their_arguments_parsed(llm: FakeLLMServer, stream: bool) -> None:
+    llm.script(CallTools([("clock", {}), ("add", {"a": 1, "b": [2, 3]})], text="Let me check."))
+    model = raw_model(llm, stream=stream)
+    reply = await model.complete("", USER, [CLOCK, ADD])
+    await model.aclose()
+    assert reply.text == "Let me check."
+    assert [(call.name, call.arguments) for call in reply.tool_calls] == [("clock", {}), ("add", {"a": 1, "b": [2, 3]})]
+    assert len({call.id for call in reply.tool_calls}) == 2
+    assert llm.requests[0].json["tools"][1] == {
+        "type": "function",
+        "function": {"name": "add", "description": "Add numbers.", "parameters": ADD.parameters},
+    }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_arguments_that_are_not_json_become_a_call_without_arguments(llm: FakeLLMServer, stream: bool) -> None:
+    llm.script(CallTools([("add", '{"a": 1,,'), ("add", "[1, 2]")]))
+    model = raw_model(llm, stream=stream)
+    reply = await model.complete("", USER, [ADD])
+    await model.aclose()
+    assert [(call.arguments, call.raw_arguments) for call in reply.tool_calls] == [
+        (None, '{"a": 1,,'),
+        (None, "[1, 2]"),
+    ]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_history_with_tool_results_is_accepted_by_the_api(llm: FakeLLMServer, stream: bool) -> None:
+    history = [
+        {"role": "user", "content": "what time is it?", "seq": 1, "update_id": 7},
+        {"type": "reset"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "clock", "arguments": {}}]},
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "name": "clock",
+            "content": "12:00",
+            "is_error": False,
+            "images": [{"mime_type": "image/png", "data_base64": "AAAA"}],
+        },
+    ]
+    model = raw_model(llm, stream=stream)
+    reply = await model.complete("", history, [CLOCK])
+    await model.aclose()
+    request = llm.requests[0]
+    assert request.rejection is None
+    assert reply.text.startswith("tool said: 12:00")
+    assert "image/png" in request.json["messages"][-1]["content"]
+    assert all(set(m) <= {"role", "content", "tool_calls", "tool_call_id"} for m in request.json["messages"])
+
+
+async def test_a_request_the_api_refuses_is_rejected_with_its_status(llm: FakeLLMServer) -> None:
+    model = OpenAIChatModel(model="", api_key=KEY, base_url=llm.openai_base_url)
+    with pytest.raises(LLMRejected) as caught:
+        await model.complete("", USER, [])
+    await model.aclose()
+    assert caught.value.status == 400
+    assert llm.requests[0].rejection == "you must provide a model parameter"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("kind", ["json", "shape", "disconnect"])
+async def test_a_malformed_response_is_unavailable(llm: FakeLLMServer, stream: bool, kind: str) -> None:
+    llm.script(Malformed(kind))  # type: ignore[arg-type]
+    model = raw_model(llm, stream=stream)
+    with pytest.raises(LLMUnavailable):
+        await model.complete("", USER, [])
+    await model.aclose()
+
+
+async def test_a_server_that_never_answers_times_out_as_unavailable(llm: FakeLLMServer) -> None:
+    llm.script(Hang())
+    model = raw_model(llm, timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailable, match="timed out"):
+        await model.complete("", USER, [])
+    await model.aclose()
+    assert time.monotonic() - started < 3
+
+
+async def test_429_with_retry_after_waits_that_long_then_succeeds(llm: FakeLLMServer) -> None:
+    llm.script([Fail(429, retry_after=0.2)])
+    model = build_chat_model(settings(llm), FAST)
+    with capture_logs() as logs:
+        started = time.monotonic()
+        reply = await model.complete("", USER, [])
+        elapsed = time.monotonic() - started
+    await model.aclose()
+    assert reply.text == "echo: hello there"
+    assert len(llm.requests) == 2
+    assert llm.requests[1].received_at - llm.requests[0].received_at >= 0.2 * 0.9
+    assert elapsed >= 0.18
+    retries = [line for line in logs if line["event"] == "llm_retry"]
+    assert [(r["status"], r["wait_s"], r["attempt"]) for r in retries] == [(429, 0.2, 1)]
+
+
+async def test_a_500_is_retried_until_the_model_answers(llm: FakeLLMServer) -> None:
+    llm.script([Fail(500), Fail(503), Reply("finally")])
+    model = build_chat_model(settings(llm, stream=False), FAST)
+    reply = await model.complete("", USER, [])
+    await model.aclose()
+    assert reply.text == "finally"
+    assert len(llm.requests) == 3
+
+
+async def test_a_wrong_key_is_rejected_once_and_logged_without_the_key(llm: FakeLLMServer) -> None:
+    llm.script(lambda request: Fail(401))
+    model = build_chat_model(settings(llm), FAST)
+    with capture_logs() as logs, pytest.raises(LLMRejected) as caught:
+        await model.complete("", USER, [])
+    await model.aclose()
+    assert caught.value.status == 401
+    assert len(llm.requests) == 1
+    assert [line["status"] for line in logs if line["event"] == "llm_request_rejected"] == [401]
+    assert KEY not in str(caught.value)
+    assert KEY not in repr(logs)
+
+
+async def test_an_outage_gives_up_within_the_budget_with_the_last_error(llm: FakeLLMServer) -> None:
+    llm.script(lambda request: Fail(503))
+    model = build_chat_model(settings(llm, retry_budget_seconds=0.3), FAST)
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailable) as caught:
+        await model.complete("", USER, [])
+    elapsed = time.monotonic() - started
+    await model.aclose()
+    assert caught.value.status == 503
+    assert len(llm.requests) >= 3
+    assert elapsed < 0.3 + 1.0  # the budget, plus the duration of the last attempt
+
+
+async def test_an_empty_api_key_still_reaches_a_local_server(llm: FakeLLMServer) -> None:
+    model = build_chat_model(settings(llm, api_key=""), FAST)
+    reply = await model.complete("", USER, [])
+    await model.aclose()
+    assert reply.text == "echo: hello there"
+    assert llm.requests[0].headers["authorization"] == "Bearer not-needed"
+
+
+async def test_the_fake_server_answers_many_requests_concurrently(llm: FakeLLMServer) -> None:
+    llm.latency = 0.5
+    model = build_chat_model(settings(llm, stream=False), FAST)
+    started = time.monotonic()
+    replies = await asyncio.gather(
+        *(model.complete("", [{"role": "user", "content": f"n{i}"}], []) for i in range(100))
+    )
+    elapsed = time.monotonic() - started
+    await model.aclose()
+    assert sorted(reply.text for reply in replies) == sorted(f"echo: n{i}" for i in range(100))
+    assert elapsed < 3  # one after another it would take 50 s
+    assert len(await llm.await_requests(100, timeout=1)) == 100
+
+
+def test_the_fake_server_refuses_a_request_without_a_key_with_401() -> None:
+    with FakeLLMServer() as server:
+        llm_settings = LLMSettings(provider="openai", base_url=server.openai_base_url, api_key=KEY)
+        assert server.base_url.startswith("http://127.0.0.1:")
+        import httpx2
+
+        response = httpx2.post(f"{server.openai_base_url}/chat/completions", json={"model": "m", "messages": []})
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+        assert server.wait_for_requests(1, timeout=1)[0].rejection is not None
+        assert llm_settings.model == "gpt-4o-mini"
+
+
+def _imported_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.split()
+    return {name.split(".")[0] for name in out}
+
+
+def test_importing_llm_imports_no_provider_sdk() -> None:
+    modules = _imported_after("import llm")
+    assert "openai" not in modules
+    assert "anthropic" not in modules
+
+
+def test_building_the_openai_model_imports_only_the_openai_sdk() -> None:
+    modules = _imported_after(
+        "from conf.settings import LLMSettings, BackoffSettings\n"
+        "from llm import build_chat_model\n"
+        "build_chat_model(LLMSettings(provider='openai', api_key='k'), BackoffSettings())"
+    )
+    assert "openai" in modules
+    assert "anthropic" not in modules
+
+
+def test_the_system_prompt_file_wins_over_the_inline_prompt(tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("You are a pirate.\n", encoding="utf-8")
+    assert load_system_prompt(LLMSettings(system_prompt="inline")) == "inline"
+    assert (
+        load_system_prompt(LLMSettings(system_prompt="inline", system_prompt_file=str(prompt))) == "You are a pirate."
+    )
+
+
+def test_a_missing_system_prompt_file_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_system_prompt(LLMSettings(system_prompt_file=str(tmp_path / "nope.txt")))
+    assert caught.value.setting == "llm.system_prompt_file"
