@@ -23,6 +23,7 @@ log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_FATAL = 1
+GAUGE_INTERVAL_SECONDS = 60.0
 
 Mode = Literal["telegram", "console"]
 
@@ -111,10 +112,11 @@ class AssistantSystem:
                 new_actor,
                 conversations,
                 idle_seconds=settings.actors.idle_seconds,
-                on_count_changed=(metrics.actors_alive if metrics is not None else None),
             )
             self.registry = registry
-            root.start_child("registry-sweeper", registry.run_evictions, stop=registry.stop_sweeper)
+            root.start_child("registry-sweeper", registry.run_evictions, restart="transient", stop=registry.stop_sweeper)
+            if metrics is not None:
+                root.start_child("gauges", lambda: self._report_gauges(registry, metrics), restart="transient")
 
             gateway_child = self._start_gateway(root, registry, ingress, channel_holder, metrics)
             log.info(
@@ -138,6 +140,13 @@ class AssistantSystem:
                     await self.gateway.aclose()
         log.info("assistant_stopped", exit_code=self.exit_code)
         return self.exit_code
+
+    async def _report_gauges(self, registry: ConversationRegistry[ConversationActor], metrics: Any) -> None:
+        """Actors alive and the deepest mailbox, once a minute (one line, not one per message)."""
+        while True:
+            await asyncio.sleep(GAUGE_INTERVAL_SECONDS)
+            metrics.actors_alive(len(registry))
+            metrics.mailbox_depth(max((actor.queued for actor in registry), default=0), actor_kind="conversation")
 
     def _metrics(self) -> Any:
         if not self.settings.metrics.enabled:

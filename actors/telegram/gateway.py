@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
@@ -12,11 +13,12 @@ import structlog
 from telegram import Bot, BotCommand
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
+from telegram.warnings import PTBUserWarning
 
 from actors import texts
 from actors.protocol import DeliveryFailed, Reply, ReplyTarget
 from actors.registry import ConversationRegistry
-from actors.runtime import Actor, ActorStopped, MailboxFull
+from actors.runtime import ActorStopped, MailboxFull
 from actors.supervisor import backoff_delay, backoff_wait
 from actors.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
 from actors.telegram.sender import DeliveryError, TelegramSender
@@ -33,6 +35,10 @@ BOT_COMMANDS = (
     BotCommand("help", "What I can do"),
 )
 ALLOWED_UPDATES = ["message"]
+
+# We call getUpdates through do_api_request on purpose: it hands back raw JSON, which goes to the
+# ingress log as is, and one update PTB cannot parse cannot then fail (and so stall) its whole batch.
+warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
 _CONFLICT_GIVE_UP_SECONDS = 120.0
 
 
@@ -320,10 +326,6 @@ class TelegramGateway:
             # Stopping: the update stays in the ingress log and is replayed at the next start.
             log.info("update_deferred", update_id=update_id, conversation_id=route.conversation_id)
         else:
-            if self._metrics is not None:
-                actor: Actor[Any] | None = self._registry.get(route.conversation_id)
-                if actor is not None:
-                    self._metrics.mailbox_depth(actor.queued, actor_kind="conversation")
             log.debug("update_routed", update_id=update_id, conversation_id=route.conversation_id, replay=replay)
 
     async def _notify(self, reply: Reply) -> None:

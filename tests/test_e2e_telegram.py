@@ -1,0 +1,262 @@
+"""End to end: the built system against the fake Bot API and the fake model, over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actors import texts
+from tests.e2e_support import assistant_env, fast_settings, running
+from tests.fakes.llm_server import Fail, FakeLLMRequest, FakeLLMServer, Reply
+from tests.fakes.telegram_server import FakeTelegramServer
+
+
+@pytest.fixture
+def tg() -> Iterator[FakeTelegramServer]:
+    with FakeTelegramServer() as server:
+        yield server
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def env(tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path) -> dict[str, str]:
+    return assistant_env(tg, llm, tmp_path / "store")
+
+
+async def test_a_message_is_answered_in_its_chat(tg: FakeTelegramServer, env: dict[str, str]) -> None:
+    async with running(fast_settings(env)):
+        tg.add_text_message(42, "hello there")
+        [reply] = await tg.await_sent(chat_id=42, timeout=10)
+    assert reply.text == "echo: hello there"
+    assert reply.parse_mode == "HTML"
+
+
+async def test_chats_are_answered_in_parallel(tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]) -> None:
+    llm.latency = 3.0
+    async with running(fast_settings(env)):
+        for chat in range(1, 21):
+            tg.add_text_message(chat, f"hi from {chat}")
+        # All twenty model calls are in flight before the first answers: none waits for another.
+        await llm.await_requests(20, timeout=2.5)
+        assert tg.sent == []
+        sent = await tg.await_sent(count=20, timeout=10)
+    assert sorted(message.chat_id for message in sent) == list(range(1, 21))
+
+
+async def test_one_chats_messages_are_handled_one_at_a_time_in_order(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    async with running(fast_settings(env)):
+        for index in range(5):
+            tg.add_text_message(42, f"m{index}")
+        sent = await tg.await_sent(chat_id=42, count=5, timeout=10)
+    assert [message.text for message in sent] == [f"echo: m{index}" for index in range(5)]
+    # Each request saw every earlier exchange: the turns ran one after another.
+    assert [len([m for m in request.messages if m["role"] == "user"]) for request in llm.requests] == [1, 2, 3, 4, 5]
+
+
+async def test_a_long_answer_arrives_split_in_order(tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]) -> None:
+    paragraphs = [f"Paragraph {index}: " + "word " * 150 for index in range(20)]
+    answer = "\n\n".join(paragraphs)
+    llm.script(Reply(answer))
+    async with running(fast_settings(env)):
+        tg.add_text_message(42, "tell me a lot")
+        await tg.await_calls("sendMessage", count=3, timeout=10)
+        await asyncio.sleep(0)  # let the remaining chunks go out; the count below waits for them
+        sent = await tg.await_sent(chat_id=42, count=len(answer) // 4096 + 1, timeout=10)
+    assert len(sent) >= 2
+    assert all(len(message.text) <= 4096 for message in sent)
+    joined = " ".join(message.text for message in sent)
+    assert joined.split() == answer.split()
+
+
+async def test_formatting_telegram_refuses_is_sent_plain(tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]) -> None:
+    llm.script(Reply("This is **bold** & <b>brave</b>."))
+    tg.fail_next("sendMessage", 400, "Bad Request: can't parse entities: unsupported start tag", chat_id=42)
+    async with running(fast_settings(env)):
+        tg.add_text_message(42, "format something")
+        [reply] = await tg.await_sent(chat_id=42, timeout=10)
+    assert reply.parse_mode is None
+    assert "bold" in reply.text
+    assert "<b>" not in reply.text or "brave" in reply.text
+
+
+async def test_flood_control_in_one_chat_does_not_stall_another(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    tg.fail_next("sendMessage", 429, retry_after=2, chat_id=1)
+    async with running(fast_settings(env)):
+        tg.add_text_message(1, "first chat")
+        await tg.await_calls("sendMessage", count=1, timeout=10)  # chat 1 got its 429
+        tg.add_text_message(2, "second chat")
+        [other] = await tg.await_sent(chat_id=2, timeout=1.5)
+        assert tg.sent_to(1) == []
+        [delayed] = await tg.await_sent(chat_id=1, timeout=10)
+    assert other.text == "echo: second chat"
+    assert delayed.text == "echo: first chat"
+
+
+async def test_polling_resumes_after_a_getupdates_outage(tg: FakeTelegramServer, env: dict[str, str]) -> None:
+    async with running(fast_settings(env)):
+        await tg.await_calls("getUpdates", count=1, timeout=10)
+        tg.getupdates_outage(True)
+        calls = tg.calls.count("getUpdates")
+        await tg.await_calls("getUpdates", count=calls + 3, timeout=10)  # several failed polls
+        tg.add_text_message(42, "are you back?")
+        tg.getupdates_outage(False)
+        [reply] = await tg.await_sent(chat_id=42, timeout=10)
+    assert reply.text == "echo: are you back?"
+
+
+async def test_strangers_are_refused_with_their_id_and_never_reach_the_model(
+    tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    env = assistant_env(tg, llm, tmp_path / "store", TELEGRAM_ALLOWED_USER_IDS="42")
+    async with running(fast_settings(env)):
+        tg.add_text_message(5, "let me in")
+        tg.add_text_message(42, "hello")
+        [refusal] = await tg.await_sent(chat_id=5, timeout=10)
+        await tg.await_sent(chat_id=42, timeout=10)
+    assert refusal.text == texts.NOT_ALLOWED.format(user_id=5)
+    assert [request.last_user_text for request in llm.requests] == ["hello"]
+
+
+async def test_in_groups_only_mentions_and_replies_are_answered(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    async with running(fast_settings(env)):
+        tg.add_text_message(-100, "just chatting", chat_type="group", user_id=42)
+        tg.add_text_message(-100, "@test_assistant_bot what is 2+2?", chat_type="group", user_id=42)
+        [reply] = await tg.await_sent(chat_id=-100, timeout=10)
+        tg.add_text_message(-100, "and 3+3?", chat_type="group", user_id=42, reply_to_bot=True)
+        await tg.await_sent(chat_id=-100, count=2, timeout=10)
+    assert reply.text == "echo: what is 2+2?"
+    assert reply.reply_to is not None
+    assert [request.last_user_text for request in llm.requests] == ["what is 2+2?", "and 3+3?"]
+
+
+async def test_odd_updates_are_explained_or_ignored_and_nothing_breaks(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    async with running(fast_settings(env)):
+        tg.add_sticker(42)
+        tg.add_edited_message(42, "edited")
+        tg.add_callback_query(42, "data")
+        tg.add_channel_post(-200, "news")
+        tg.add_my_chat_member(42)
+        tg.add_update({"message": {"message_id": 1, "chat": {"id": "not-a-number"}}})
+        tg.add_update({"message": {"message_id": 2, "chat": {"id": 42, "type": "private"}, "from": {"id": 42}, "text": 7}})
+        tg.add_text_message(42, "still fine?")
+        sent = await tg.await_sent(chat_id=42, count=3, timeout=10)
+    assert [message.text for message in sent] == [texts.UNREADABLE, texts.UNREADABLE, "echo: still fine?"]
+    assert [request.last_user_text for request in llm.requests] == ["still fine?"]
+
+
+async def test_commands_and_reset(tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]) -> None:
+    async with running(fast_settings(env)):
+        tg.add_text_message(42, "/start")
+        tg.add_text_message(42, "remember the number 7")
+        tg.add_text_message(42, "/new")
+        tg.add_text_message(42, "which number?")
+        tg.add_text_message(42, "/help")
+        sent = await tg.await_sent(chat_id=42, count=5, timeout=10)
+    assert [message.text for message in sent] == [
+        texts.START,
+        "echo: remember the number 7",
+        texts.RESET,
+        "echo: which number?",
+        texts.HELP,
+    ]
+    assert [m["content"] for m in llm.requests[-1].messages if m["role"] == "user"] == ["which number?"]
+    assert [command["command"] for command in tg.commands()] == ["new", "reset", "help"]
+
+
+async def test_commands_are_registered_only_when_they_changed(tg: FakeTelegramServer, env: dict[str, str]) -> None:
+    for _ in range(2):
+        async with running(fast_settings(env)):
+            await tg.await_calls("getUpdates", count=1, timeout=10)
+    assert tg.calls.count("setMyCommands") == 1
+    assert tg.calls.count("getMyCommands") == 2
+
+
+async def test_typing_is_shown_while_the_model_works(tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]) -> None:
+    llm.latency = 0.3
+    async with running(fast_settings(env)):
+        tg.add_text_message(42, "think")
+        await tg.await_sent(chat_id=42, timeout=10)
+    assert [action.action for action in tg.chat_actions if action.chat_id == 42][:1] == ["typing"]
+
+
+async def test_a_model_outage_is_told_to_the_user_and_the_chat_recovers(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    def outage(request: FakeLLMRequest) -> Fail | None:
+        return Fail(503) if request.last_user_text == "during the outage" else None
+
+    llm.script(outage)
+    async with running(fast_settings(env)):
+        tg.add_text_message(42, "during the outage")
+        [notice] = await tg.await_sent(chat_id=42, timeout=15)
+        tg.add_text_message(42, "after it")
+        sent = await tg.await_sent(chat_id=42, count=2, timeout=10)
+    assert notice.text == texts.MODEL_UNAVAILABLE
+    assert sent[1].text == "echo: after it"
+    assert len(llm.requests) >= 3  # the failing call was retried before giving up
+
+
+async def test_a_blocked_chat_does_not_stop_the_others(tg: FakeTelegramServer, env: dict[str, str]) -> None:
+    tg.block_chat(7)
+    async with running(fast_settings(env)):
+        tg.add_text_message(7, "then blocked the bot")
+        tg.add_text_message(8, "hello")
+        [reply] = await tg.await_sent(chat_id=8, timeout=10)
+    assert reply.text == "echo: hello"
+    assert tg.sent_to(7) == []
+
+
+async def test_the_store_holds_the_conversation_and_the_ingress_log_empties(
+    tg: FakeTelegramServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    async with running(fast_settings(env)) as system:
+        tg.add_text_message(42, "keep this")
+        await tg.await_sent(chat_id=42, timeout=10)
+        registry = system.registry
+        assert registry is not None
+    from stores import build_stores
+
+    store, ingress = build_stores(fast_settings(env).store)
+    async with store, ingress:
+        records = await store.load("42")
+        assert [r.get("role") or r.get("type") for r in records] == ["user", "assistant", "delivered"]
+        assert await ingress.pending() == []
+
+
+async def test_healthz_reports_polling(tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = assistant_env(tg, llm, tmp_path / "store", HEALTH_PORT=str(port))
+    async with running(fast_settings(env)):
+        await tg.await_calls("getUpdates", count=1, timeout=10)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        response = await reader.read()
+        writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    payload = json.loads(body)
+    assert payload["status"] == "ok"
+    assert isinstance(payload["actors"], int)
+    assert payload["last_poll_s"] < 60
