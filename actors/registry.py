@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -75,7 +76,7 @@ class ConversationRegistry(Generic[A]):
             actor.run,
             restart="transient",
             stop=actor.stop,
-            on_exit=lambda exc, actor=actor: self._on_exit(conversation_id, actor, exc),
+            on_exit=functools.partial(self._on_exit, conversation_id, actor),
         )
         self._count_changed()
         return actor

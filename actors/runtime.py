@@ -39,7 +39,7 @@ class _Envelope:
     # Slots keep an envelope at 64 bytes; one is made per message.
     __slots__ = ("attempts", "message", "reply")
 
-    def __init__(self, message: object, reply: asyncio.Future[Any] | None) -> None:
+    def __init__(self, message: Any, reply: asyncio.Future[Any] | None) -> None:
         self.message = message
         self.reply = reply
         self.attempts = 0
@@ -153,7 +153,13 @@ class Actor(Generic[M]):
             finally:
                 self._busy = False
                 self.last_active = time.monotonic()
-        await self.on_stop()
+        try:
+            await self.on_stop()
+        except BaseException:
+            # This incarnation took the stop message and the mailbox is closed: put the stop back,
+            # or the incarnation a supervisor restarts would wait forever on a mailbox nobody can fill.
+            mailbox.push_front(_STOP)
+            raise
         self.reject_waiting()
 
     async def _dead_letter(self, envelope: _Envelope, exc: Exception) -> None:

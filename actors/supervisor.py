@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -123,9 +124,13 @@ class Supervisor:
         if child.stopping:
             self._finish(child, None)
             return
+        self._start_task(child)
+
+    def _start_task(self, child: Child) -> None:
         task = asyncio.get_running_loop().create_task(child.body(), name=child.name)
         child.task = task
-        task.add_done_callback(lambda done, child=child: self._on_done(child, done))
+        # A partial rather than a lambda: mypy can type it, and it is smaller (one per actor).
+        task.add_done_callback(functools.partial(self._on_done, child))
 
     def _on_done(self, child: Child, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -184,7 +189,15 @@ class Supervisor:
         child.stopping = True
         if child._timer is not None:
             child._timer.cancel()
-            self._finish(child, None)
+            child._timer = None
+            if child.stop is None:
+                self._finish(child, None)
+                return
+            # A crashed child waiting for its restart may still hold work: an actor's mailbox
+            # outlives its incarnations. Start it now, already asked to stop, so that work is
+            # handled within the grace period instead of being dropped.
+            child.stop()
+            self._start_task(child)
         elif child.stop is not None:
             child.stop()
         elif child.task is not None:
