@@ -132,6 +132,7 @@ class _State:
     current_text: dict[tuple[int | str, int], tuple[str, str | None]] = field(default_factory=dict)
     chat_actions: list[ChatAction] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    call_times: list[float] = field(default_factory=list)
     faults: list[_Fault] = field(default_factory=list)
     commands: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     blocked: set[int | str] = field(default_factory=set)
@@ -314,6 +315,20 @@ class FakeTelegramServer(UpdateBuilder):
         with self._lock:
             return list(self._state.calls)
 
+    def first_call_time(self, method: str) -> float | None:
+        """`time.monotonic()` when `method` was first called, or None."""
+        with self._lock:
+            for name, at in zip(self._state.calls, self._state.call_times, strict=True):
+                if name == method:
+                    return at
+            return None
+
+    def wait_for_call(self, method: str, count: int = 1, timeout: float = 5.0) -> None:
+        """Block until `method` was called `count` times in all; TimeoutError if it was not."""
+        with self._sent_cond:
+            if not self._sent_cond.wait_for(lambda: self._state.calls.count(method) >= count, timeout):
+                raise TimeoutError(f"expected {count} {method} call(s); calls: {self._state.calls[-20:]!r}")
+
     @property
     def confirmed_offset(self) -> int:
         """The highest offset a getUpdates asked for: every update below it is confirmed."""
@@ -337,7 +352,7 @@ class FakeTelegramServer(UpdateBuilder):
         Raises TimeoutError, listing what was sent, if they do not arrive within `timeout`.
         """
         with self._sent_cond:
-            ok = self._sent_cond.wait_for(lambda: len(self._matching(chat_id)) >= count, timeout)
+            ok = self._sent_cond.wait_for(lambda: self._count(chat_id) >= count, timeout)
             if not ok:
                 raise TimeoutError(f"expected {count} message(s) to {chat_id}; sent: {self._state.sent!r}")
             return self._matching(chat_id)
@@ -345,7 +360,7 @@ class FakeTelegramServer(UpdateBuilder):
     async def await_sent(self, chat_id: int | None = None, count: int = 1, timeout: float = 5.0) -> list[SentMessage]:
         """Like `wait_for_sent`, but awaits without blocking the caller's event loop."""
         try:
-            await self._await(lambda: len(self._matching(chat_id)) >= count, timeout, "")
+            await self._await(lambda: self._count(chat_id) >= count, timeout, "")
         except TimeoutError:
             raise TimeoutError(f"expected {count} message(s) to {chat_id}; sent: {self.sent!r}") from None
         with self._lock:
@@ -388,6 +403,12 @@ class FakeTelegramServer(UpdateBuilder):
                 self._waiters.remove(waiter)
                 waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
 
+    def _count(self, chat_id: int | None) -> int:
+        # Cheap for chat_id None: benchmarks wait for thousands of messages with it.
+        if chat_id is None:
+            return len(self._state.sent)
+        return sum(1 for m in self._state.sent if m.chat_id == chat_id)
+
     def _matching(self, chat_id: int | None) -> list[SentMessage]:
         return [m for m in self._state.sent if chat_id is None or m.chat_id == chat_id]
 
@@ -413,6 +434,7 @@ class FakeTelegramServer(UpdateBuilder):
             return _error(400, f"Bad Request: {exc}")
         with self._lock:
             self._state.calls.append(canonical)
+            self._state.call_times.append(time.monotonic())
             self._notify()
         if handler is None:
             return _error(404, "Not Found")

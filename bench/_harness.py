@@ -1,0 +1,103 @@
+"""Helpers for the benchmarks: bot subprocesses, memory readings, statistics, tables."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+__all__ = ["REPO", "BotProcess", "format_table", "percentile", "rss_mb"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, in MB (VmRSS from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile (`fraction` in 0..1) of `values`."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of `values`."""
+    return float(statistics.median(values))
+
+
+class BotProcess:
+    """A bot run as a subprocess from the repository root; output goes to `log_path`."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.name = name
+        self.argv = [sys.executable, *argv]
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.started_at = 0.0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
+
+    def __enter__(self) -> BotProcess:
+        self._log = self.log_path.open("wb")
+        self.started_at = time.monotonic()
+        self._process = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        assert self._process is not None
+        return self._process.pid
+
+    def rss_mb(self) -> float:
+        """Its resident memory now, in MB."""
+        return rss_mb(self.pid)
+
+    def check_alive(self) -> None:
+        """Raise with the tail of its log if it has exited."""
+        assert self._process is not None
+        if self._process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{self.name} exited with {self._process.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table, columns padded to line up in a terminal too."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths, strict=False)) + " |"
+
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])

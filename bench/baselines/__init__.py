@@ -1,0 +1,1 @@
+"""Baseline bots the Telegram benchmark measures the assistant against."""
