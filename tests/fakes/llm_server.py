@@ -711,7 +711,7 @@ def _anthropic_events(
     def event(kind: str, **data: Any) -> str:
         return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
 
-    start = {
+    start: dict[str, Any] = {
         "id": new_id("msg_"),
         "type": "message",
         "role": "assistant",
@@ -740,8 +740,8 @@ def _anthropic_events(
                 events.append(event("content_block_delta", index=index, delta=delta))
         events.append(event("content_block_stop", index=index))
         index += 1
-    delta = {"stop_reason": "tool_use" if calls else "end_turn", "stop_sequence": None}
-    events.append(event("message_delta", delta=delta, usage={"output_tokens": usage_out}))
+    final: dict[str, Any] = {"stop_reason": "tool_use" if calls else "end_turn", "stop_sequence": None}
+    events.append(event("message_delta", delta=final, usage={"output_tokens": usage_out}))
     events.append(event("message_stop"))
     return events
 
