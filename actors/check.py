@@ -57,10 +57,10 @@ def _line(out: TextIO, name: str, ok: bool, detail: str) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    from actors.logs import redact_text
+    from actors.logs import redact
 
     text = str(exc) or type(exc).__name__
-    return redact_text(f"{type(exc).__name__}: {text}" if str(exc) else text)
+    return str(redact(f"{type(exc).__name__}: {text}" if str(exc) else text))
 
 
 async def _check_telegram(settings: Settings) -> str:

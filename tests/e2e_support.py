@@ -90,5 +90,11 @@ class AssistantProcess:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
+    def ensure_dead(self) -> None:
+        """Kill the process if a failed test left it running."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
