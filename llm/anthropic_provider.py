@@ -12,14 +12,11 @@ from typing import Any, cast
 
 import anthropic
 import httpx2
-import structlog
 
 from llm._errors import error_for_status, parse_arguments, unavailable
 from llm.base import DeltaCallback, LLMError, Message, ModelReply, ToolCall, ToolSpec
 
 __all__ = ["AnthropicChatModel", "to_anthropic_messages"]
-
-log = structlog.get_logger(__name__)
 
 _PROVIDER = "anthropic"
 

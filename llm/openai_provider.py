@@ -12,14 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import openai
-import structlog
 
 from llm._errors import error_for_status, parse_arguments, unavailable
 from llm.base import DeltaCallback, LLMError, Message, ModelReply, ToolCall, ToolSpec
 
 __all__ = ["OpenAIChatModel", "to_openai_messages"]
-
-log = structlog.get_logger(__name__)
 
 _PROVIDER = "openai"
 
