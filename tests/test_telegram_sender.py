@@ -191,6 +191,14 @@ async def test_the_overall_rate_applies_across_chats(bot: Bot, tg: FakeTelegramS
     assert [m.chat_id for m in tg.sent] == [1, 2, 3, 4, 5]
 
 
+async def test_the_overall_rate_can_be_left_to_telegram(bot: Bot, tg: FakeTelegramServer, fake_time: FakeTime) -> None:
+    sender = TelegramSender(bot, NO_JITTER, overall_rate=None, clock=fake_time.clock, sleep=fake_time.sleep)
+    for chat_id in range(1, 41):
+        await sender.send_text(chat_id, "hi")
+    assert fake_time.sleeps == []
+    assert len(tg.sent) == 40
+
+
 async def test_replies_to_one_chat_never_interleave(tg: FakeTelegramServer, sender: TelegramSender) -> None:
     tg.send_latency = 0.005
     first = "\n\n".join(f"first {i} " + "a " * 1500 for i in range(3))

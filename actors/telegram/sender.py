@@ -106,6 +106,9 @@ class _ChatLock:
 class TelegramSender:
     """Sends replies to chats: Markdown -> HTML chunks, in order, with per-chat flood control.
 
+    `overall_rate` paces all chats together (None: no proactive overall pacing, only Telegram's
+    429s, per chat); `group_rate` paces each group; `clock` and `sleep` are injectable for tests.
+
     `send_text` returns once every chunk was accepted; it waits out `RetryAfter` (for that chat
     only) and retries network errors with capped backoff, forever, so nothing is dropped for a
     transient reason. Cancel it to give up. It raises `DeliveryError` only for permanent failures.
@@ -116,7 +119,7 @@ class TelegramSender:
         bot: Bot,
         backoff: BackoffSettings,
         *,
-        overall_rate: Rate = Rate(30, 1.0),
+        overall_rate: Rate | None = Rate(30, 1.0),
         group_rate: Rate = Rate(20, 60.0),
         typing_interval_s: float = 4.0,
         clock: Clock = time.monotonic,
@@ -128,7 +131,7 @@ class TelegramSender:
         self._typing_interval_s = typing_interval_s
         self._clock = clock
         self._sleep = sleep
-        self._overall = _Window(overall_rate, clock, sleep)
+        self._overall = _Window(overall_rate, clock, sleep) if overall_rate is not None else None
         self._groups: dict[int, _Window] = {}
         self._chats: dict[int, _ChatLock] = {}
 
@@ -190,7 +193,8 @@ class TelegramSender:
         async def send(text: str, parse_mode: str | None) -> list[Message]:
             if chat_id < 0:  # groups and supergroups have negative ids
                 await self._group_window(chat_id).acquire()
-            await self._overall.acquire()
+            if self._overall is not None:
+                await self._overall.acquire()
             message = await self._bot.send_message(
                 chat_id,
                 text,

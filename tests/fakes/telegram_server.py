@@ -432,6 +432,8 @@ class FakeTelegramServer(UpdateBuilder):
             params = await _read_params(request)
         except ValueError as exc:
             return _error(400, f"Bad Request: {exc}")
+        except ConnectionResetError:  # the client went away mid-request (a killed bot): nobody to answer
+            return web.Response(status=400)
         with self._lock:
             self._state.calls.append(canonical)
             self._state.call_times.append(time.monotonic())
