@@ -95,7 +95,9 @@ class McpConnection:
         self._probe_wanted = False
         self._lost_reason = ""
         self.connects = 0
-        """How many times a session came up (tests and `--check` read it)."""
+        """How many times a session came up."""
+        self.failures = 0
+        """Connection attempts that failed since the server was last up."""
         self.last_failure = ""
         """Why the last connection attempt or session ended, if it did."""
 
@@ -138,11 +140,14 @@ class McpConnection:
         down_since: float | None = None
         while True:
             was_up, reason = await self._session_once()
+            self._raise_if_cancelled()
             self.last_failure = reason
             if was_up:
                 attempt = 0
                 down_since = None
             attempt += 1
+            self.failures = attempt
+            self._notify()
             delay = self._backoff.delay(attempt) + random.uniform(0, self._backoff.jitter_seconds)
             if down_since is None:
                 down_since = time.monotonic()
@@ -150,6 +155,14 @@ class McpConnection:
             else:
                 log.debug("mcp_server_retry_failed", server=self._name, reason=reason, attempt=attempt)
             await asyncio.sleep(delay)
+
+    @staticmethod
+    def _raise_if_cancelled() -> None:
+        # A cancellation that lands while the SDK's anyio scopes tear down a failed session can be
+        # absorbed by them; the task still counts it, and a stop request must never be lost.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
 
     async def _session_once(self) -> tuple[bool, str]:
         """One session from connect to its end; returns (it came up, why it ended)."""
@@ -276,6 +289,7 @@ class McpConnection:
     def _set_up(self, client: Client, seconds: float) -> None:
         self._client = client
         self.connects += 1
+        self.failures = 0
         log.info(
             "mcp_server_connected",
             server=self._name,

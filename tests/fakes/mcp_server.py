@@ -7,9 +7,10 @@ Run it as a program:
     python tests/fakes/mcp_server.py --transport sse --port 8123
 
 Tools: `echo`, `add`, `slow` (sleeps), `fail` (an `is_error` result), `image` (a small PNG), `report`
-(text, an embedded resource and structured content), `crash` (the process exits at once, mid-call),
+(text and an embedded resource), `pid`, `crash` (the process exits at once, mid-call),
 `grow` (registers a new tool and announces tools/list_changed). `--page-size N` splits tools/list
-into pages of N tools, to exercise cursor pagination; `--name` sets the server's name.
+into pages of N tools, to exercise cursor pagination; `--name` sets the server's name; `--announce`
+(HTTP only) prints `CALL slow` when a `slow` call starts.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ class _PagedServer(MCPServer):
         return types.ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
 
 
-def build_server(name: str = "fake", page_size: int = 0) -> MCPServer:
-    """The fake server with all its tools registered."""
+def build_server(name: str = "fake", page_size: int = 0, announce: bool = False) -> MCPServer:
+    """The fake server with all its tools registered. `announce` prints "CALL slow" to stdout when
+    `slow` starts (HTTP transports only: over stdio, stdout is the protocol), so a test can wait
+    for a call to be in flight instead of sleeping."""
     server = _PagedServer(name, page_size=page_size, log_level="WARNING")
 
     @server.tool()
@@ -68,6 +71,8 @@ def build_server(name: str = "fake", page_size: int = 0) -> MCPServer:
     @server.tool()
     async def slow(seconds: float) -> str:
         """Sleep for `seconds`, then answer."""
+        if announce:
+            print("CALL slow", flush=True)
         await asyncio.sleep(seconds)
         return f"slept {seconds}"
 
@@ -90,6 +95,11 @@ def build_server(name: str = "fake", page_size: int = 0) -> MCPServer:
                 resource=types.TextResourceContents(uri="memo://1", mime_type="text/plain", text="the memo body")
             ),
         ]
+
+    @server.tool()
+    def pid() -> int:
+        """This server process's id."""
+        return os.getpid()
 
     @server.tool()
     def crash() -> str:
@@ -140,8 +150,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--name", default="fake")
     parser.add_argument("--page-size", type=int, default=0)
+    parser.add_argument("--announce", action="store_true", help="print CALL lines on stdout (HTTP only)")
     args = parser.parse_args(argv)
-    server = build_server(args.name, args.page_size)
+    if args.announce and args.transport == "stdio":
+        parser.error("--announce needs an HTTP transport: stdout carries the stdio protocol")
+    server = build_server(args.name, args.page_size, args.announce)
     if args.transport == "stdio":
         server.run("stdio")
     else:
