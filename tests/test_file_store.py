@@ -11,7 +11,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from conf.settings import StoreSettings
-from stores import ConflictError, FileConversationStore, FileIngressLog, StoreError, build_stores
+from stores import (
+    ConflictError,
+    FileConversationStore,
+    FileIngressLog,
+    InMemoryConversationStore,
+    InMemoryIngressLog,
+    StoreError,
+    build_stores,
+)
 from stores.file import conversation_file_name
 from tests.test_store_contract import HOSTILE_IDS, records
 
@@ -206,3 +214,12 @@ async def test_the_factory_puts_the_ingress_log_where_no_conversation_can_be(tmp
         assert await ingress.pending() == [{"update_id": 1}]
         assert await store.load("_ingress") == records(0, 1)
     assert ingress.path == tmp_path / "data" / "_ingress" / "updates.jsonl"
+
+
+async def test_the_factory_builds_the_in_memory_pair() -> None:
+    store, ingress = build_stores(StoreSettings(backend="memory"))
+    assert isinstance(store, InMemoryConversationStore)
+    assert isinstance(ingress, InMemoryIngressLog)
+    async with store, ingress:
+        await store.append("c", records(0, 1))
+        assert await store.load("c") == records(0, 1)
