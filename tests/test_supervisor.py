@@ -73,7 +73,7 @@ class Exits:
 
 
 def no_other_tasks() -> set[asyncio.Task[Any]]:
-    return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+    return asyncio.all_tasks() - {asyncio.current_task()}
 
 
 # -- restart policies ------------------------------------------------------------------------------
