@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -133,21 +134,24 @@ class DynamoDBConversationStore(_TableUser, ConversationStore):
 
     async def load(self, conversation_id: str) -> list[Record]:
         """Every readable record in seq order; an unreadable item is logged and skipped."""
-        items = await self._query(partition_key(conversation_id))
+        with _about(conversation_id):
+            items = await self._query(partition_key(conversation_id))
         return _assemble(conversation_id, items)
 
     async def append(self, conversation_id: str, records: Sequence[Record]) -> None:
         """Put each record (conditionally) in order; ConflictError at the first seq already taken."""
         partition = partition_key(conversation_id)
-        for item in encode_batch(conversation_id, records):
-            await self._put_record(conversation_id, partition, item)
+        with _about(conversation_id):
+            for item in encode_batch(conversation_id, records):
+                await self._put_record(conversation_id, partition, item)
 
     async def delete(self, conversation_id: str) -> None:
         """Delete every item of the conversation (records and chunks)."""
-        keys = await self._query(
-            partition_key(conversation_id), ProjectionExpression="#pk, #sk", ExpressionAttributeNames=_NAMES
-        )
-        await self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+        with _about(conversation_id):
+            keys = await self._query(
+                partition_key(conversation_id), ProjectionExpression="#pk, #sk", ExpressionAttributeNames=_NAMES
+            )
+            await self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
 
     async def _put_record(self, conversation_id: str, partition: str, record: EncodedRecord) -> None:
         head: dict[str, Any] = {PARTITION_KEY: {"S": partition}, SORT_KEY: {"N": str(record.seq)}}
@@ -257,6 +261,17 @@ class DynamoDBIngressLog(_TableUser, IngressLog):
                 continue
             updates.append(value)
         return updates
+
+
+@contextmanager
+def _about(conversation_id: str) -> Iterator[None]:
+    """Name the conversation on a StoreError raised by the shared table code."""
+    try:
+        yield
+    except StoreError as exc:
+        if exc.conversation_id is None:
+            exc.conversation_id = conversation_id
+        raise
 
 
 def _decode_update(text: bytes | str) -> dict[str, Any]:

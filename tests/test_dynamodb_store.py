@@ -145,6 +145,7 @@ async def test_a_client_error_is_not_retried(settings: DynamoDBSettings) -> None
                 await store.append("c", records(0, 1))
             assert proxy.requests == before + 1
             assert "ValidationException" in str(raised.value)
+            assert raised.value.conversation_id == "c"
             assert not isinstance(raised.value, ConflictError)
 
 

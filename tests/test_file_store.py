@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import tempfile
 from pathlib import Path
 
+import aiofiles
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from conf.settings import StoreSettings
@@ -223,3 +227,45 @@ async def test_the_factory_builds_the_in_memory_pair() -> None:
     async with store, ingress:
         await store.append("c", records(0, 1))
         assert await store.load("c") == records(0, 1)
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(min_value=1, max_value=4)),
+        st.tuples(st.just("reopen"), st.just(0)),
+        st.tuples(st.just("tear"), st.integers(min_value=1, max_value=60)),
+        st.tuples(st.just("delete"), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=operations)
+async def test_any_mix_of_appends_restarts_crashes_and_deletes_keeps_the_acknowledged_history(
+    steps: list[tuple[str, int]],
+) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        expected: list[dict[str, object]] = []
+        store = FileConversationStore(directory)
+        await store.open()
+        for action, amount in steps:
+            if action == "append":
+                batch = [{"seq": len(expected) + n, "text": "ü" * n} for n in range(amount)]
+                await store.append("c", batch)
+                expected.extend(batch)
+            elif action == "reopen":
+                await store.close()
+                store = FileConversationStore(directory)
+                await store.open()
+            elif action == "tear":
+                # A crash mid-append: part of an unacknowledged line, then a restart.
+                torn = (b'{"seq":' + str(len(expected)).encode() + b',"text":"' + b"x" * 60)[:amount]
+                async with aiofiles.open(store.path_for("c"), "ab") as file:
+                    await file.write(torn)
+                store = FileConversationStore(directory)
+                await store.open()
+            else:
+                await store.delete("c")
+                expected.clear()
+            assert await store.load("c") == expected
