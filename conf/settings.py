@@ -136,7 +136,7 @@ class LLMSettings(_Model):
     retry_budget_seconds: float = Field(45.0, gt=0, le=60)
     max_steps: int = Field(8, ge=1)
     context_tokens: int = Field(16000, ge=256)
-    stream: bool = True
+    stream: bool = False
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -153,7 +153,7 @@ class LLMSettings(_Model):
     @model_validator(mode="after")
     def _defaults(self) -> LLMSettings:
         if not self.model:
-            object.__setattr__(self, "model", "gpt-4o-mini" if self.provider == "openai" else "claude-sonnet-4-5")
+            object.__setattr__(self, "model", "gpt-4o-mini" if self.provider == "openai" else "claude-sonnet-5")
         return self
 
 
