@@ -35,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not token:
                 raise ConfigError("TELEGRAM_BOT_TOKEN", "is required (or run with --console to try without Telegram)")
             if not _TOKEN_SHAPE.match(token):
-                raise ConfigError("TELEGRAM_BOT_TOKEN", "does not look like a bot token (digits, a colon, then letters)")
+                raise ConfigError(
+                    "TELEGRAM_BOT_TOKEN", "does not look like a bot token (digits, a colon, then letters)"
+                )
         mcp_servers = load_mcp_servers(settings.mcp_config)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -285,4 +285,3 @@ def _target_fields(target: ReplyTarget) -> dict[str, Any]:
 
 def _target(record: Record) -> ReplyTarget:
     return ReplyTarget(int(record.get("chat_id", 0)), record.get("thread_id"), record.get("reply_to"))
-

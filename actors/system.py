@@ -114,7 +114,9 @@ class AssistantSystem:
                 idle_seconds=settings.actors.idle_seconds,
             )
             self.registry = registry
-            root.start_child("registry-sweeper", registry.run_evictions, restart="transient", stop=registry.stop_sweeper)
+            root.start_child(
+                "registry-sweeper", registry.run_evictions, restart="transient", stop=registry.stop_sweeper
+            )
             if metrics is not None:
                 root.start_child("gauges", lambda: self._report_gauges(registry, metrics), restart="transient")
 

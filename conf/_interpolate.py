@@ -12,7 +12,10 @@ _PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def interpolate(
-    value: Any, env: Mapping[str, str], path: tuple[str | int, ...] = (), sources: dict[tuple[str | int, ...], str] | None = None
+    value: Any,
+    env: Mapping[str, str],
+    path: tuple[str | int, ...] = (),
+    sources: dict[tuple[str | int, ...], str] | None = None,
 ) -> Any:
     """Return `value` with every `${NAME}` / `${NAME:-default}` in its strings replaced.
 

@@ -29,7 +29,9 @@ class ScriptedModel:
         self.script = list(script)
         self.calls: list[list[dict[str, Any]]] = []
 
-    async def complete(self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], on_delta: Any = None) -> ModelReply:
+    async def complete(
+        self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], on_delta: Any = None
+    ) -> ModelReply:
         self.calls.append([dict(message) for message in messages])
         if self.script:
             return self.script.pop(0)(messages)
@@ -86,7 +88,9 @@ class OneTool:
 class World:
     """A registry of conversation actors over one store, model and channel."""
 
-    def __init__(self, model: ScriptedModel, store: InMemoryConversationStore | None = None, toolbox: Any = None) -> None:
+    def __init__(
+        self, model: ScriptedModel, store: InMemoryConversationStore | None = None, toolbox: Any = None
+    ) -> None:
         self.model = model
         self.store = store or InMemoryConversationStore()
         self.channel = RecordingChannel()
@@ -255,7 +259,9 @@ async def test_a_poison_message_is_dead_lettered_the_user_told_and_the_actor_goe
 
 async def test_tool_records_are_written_through_with_the_update_id() -> None:
     call = ToolCall("call-1", "clock", {}, "{}")
-    model = ScriptedModel([lambda messages: ModelReply(text="", tool_calls=(call,)), lambda messages: ModelReply(text="It is noon.")])
+    model = ScriptedModel(
+        [lambda messages: ModelReply(text="", tool_calls=(call,)), lambda messages: ModelReply(text="It is noon.")]
+    )
     world = World(model, toolbox=OneTool())
     assert await world.ask(user("time?", 1)) == "It is noon."
     records = await world.records()
@@ -275,10 +281,21 @@ async def test_tool_calls_interrupted_by_a_crash_are_closed_before_the_turn_resu
                 "seq": 1,
                 "role": "assistant",
                 "content": "",
-                "tool_calls": [{"id": "a", "name": "clock", "arguments": {}}, {"id": "b", "name": "clock", "arguments": {}}],
+                "tool_calls": [
+                    {"id": "a", "name": "clock", "arguments": {}},
+                    {"id": "b", "name": "clock", "arguments": {}},
+                ],
                 "update_id": 1,
             },
-            {"seq": 2, "role": "tool", "tool_call_id": "a", "name": "clock", "content": "12:00", "is_error": False, "update_id": 1},
+            {
+                "seq": 2,
+                "role": "tool",
+                "tool_call_id": "a",
+                "name": "clock",
+                "content": "12:00",
+                "is_error": False,
+                "update_id": 1,
+            },
         ],
     )
     model = ScriptedModel([lambda messages: ModelReply(text="Noon, I think.")])
@@ -304,7 +321,9 @@ async def test_chats_are_independent_while_one_turn_is_slow() -> None:
     entered = asyncio.Event()
 
     class SlowForOne(ScriptedModel):
-        async def complete(self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], on_delta: Any = None) -> ModelReply:
+        async def complete(
+            self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], on_delta: Any = None
+        ) -> ModelReply:
             if messages[-1]["content"] == "slow":
                 entered.set()
                 await release.wait()

@@ -64,7 +64,9 @@ async def test_one_chats_messages_are_handled_one_at_a_time_in_order(
     assert [len([m for m in request.messages if m["role"] == "user"]) for request in llm.requests] == [1, 2, 3, 4, 5]
 
 
-async def test_a_long_answer_arrives_split_in_order(tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]) -> None:
+async def test_a_long_answer_arrives_split_in_order(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
     paragraphs = [f"Paragraph {index}: " + "word " * 150 for index in range(20)]
     answer = "\n\n".join(paragraphs)
     llm.script(Reply(answer))
@@ -79,7 +81,9 @@ async def test_a_long_answer_arrives_split_in_order(tg: FakeTelegramServer, llm:
     assert joined.split() == answer.split()
 
 
-async def test_formatting_telegram_refuses_is_sent_plain(tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]) -> None:
+async def test_formatting_telegram_refuses_is_sent_plain(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
     llm.script(Reply("This is **bold** & <b>brave</b>."))
     tg.fail_next("sendMessage", 400, "Bad Request: can't parse entities: unsupported start tag", chat_id=42)
     async with running(fast_settings(env)):
@@ -154,7 +158,9 @@ async def test_odd_updates_are_explained_or_ignored_and_nothing_breaks(
         tg.add_channel_post(-200, "news")
         tg.add_my_chat_member(42)
         tg.add_update({"message": {"message_id": 1, "chat": {"id": "not-a-number"}}})
-        tg.add_update({"message": {"message_id": 2, "chat": {"id": 42, "type": "private"}, "from": {"id": 42}, "text": 7}})
+        tg.add_update(
+            {"message": {"message_id": 2, "chat": {"id": 42, "type": "private"}, "from": {"id": 42}, "text": 7}}
+        )
         tg.add_text_message(42, "still fine?")
         sent = await tg.await_sent(chat_id=42, count=3, timeout=10)
     assert [message.text for message in sent] == [texts.UNREADABLE, texts.UNREADABLE, "echo: still fine?"]
@@ -188,7 +194,9 @@ async def test_commands_are_registered_only_when_they_changed(tg: FakeTelegramSe
     assert tg.calls.count("getMyCommands") == 2
 
 
-async def test_typing_is_shown_while_the_model_works(tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]) -> None:
+async def test_typing_is_shown_while_the_model_works(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
     llm.latency = 0.3
     async with running(fast_settings(env)):
         tg.add_text_message(42, "think")

@@ -43,7 +43,7 @@ def test_every_contract_variable_reaches_its_setting() -> None:
         "LLM_API_KEY": "key",
         "LLM_BASE_URL": "http://127.0.0.1:9/v1",
         "STORE_BACKEND": "dynamodb",
-        "STORE_DIR": "/tmp/x",
+        "STORE_DIR": "/srv/assistant/data",
         "DYNAMODB_TABLE": "t",
         "AWS_REGION": "eu-west-1",
         "DYNAMODB_ENDPOINT_URL": "http://127.0.0.1:5000",
@@ -60,7 +60,7 @@ def test_every_contract_variable_reaches_its_setting() -> None:
     assert settings.telegram.allowed_user_ids.user_ids == frozenset({1, 22, 333})
     assert (settings.llm.provider, settings.llm.model, settings.llm.api_key) == ("anthropic", "claude-x", "key")
     assert settings.llm.base_url == "http://127.0.0.1:9/v1"
-    assert (settings.store.backend, settings.store.dir) == ("dynamodb", "/tmp/x")
+    assert (settings.store.backend, settings.store.dir) == ("dynamodb", "/srv/assistant/data")
     dynamo = settings.store.dynamodb
     assert (dynamo.table, dynamo.region, dynamo.endpoint_url, dynamo.create_table) == (
         "t",
@@ -83,7 +83,9 @@ def test_a_star_lets_everyone_in() -> None:
 
 def test_the_api_key_falls_back_to_the_providers_own_variable() -> None:
     assert load_settings(SHIPPED, env={"OPENAI_API_KEY": "o"}).llm.api_key == "o"
-    anthropic = load_settings(SHIPPED, env={"LLM_PROVIDER": "anthropic", "ANTHROPIC_API_KEY": "a", "OPENAI_API_KEY": "o"})
+    anthropic = load_settings(
+        SHIPPED, env={"LLM_PROVIDER": "anthropic", "ANTHROPIC_API_KEY": "a", "OPENAI_API_KEY": "o"}
+    )
     assert anthropic.llm.api_key == "a"
     assert load_settings(SHIPPED, env={"LLM_API_KEY": "x", "OPENAI_API_KEY": "o"}).llm.api_key == "x"
 

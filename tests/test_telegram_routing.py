@@ -16,7 +16,9 @@ BOT = BotIdentity(id=999, username="test_assistant_bot")
 ALLOWED = AllowedUsers(user_ids=frozenset({42}))
 
 
-def message(text: str | None = "hello", *, chat_id: int = 42, user_id: int = 42, chat_type: str = "private", **extra: Any) -> dict[str, Any]:
+def message(
+    text: str | None = "hello", *, chat_id: int = 42, user_id: int = 42, chat_type: str = "private", **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "message_id": 7,
         "date": 0,
@@ -51,8 +53,16 @@ def test_everyone_is_served_with_a_star() -> None:
 
 
 def test_commands_become_commands_and_new_is_reset() -> None:
-    for text, name in [("/start", "start"), ("/help", "help"), ("/reset", "reset"), ("/new", "reset"), ("/HELP", "help")]:
-        route = route_update(message(text, entities=[{"type": "bot_command", "offset": 0, "length": len(text)}]), BOT, ALLOWED)
+    for text, name in [
+        ("/start", "start"),
+        ("/help", "help"),
+        ("/reset", "reset"),
+        ("/new", "reset"),
+        ("/HELP", "help"),
+    ]:
+        route = route_update(
+            message(text, entities=[{"type": "bot_command", "offset": 0, "length": len(text)}]), BOT, ALLOWED
+        )
         assert isinstance(route, Routed)
         assert isinstance(route.message, Command)
         assert route.message.name == name
@@ -95,13 +105,17 @@ def test_in_groups_only_mentions_and_replies_are_answered() -> None:
     group = {"chat_id": -5, "chat_type": "group"}
     assert isinstance(route_update(message("chatter", **group), BOT, ALLOWED), Ignore)
     mention = "@test_assistant_bot what time is it?"
-    route = route_update(message(mention, entities=[{"type": "mention", "offset": 0, "length": 19}], **group), BOT, ALLOWED)
+    route = route_update(
+        message(mention, entities=[{"type": "mention", "offset": 0, "length": 19}], **group), BOT, ALLOWED
+    )
     assert isinstance(route, Routed)
     assert isinstance(route.message, UserMessage)
     assert route.message.text == "what time is it?"
     assert route.message.target == ReplyTarget(-5, None, 7)
     assert route.conversation_id == "-5"
-    reply = message("and tomorrow?", reply_to_message={"message_id": 3, "from": {"id": BOT.id, "is_bot": True}}, **group)
+    reply = message(
+        "and tomorrow?", reply_to_message={"message_id": 3, "from": {"id": BOT.id, "is_bot": True}}, **group
+    )
     assert isinstance(route_update(reply, BOT, ALLOWED), Routed)
     other_reply = message("hm", reply_to_message={"message_id": 3, "from": {"id": 1, "is_bot": False}}, **group)
     assert isinstance(route_update(other_reply, BOT, ALLOWED), Ignore)
@@ -109,13 +123,17 @@ def test_in_groups_only_mentions_and_replies_are_answered() -> None:
 
 def test_a_stranger_mentioning_the_bot_in_a_group_is_refused() -> None:
     text = "@test_assistant_bot hi"
-    update = message(text, user_id=5, chat_id=-5, chat_type="supergroup", entities=[{"type": "mention", "offset": 0, "length": 19}])
+    update = message(
+        text, user_id=5, chat_id=-5, chat_type="supergroup", entities=[{"type": "mention", "offset": 0, "length": 19}]
+    )
     assert isinstance(route_update(update, BOT, ALLOWED), Notify)
 
 
 def test_group_commands_must_name_the_bot() -> None:
     group = {"chat_id": -5, "chat_type": "group"}
-    addressed = message("/reset@test_assistant_bot", entities=[{"type": "bot_command", "offset": 0, "length": 25}], **group)
+    addressed = message(
+        "/reset@test_assistant_bot", entities=[{"type": "bot_command", "offset": 0, "length": 25}], **group
+    )
     route = route_update(addressed, BOT, ALLOWED)
     assert isinstance(route, Routed)
     assert isinstance(route.message, Command)

@@ -71,7 +71,8 @@ def route_update(update: dict[str, Any], bot: BotIdentity, allowed: AllowedUsers
         return Ignore("no_chat")
     chat_id: int = chat["id"]
     chat_type = chat.get("type", "private")
-    sender = message.get("from") if isinstance(message.get("from"), dict) else {}
+    raw_sender = message.get("from")
+    sender: dict[str, Any] = raw_sender if isinstance(raw_sender, dict) else {}
     user_id = sender.get("id") if isinstance(sender.get("id"), int) else None
     if sender.get("is_bot"):
         return Ignore("from_a_bot")
