@@ -120,6 +120,15 @@ class TelegramSettings(_Model):
             raise ValueError(f"{raw!r} is not an http(s) URL")
         return raw
 
+    @model_validator(mode="after")
+    def _watchdog_outlasts_a_poll(self) -> TelegramSettings:
+        if self.watchdog_seconds <= self.poll_timeout_seconds:
+            raise ValueError(
+                f"watchdog_seconds ({self.watchdog_seconds:g}) must be longer than poll_timeout_seconds "
+                f"({self.poll_timeout_seconds}): a healthy long poll would look stalled"
+            )
+        return self
+
 
 class LLMSettings(_Model):
     """The chat model and the turn loop around it."""
@@ -267,7 +276,8 @@ def describe_validation_error(
         return ConfigError(".".join(str(part) for part in full), f"unknown setting (not a key of {parent}; a typo?)")
     if kind == "missing":
         return ConfigError(setting, "is required")
-    if "input" in error and kind not in {"model_type", "dict_type"} and not message.startswith("'"):
+    scalar_input = not isinstance(error.get("input"), dict | list)
+    if "input" in error and scalar_input and kind not in {"model_type", "dict_type"} and not message.startswith("'"):
         message = f"{error['input']!r}: {message}"
     return ConfigError(setting, message)
 

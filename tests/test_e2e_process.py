@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -143,3 +144,25 @@ def test_console_holds_a_conversation_until_end_of_input(llm: FakeLLMServer, tmp
     assert answers[1] == "echo: how are you?"
     assert answers[-1] == "echo: fresh start"
     assert [len([m for m in r.messages if m["role"] == "user"]) for r in llm.requests] == [1, 2, 1]
+
+
+def test_a_refused_token_exits_1_and_never_shows_the_token(
+    tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    config = (ROOT / "conf" / "config.yml").read_text()
+    config = config.replace("initial_seconds: 0.5", "initial_seconds: 0.01").replace(
+        "max_restarts: 5", "max_restarts: 1"
+    )
+    (tmp_path / "config.yml").write_text(config)
+    token = "999:not-the-fakes-token-0123456789abcdefghij"
+    env = assistant_env(tg, llm, tmp_path / "store", TELEGRAM_BOT_TOKEN=token, LOG_LEVEL="INFO")
+    result = run_main(["--config", str(tmp_path / "config.yml")], env)
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    events = [line["event"] for line in lines]
+    assert "supervisor_escalation" in events
+    crashed = [line for line in lines if line["event"] == "child_crashed"]
+    assert crashed
+    assert "exception" in crashed[0]  # the traceback is a field of the line, not extra lines
+    assert token not in result.stdout + result.stderr
+    assert "not-the-fakes-token" not in result.stdout + result.stderr

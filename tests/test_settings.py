@@ -214,3 +214,12 @@ def test_a_malformed_token_is_refused_without_showing_it() -> None:
     assert result.returncode == 2
     assert "TELEGRAM_BOT_TOKEN" in result.stderr
     assert "not-a-token-secret" not in result.stderr
+
+
+def test_a_watchdog_shorter_than_a_long_poll_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text("telegram:\n  poll_timeout_seconds: 30\n  watchdog_seconds: 20\n")
+    with pytest.raises(
+        ConfigError, match=r"^telegram: watchdog_seconds \(20\) must be longer than poll_timeout_seconds"
+    ):
+        load_settings(path, env={})

@@ -169,11 +169,11 @@ def test_messages_from_bots_are_ignored() -> None:
     assert isinstance(route_update(update, BOT, ALLOWED), Ignore)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=20,
-)
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=10), children, max_size=4))
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20), _containers, max_leaves=20)
 
 
 @given(

@@ -39,7 +39,6 @@ ALLOWED_UPDATES = ["message"]
 # We call getUpdates through do_api_request on purpose: it hands back raw JSON, which goes to the
 # ingress log as is, and one update PTB cannot parse cannot then fail (and so stall) its whole batch.
 warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
-_CONFLICT_GIVE_UP_SECONDS = 120.0
 
 
 class TelegramChannel:
@@ -95,6 +94,7 @@ class TelegramGateway:
         self._registry = registry
         self._ingress = ingress
         self._metrics = metrics
+        self._requests: dict[int, tuple[HTTPXRequest, HTTPXRequest]] = {}
         self._send_bot = self._new_bot(pool_size=64, read_timeout=self._settings.send_timeout_seconds)
         self._poll_bot: Bot | None = None
         self.sender = TelegramSender(self._send_bot, settings.backoff)
@@ -107,13 +107,27 @@ class TelegramGateway:
         self._send_bot_ready = False
 
     def _new_bot(self, *, pool_size: int, read_timeout: float) -> Bot:
-        request = HTTPXRequest(connection_pool_size=pool_size, read_timeout=read_timeout, connect_timeout=10.0)
-        return Bot(
+        requests = (
+            HTTPXRequest(connection_pool_size=pool_size, read_timeout=read_timeout, connect_timeout=10.0),
+            HTTPXRequest(connection_pool_size=1, read_timeout=10.0, connect_timeout=10.0),
+        )
+        bot = Bot(
             self._settings.token,
             base_url=self._settings.api_base_url,
-            request=request,
-            get_updates_request=HTTPXRequest(connection_pool_size=1, read_timeout=10.0, connect_timeout=10.0),
+            request=requests[0],
+            get_updates_request=requests[1],
         )
+        self._requests[id(bot)] = requests
+        return bot
+
+    async def _close_bot(self, bot: Bot) -> None:
+        # Closed through its requests: Bot.shutdown() does nothing for a bot that was never
+        # initialised (the polling bot, or one whose getMe failed) and would leak its sockets.
+        for request in self._requests.pop(id(bot), ()):
+            try:
+                await request.shutdown()
+            except Exception as exc:  # closing a broken connection must not mask why we stopped
+                log.debug("telegram_client_close_failed", error=repr(exc))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -139,9 +153,8 @@ class TelegramGateway:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks))
-        if self._send_bot_ready:
-            await self._send_bot.shutdown()
-            self._send_bot_ready = False
+        await self._close_bot(self._send_bot)
+        self._send_bot_ready = False
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Alive while a poll succeeded within the watchdog period."""
@@ -194,10 +207,7 @@ class TelegramGateway:
     async def _shutdown_poll_bot(self) -> None:
         bot, self._poll_bot = self._poll_bot, None
         if bot is not None:
-            try:
-                await bot.shutdown()
-            except Exception as exc:  # closing a broken connection must not mask why we stopped
-                log.debug("telegram_poll_client_close_failed", error=repr(exc))
+            await self._close_bot(bot)
 
     # -- polling ----------------------------------------------------------------------------------
 
@@ -229,7 +239,9 @@ class TelegramGateway:
             except Conflict as exc:
                 now = time.monotonic()
                 conflict_since = conflict_since or now
-                if now - conflict_since > _CONFLICT_GIVE_UP_SECONDS:
+                # Another poller for this long (a second deployment?): stop, so the supervisor
+                # restarts us and, if it persists, the process exits 1 for the operator to see.
+                if now - conflict_since > self._settings.watchdog_seconds:
                     log.critical("telegram_conflict_persists", since_s=round(now - conflict_since, 1))
                     raise
                 failures += 1
