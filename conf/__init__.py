@@ -1,5 +1,6 @@
 """Configuration: `config.yml` and `mcp.yml` loaded into typed, immutable settings."""
 
+from conf.mcp import DEFAULT_MCP_CONFIG_PATH, McpServerSettings, McpToolFilter, load_mcp_servers
 from conf.settings import (
     ActorSettings,
     AllowedUsers,
@@ -17,6 +18,7 @@ from conf.settings import (
 )
 
 __all__ = [
+    "DEFAULT_MCP_CONFIG_PATH",
     "ActorSettings",
     "AllowedUsers",
     "BackoffSettings",
@@ -25,9 +27,12 @@ __all__ = [
     "HealthSettings",
     "LLMSettings",
     "LogSettings",
+    "McpServerSettings",
+    "McpToolFilter",
     "MetricsSettings",
     "Settings",
     "StoreSettings",
     "TelegramSettings",
+    "load_mcp_servers",
     "load_settings",
 ]
