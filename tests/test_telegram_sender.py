@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from structlog.testing import capture_logs
 from telegram import Bot
+from telegram.request import HTTPXRequest
 
 from actors.telegram import DeliveryError, Rate, TelegramSender, html_to_plain, split_message, to_telegram_html
 from actors.telegram._html import parse_html
@@ -197,6 +198,28 @@ async def test_the_overall_rate_can_be_left_to_telegram(bot: Bot, tg: FakeTelegr
         await sender.send_text(chat_id, "hi")
     assert fake_time.sleeps == []
     assert len(tg.sent) == 40
+
+
+@pytest.mark.parametrize("max_concurrent_sends", [2, 50])
+async def test_a_busy_connection_pool_delays_sends_without_backoff(
+    tg: FakeTelegramServer, fake_time: FakeTime, max_concurrent_sends: int
+) -> None:
+    tg.send_latency = 0.02
+    request = HTTPXRequest(connection_pool_size=2, pool_timeout=0.01)
+    async with Bot(tg.token, base_url=tg.base_url, request=request) as small_pool:
+        sender = TelegramSender(
+            small_pool,
+            NO_JITTER,
+            max_concurrent_sends=max_concurrent_sends,
+            overall_rate=None,
+            clock=fake_time.clock,
+            sleep=fake_time.sleep,
+        )
+        with capture_logs() as logs:
+            await asyncio.gather(*(sender.send_text(chat_id, f"to {chat_id}") for chat_id in range(1, 21)))
+    assert sorted(m.chat_id for m in tg.sent) == list(range(1, 21))
+    assert fake_time.sleeps == []
+    assert not [e for e in logs if e["event"] == "telegram_send_retry"]
 
 
 async def test_replies_to_one_chat_never_interleave(tg: FakeTelegramServer, sender: TelegramSender) -> None:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import httpx
 import structlog
 from telegram import Bot, Message
 from telegram.constants import ChatAction, ParseMode
@@ -106,6 +107,7 @@ class _ChatLock:
 class TelegramSender:
     """Sends replies to chats: Markdown -> HTML chunks, in order, with per-chat flood control.
 
+    `max_concurrent_sends` should equal the connection pool size of the Bot's HTTPXRequest.
     `overall_rate` paces all chats together (None: no proactive overall pacing, only Telegram's
     429s, per chat); `group_rate` paces each group; `clock` and `sleep` are injectable for tests.
 
@@ -121,6 +123,7 @@ class TelegramSender:
         *,
         overall_rate: Rate | None = Rate(30, 1.0),
         group_rate: Rate = Rate(20, 60.0),
+        max_concurrent_sends: int = 32,
         typing_interval_s: float = 4.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -132,6 +135,9 @@ class TelegramSender:
         self._clock = clock
         self._sleep = sleep
         self._overall = _Window(overall_rate, clock, sleep) if overall_rate is not None else None
+        # Requests beyond the HTTP pool's size would fail with a pool timeout after waiting for a
+        # connection; queueing them here instead keeps hundreds of chats from retrying in lockstep.
+        self._in_flight = asyncio.Semaphore(max_concurrent_sends)
         self._groups: dict[int, _Window] = {}
         self._chats: dict[int, _ChatLock] = {}
 
@@ -180,7 +186,8 @@ class TelegramSender:
 
         async def edit(text: str, parse_mode: str | None) -> list[Message]:
             try:
-                result = await self._bot.edit_message_text(text, chat_id, message_id, parse_mode=parse_mode)
+                async with self._in_flight:
+                    result = await self._bot.edit_message_text(text, chat_id, message_id, parse_mode=parse_mode)
             except BadRequest as exc:
                 if "not modified" in exc.message.lower():
                     return []
@@ -195,14 +202,15 @@ class TelegramSender:
                 await self._group_window(chat_id).acquire()
             if self._overall is not None:
                 await self._overall.acquire()
-            message = await self._bot.send_message(
-                chat_id,
-                text,
-                parse_mode=parse_mode,
-                message_thread_id=thread_id,
-                reply_to_message_id=reply_to,
-                allow_sending_without_reply=True if reply_to is not None else None,
-            )
+            async with self._in_flight:
+                message = await self._bot.send_message(
+                    chat_id,
+                    text,
+                    parse_mode=parse_mode,
+                    message_thread_id=thread_id,
+                    reply_to_message_id=reply_to,
+                    allow_sending_without_reply=True if reply_to is not None else None,
+                )
             return [message]
 
         return [message.message_id for message in await self._deliver(chat_id, html, send)]
@@ -239,6 +247,11 @@ class TelegramSender:
                 log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
                 raise DeliveryError(chat_id, exc.message) from exc
             except NetworkError as exc:  # TimedOut included; a timed-out send may have arrived (at-least-once)
+                if isinstance(exc.__cause__, httpx.PoolTimeout):
+                    # Not sent at all: our own pool was busy. Try again at once; backing off would
+                    # only make the waiting chats retry together later.
+                    log.debug("telegram_pool_busy", chat_id=chat_id)
+                    continue
                 attempt += 1
                 wait_s = self._backoff.delay(attempt) + random.uniform(0, self._backoff.jitter_seconds)
                 log.warning(
@@ -284,7 +297,8 @@ class TelegramSender:
     async def send_typing(self, chat_id: int, message_thread_id: int | None = None) -> None:
         """Show "typing..." in the chat. Best effort: failures are logged at debug, never raised."""
         try:
-            await self._bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=message_thread_id)
+            async with self._in_flight:
+                await self._bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=message_thread_id)
         except TelegramError as exc:
             log.debug("telegram_typing_failed", chat_id=chat_id, error=exc.message)
 
