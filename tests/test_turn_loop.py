@@ -51,7 +51,7 @@ async def setup(request: pytest.FixtureRequest) -> AsyncIterator[tuple[FakeLLMSe
     provider = request.param
     with FakeLLMServer() as server:
         url = server.openai_base_url if provider == "openai" else server.anthropic_base_url
-        settings = LLMSettings(provider=provider, model="test-model", base_url=url, api_key="k")
+        settings = LLMSettings(provider=provider, model="test-model", base_url=url, api_key="k", stream=True)
         model = build_chat_model(settings, FAST)
         yield server, model
         await model.aclose()
