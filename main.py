@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Load settings, configure logging, build the system, run it until a signal; the exit status."""
+    # python-telegram-bot's future behaviour (durations as timedelta) now, which silences its
+    # deprecation warning on every RetryAfter; our code reads both forms.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
     args = parse_args(argv)
     from conf import ConfigError, load_settings
     from conf.mcp import load_mcp_servers

@@ -12,10 +12,12 @@ from typing import Any, Literal
 import structlog
 
 from actors.conversation import ConversationActor, TurnSettings
+from actors.metered import MeteredChatModel, MeteredToolbox
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
 from actors.supervisor import Supervisor
 from conf import Settings
+from llm import ChatModel
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "AssistantSystem"]
 
@@ -43,9 +45,12 @@ class AssistantSystem:
         self.mode = mode
         self.exit_code = EXIT_OK
         self._shutdown = asyncio.Event()
+        self.started = asyncio.Event()
+        """Set once every part is built and running (for tests and embedders)."""
         self.registry: ConversationRegistry[ConversationActor] | None = None
         self.gateway: Any = None
         self.health: Any = None
+        self.mcp_actors: dict[str, Any] = {}
 
     def request_stop(self, exit_code: int = EXIT_OK) -> None:
         """Begin a graceful stop; the first non-zero exit code wins."""
@@ -73,9 +78,12 @@ class AssistantSystem:
 
             from llm import build_chat_model, load_system_prompt
 
-            model = build_chat_model(settings.llm, settings.backoff)
+            model: ChatModel = build_chat_model(settings.llm, settings.backoff)
             stack.push_async_callback(model.aclose)
             system_prompt = load_system_prompt(settings.llm)
+            metrics = self._metrics()
+            if metrics is not None:
+                model = MeteredChatModel(model, metrics, settings.llm.provider)
 
             root = Supervisor(
                 "root",
@@ -85,8 +93,8 @@ class AssistantSystem:
                 on_escalate=self._escalate,
             )
             toolbox = self._start_tools(root)
-
-            metrics = self._metrics()
+            if metrics is not None:
+                toolbox = MeteredToolbox(toolbox, metrics)
             conversations = Supervisor(
                 "conversations",
                 backoff=settings.backoff,
@@ -129,6 +137,7 @@ class AssistantSystem:
                 store=settings.store.backend,
                 mcp_servers=sorted(self.mcp_servers),
             )
+            self.started.set()
             try:
                 await self._shutdown.wait()
             finally:
@@ -165,12 +174,11 @@ class AssistantSystem:
         from actors.mcp import McpServerActor
         from tools import McpToolbox
 
-        actors = {}
         for name, server in self.mcp_servers.items():
             actor = McpServerActor(name, server, self.settings.backoff)
-            actors[name] = actor
+            self.mcp_actors[name] = actor
             root.start_child(f"mcp:{name}", actor.run, restart="permanent")
-        return McpToolbox({name: actor.connection for name, actor in actors.items()})
+        return McpToolbox({name: actor.connection for name, actor in self.mcp_actors.items()})
 
     def _start_gateway(
         self,

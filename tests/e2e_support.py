@@ -60,6 +60,10 @@ async def running(settings: Settings, mcp_servers: dict[str, Any] | None = None)
     system = AssistantSystem(settings, mcp_servers or {}, mode="telegram")
     task = asyncio.create_task(system.run(install_signal_handlers=False), name="assistant")
     try:
+        started = asyncio.ensure_future(system.started.wait())
+        await asyncio.wait([started, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        assert system.started.is_set(), "the system did not start"
         yield system
     finally:
         system.request_stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -268,3 +269,40 @@ async def test_healthz_reports_polling(tg: FakeTelegramServer, llm: FakeLLMServe
     assert payload["status"] == "ok"
     assert isinstance(payload["actors"], int)
     assert payload["last_poll_s"] < 60
+
+
+async def test_a_tool_turn_through_telegram_reports_turn_model_and_tool_metrics(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    from structlog.testing import capture_logs
+
+    from conf import McpServerSettings
+    from tests.fakes.llm_server import CallTools
+
+    servers = {
+        "time": McpServerSettings(command=sys.executable, args=("-m", "mcp_server_time", "--local-timezone", "UTC"))
+    }
+    llm.script([CallTools([("time__get_current_time", {"timezone": "UTC"})]), Reply("It is time.")])
+    with capture_logs() as logs:
+        async with running(fast_settings(env), servers) as system:
+            # The tool is offered only once the server is connected: wait for its first listing.
+            connection = system.mcp_actors["time"].connection
+            await asyncio.wait_for(connection.wait_until(lambda c: bool(c.tools())), 20)
+            tg.add_text_message(42, "what time is it?")
+            [reply] = await tg.await_sent(chat_id=42, timeout=20)
+    assert reply.text == "It is time."
+    tool_request = llm.requests[1]
+    [result] = tool_request.tool_results
+    assert not result.is_error
+    assert '"timezone": "UTC"' in result.content
+    metrics = [entry for entry in logs if entry["event"] == "metrics"]
+    names = {
+        name
+        for entry in metrics
+        for metric in entry["_aws"]["CloudWatchMetrics"]
+        for name in [m["Name"] for m in metric["Metrics"]]
+    }
+    assert {"TurnLatency", "ModelLatency", "ToolLatency"} <= names
+    tool_line = next(entry for entry in metrics if "ToolLatency" in entry)
+    assert tool_line["Server"] == "time"
+    assert tool_line["ToolErrors"] == 0

@@ -21,7 +21,7 @@ from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
 from actors.supervisor import backoff_delay, backoff_wait
 from actors.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
-from actors.telegram.sender import DeliveryError, TelegramSender
+from actors.telegram.sender import DeliveryError, Rate, TelegramSender
 from conf import Settings
 from stores import IngressLog, StoreError
 
@@ -95,9 +95,17 @@ class TelegramGateway:
         self._ingress = ingress
         self._metrics = metrics
         self._requests: dict[int, tuple[HTTPXRequest, HTTPXRequest]] = {}
-        self._send_bot = self._new_bot(pool_size=64, read_timeout=self._settings.send_timeout_seconds)
+        telegram = settings.telegram
+        self._send_bot = self._new_bot(pool_size=telegram.send_connections, read_timeout=telegram.send_timeout_seconds)
         self._poll_bot: Bot | None = None
-        self.sender = TelegramSender(self._send_bot, settings.backoff)
+        overall = telegram.overall_messages_per_second
+        self.sender = TelegramSender(
+            self._send_bot,
+            settings.backoff,
+            overall_rate=Rate(overall, 1.0) if overall else None,
+            group_rate=Rate(telegram.group_messages_per_minute, 60.0),
+            max_concurrent_sends=telegram.send_connections,
+        )
         self.channel = TelegramChannel(self.sender, ingress)
         self.identity: BotIdentity | None = None
         self.last_poll_ok = time.monotonic()
