@@ -306,3 +306,17 @@ async def test_a_tool_turn_through_telegram_reports_turn_model_and_tool_metrics(
     tool_line = next(entry for entry in metrics if "ToolLatency" in entry)
     assert tool_line["Server"] == "time"
     assert tool_line["ToolErrors"] == 0
+
+
+async def test_flood_control_waits_are_reported_as_metrics(tg: FakeTelegramServer, env: dict[str, str]) -> None:
+    from structlog.testing import capture_logs
+
+    tg.fail_next("sendMessage", 429, retry_after=1, chat_id=42)
+    with capture_logs() as logs:
+        async with running(fast_settings(env)):
+            tg.add_text_message(42, "hello")
+            await tg.await_sent(chat_id=42, timeout=10)
+    [retry] = [entry for entry in logs if entry["event"] == "metrics" and "TelegramRetries" in entry]
+    assert retry["TelegramRetryWait"] == 1.0
+    assert retry["reason"] == "retry_after"
+    assert retry["Method"] == "sendMessage"

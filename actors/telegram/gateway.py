@@ -105,6 +105,7 @@ class TelegramGateway:
             overall_rate=Rate(overall, 1.0) if overall else None,
             group_rate=Rate(telegram.group_messages_per_minute, 60.0),
             max_concurrent_sends=telegram.send_connections,
+            on_retry=self._count_retry if metrics is not None else None,
         )
         self.channel = TelegramChannel(self.sender, ingress)
         self.identity: BotIdentity | None = None
@@ -113,6 +114,9 @@ class TelegramGateway:
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_bot_ready = False
+
+    def _count_retry(self, wait_s: float, reason: str) -> None:
+        self._metrics.telegram_retry(wait_s, method="sendMessage", reason=reason)
 
     def _new_bot(self, *, pool_size: int, read_timeout: float) -> Bot:
         requests = (

@@ -108,6 +108,7 @@ class TelegramSender:
     """Sends replies to chats: Markdown -> HTML chunks, in order, with per-chat flood control.
 
     `max_concurrent_sends` should equal the connection pool size of the Bot's HTTPXRequest.
+    `on_retry(wait_s, reason)` hears of every retry (for metrics).
     `overall_rate` paces all chats together (None: no proactive overall pacing, only Telegram's
     429s, per chat); `group_rate` paces each group; `clock` and `sleep` are injectable for tests.
 
@@ -127,8 +128,10 @@ class TelegramSender:
         typing_interval_s: float = 4.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        on_retry: Callable[[float, str], None] | None = None,
     ) -> None:
         self._bot = bot
+        self._on_retry = on_retry
         self._backoff = backoff
         self._group_rate = group_rate
         self._typing_interval_s = typing_interval_s
@@ -228,6 +231,7 @@ class TelegramSender:
             except RetryAfter as exc:
                 wait_s = _retry_after_seconds(exc)
                 log.warning("telegram_retry_after", chat_id=chat_id, wait_s=wait_s)
+                self._report_retry(wait_s, "retry_after")
                 await self._sleep(wait_s)
             except ChatMigrated as exc:
                 log.warning("telegram_chat_migrated", chat_id=chat_id, new_chat_id=exc.new_chat_id)
@@ -257,6 +261,7 @@ class TelegramSender:
                 log.warning(
                     "telegram_send_retry", chat_id=chat_id, attempt=attempt, wait_s=round(wait_s, 3), error=exc.message
                 )
+                self._report_retry(wait_s, "network")
                 await self._sleep(wait_s)
             except TelegramError as exc:
                 log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
@@ -282,6 +287,10 @@ class TelegramSender:
         for part in parts:
             messages.extend(await self._deliver(chat_id, part, call))
         return messages
+
+    def _report_retry(self, wait_s: float, reason: str) -> None:
+        if self._on_retry is not None:
+            self._on_retry(wait_s, reason)
 
     def _group_window(self, chat_id: int) -> _Window:
         window = self._groups.get(chat_id)
