@@ -45,6 +45,8 @@ class AnthropicChatModel:
         del temperature
         self._max_output_tokens = max_output_tokens
         self._stream = stream
+        # One TLS context for every shard: each would otherwise load the CA bundle (~0.9 MB).
+        tls = httpx2.create_ssl_context()
         self._clients = ClientShards(
             lambda: anthropic.AsyncAnthropic(
                 # A key-less local proxy still needs the header the SDK insists on sending.
@@ -52,6 +54,7 @@ class AnthropicChatModel:
                 base_url=base_url or None,
                 timeout=request_timeout_seconds,
                 max_retries=0,  # our RetryingChatModel owns retries, within the turn's budget
+                http_client=anthropic.DefaultAsyncHttpxClient(verify=tls),
             )
         )
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -45,6 +46,8 @@ class OpenAIChatModel:
         # OpenAI's own API wants `max_completion_tokens` (its reasoning models reject `max_tokens`);
         # compatible servers (Ollama, vLLM, LM Studio) have long known `max_tokens` only.
         self._max_tokens_key = "max_tokens" if base_url else "max_completion_tokens"
+        # One TLS context for every shard: each would otherwise load the CA bundle (~0.9 MB).
+        tls = httpx2.create_ssl_context()
         self._clients = ClientShards(
             lambda: openai.AsyncOpenAI(
                 # Local servers need no key, but the SDK insists on one: any placeholder will do.
@@ -52,6 +55,7 @@ class OpenAIChatModel:
                 base_url=base_url or None,
                 timeout=request_timeout_seconds,
                 max_retries=0,  # our RetryingChatModel owns retries, within the turn's budget
+                http_client=openai.DefaultAsyncHttpxClient(verify=tls),
             )
         )
 
