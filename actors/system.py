@@ -78,7 +78,7 @@ class AssistantSystem:
 
             from llm import build_chat_model, load_system_prompt
 
-            model: ChatModel = build_chat_model(settings.llm, settings.backoff)
+            model: ChatModel = build_chat_model(settings.llm, settings.backoff, lazy=True)
             stack.push_async_callback(model.aclose)
             system_prompt = load_system_prompt(settings.llm)
             metrics = self._metrics()

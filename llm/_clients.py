@@ -8,10 +8,10 @@ from typing import Generic, Protocol, TypeVar
 
 __all__ = ["CLIENT_SHARDS", "ClientShards"]
 
-CLIENT_SHARDS = 8
+CLIENT_SHARDS = 16
 """httpx2's pool rescans all its connections on every request it starts or finishes
 (`_assign_requests_to_connections`), so one pool serving 300 concurrent turns spends ~3 ms of CPU
-per request; eight pools of ~40 connections each spend an eighth of that."""
+per request; sixteen pools of ~20 connections each spend a sixteenth of that."""
 
 
 class _Closable(Protocol):

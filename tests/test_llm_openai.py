@@ -277,3 +277,25 @@ def test_a_missing_system_prompt_file_is_a_config_error_naming_the_setting(tmp_p
     with pytest.raises(ConfigError) as caught:
         load_system_prompt(LLMSettings(system_prompt_file=str(tmp_path / "nope.txt")))
     assert caught.value.setting == "llm.system_prompt_file"
+
+
+def test_a_lazy_model_imports_its_sdk_only_when_first_asked() -> None:
+    with FakeLLMServer() as server:
+        code = (
+            "import asyncio, sys\n"
+            "from conf import BackoffSettings, LLMSettings\n"
+            "from llm import build_chat_model\n"
+            f"settings = LLMSettings(provider='openai', base_url={server.openai_base_url!r}, api_key='k')\n"
+            "model = build_chat_model(settings, BackoffSettings(), lazy=True)\n"
+            "print('openai' in sys.modules)\n"
+            "async def main():\n"
+            "    reply = await model.complete('s', [{'role': 'user', 'content': 'hi'}], [])\n"
+            "    print('openai' in sys.modules, reply.text)\n"
+            "    await model.aclose()\n"
+            "asyncio.run(main())\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["False", "True echo: hi"]
