@@ -37,12 +37,14 @@ class ConversationRegistry(Generic[A]):
         *,
         idle_seconds: float,
         on_count_changed: Callable[[int], None] | None = None,
+        after_evictions: Callable[[], None] | None = None,
     ) -> None:
         self._factory = factory
         self._supervisor = supervisor
         self._idle_seconds = idle_seconds
         self._actors: dict[str, A] = {}
         self._on_count_changed = on_count_changed
+        self._after_evictions = after_evictions
         self._closed = False
         self._stopped = asyncio.Event()
         self.spawned = 0
@@ -118,14 +120,18 @@ class ConversationRegistry(Generic[A]):
         return evicted
 
     async def run_evictions(self) -> None:
-        """The sweeper's task: evict idle actors every so often until stopped."""
+        """The sweeper's task: evict idle actors every so often until stopped. One sweep after
+        evictions (when the evicted actors' tasks have ended) `after_evictions` runs."""
         interval = max(0.01, min(self._idle_seconds / 4, 30.0))
+        evicted_last_sweep = False
         while not self._stopped.is_set():
             try:
                 async with asyncio.timeout(interval):
                     await self._stopped.wait()
             except TimeoutError:
-                self.evict_idle()
+                if evicted_last_sweep and self._after_evictions is not None:
+                    self._after_evictions()
+                evicted_last_sweep = self.evict_idle() > 0
 
     def stop_sweeper(self) -> None:
         """Make `run_evictions` return."""

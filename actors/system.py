@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import structlog
 
+from actors._memory import release_free_memory
 from actors.conversation import ConversationActor, TurnSettings
 from actors.metered import MeteredChatModel, MeteredToolbox
 from actors.protocol import ConversationMessage, ReplyChannel
@@ -120,6 +121,7 @@ class AssistantSystem:
                 new_actor,
                 conversations,
                 idle_seconds=settings.actors.idle_seconds,
+                after_evictions=release_free_memory,
             )
             self.registry = registry
             root.start_child(

@@ -338,3 +338,31 @@ async def test_stop_also_waits_for_evicted_activations_still_finishing() -> None
     await registry.stop(1.0)
     assert stopped.is_set()
     assert no_other_tasks() == set()
+
+
+async def test_the_sweep_after_evictions_runs_the_release_hook_once() -> None:
+    from actors.supervisor import Supervisor
+    from conf import BackoffSettings
+
+    released = asyncio.Event()
+    calls: list[int] = []
+
+    class Quiet(Actor[str]):
+        async def handle(self, message: str) -> str:
+            return message
+
+    def release() -> None:
+        calls.append(len(registry))
+        released.set()
+
+    supervisor = Supervisor("c", backoff=BackoffSettings(initial_seconds=0.001), max_restarts=3, window_seconds=10)
+    registry: ConversationRegistry[Quiet] = ConversationRegistry(
+        lambda cid: Quiet(cid, 8), supervisor, idle_seconds=0.04, after_evictions=release
+    )
+    sweeper = asyncio.create_task(registry.run_evictions())
+    assert await registry.ask("a", "hi") == "hi"
+    await asyncio.wait_for(released.wait(), 5)
+    assert calls == [0]  # the actor was gone by the sweep after the one that evicted it
+    registry.stop_sweeper()
+    await sweeper
+    await registry.stop(1)
