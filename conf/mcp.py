@@ -17,7 +17,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from conf._interpolate import interpolate
-from conf.settings import ConfigError, describe_validation_error, load_yaml_file
+from conf.settings import ConfigError, describe_validation_error, http_url, load_yaml_file, lowercase
 
 __all__ = [
     "DEFAULT_MCP_CONFIG_PATH",
@@ -91,14 +91,12 @@ class McpServerSettings(_Model):
     @field_validator("transport", mode="before")
     @classmethod
     def _lower(cls, raw: object) -> object:
-        return raw.strip().lower() if isinstance(raw, str) else raw
+        return lowercase(raw)
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, raw: str) -> str:
-        if raw and not raw.startswith(("http://", "https://")):
-            raise ValueError(f"{raw!r} is not an http(s) URL")
-        return raw
+        return http_url(raw, required=False)
 
     @model_validator(mode="after")
     def _one_kind(self) -> McpServerSettings:

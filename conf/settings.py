@@ -44,6 +44,18 @@ class ConfigError(Exception):
         self.problem = problem
 
 
+def http_url(raw: str, *, required: bool = True) -> str:
+    """Validate an http(s) URL setting (empty allowed unless `required`)."""
+    if (raw or required) and not raw.startswith(("http://", "https://")):
+        raise ValueError(f"{raw!r} is not an http(s) URL")
+    return raw
+
+
+def lowercase(raw: object) -> object:
+    """A `mode="before"` normaliser: words in settings are case-insensitive."""
+    return raw.strip().lower() if isinstance(raw, str) else raw
+
+
 class _Model(BaseModel):
     # Typos in keys are errors, and settings never change once loaded.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -119,9 +131,7 @@ class TelegramSettings(_Model):
     @field_validator("api_base_url")
     @classmethod
     def _check_url(cls, raw: str) -> str:
-        if not raw.startswith(("http://", "https://")):
-            raise ValueError(f"{raw!r} is not an http(s) URL")
-        return raw
+        return http_url(raw)
 
     @model_validator(mode="after")
     def _watchdog_outlasts_a_poll(self) -> TelegramSettings:
@@ -153,14 +163,12 @@ class LLMSettings(_Model):
     @field_validator("provider", mode="before")
     @classmethod
     def _lower(cls, raw: object) -> object:
-        return raw.strip().lower() if isinstance(raw, str) else raw
+        return lowercase(raw)
 
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, raw: str) -> str:
-        if raw and not raw.startswith(("http://", "https://")):
-            raise ValueError(f"{raw!r} is not an http(s) URL")
-        return raw
+        return http_url(raw, required=False)
 
     @model_validator(mode="after")
     def _defaults(self) -> LLMSettings:

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,6 @@ from tests.fakes.llm_server import FakeLLMRequest, FakeLLMServer, Hang
 from tests.fakes.telegram_server import FakeTelegramServer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegramServer]:
-    with FakeTelegramServer() as server:
-        yield server
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
 
 
 async def load_records(store_dir: Path, conversation_id: str) -> list[dict[str, object]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,6 @@ from actors import texts
 from tests.e2e_support import assistant_env, fast_settings, running
 from tests.fakes.llm_server import Fail, FakeLLMRequest, FakeLLMServer, Reply
 from tests.fakes.telegram_server import FakeTelegramServer
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegramServer]:
-    with FakeTelegramServer() as server:
-        yield server
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
 
 
 @pytest.fixture
