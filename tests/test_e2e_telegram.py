@@ -307,3 +307,14 @@ async def test_flood_control_waits_are_reported_as_metrics(tg: FakeTelegramServe
     assert retry["TelegramRetryWait"] == 1.0
     assert retry["reason"] == "retry_after"
     assert retry["Method"] == "sendMessage"
+
+
+async def test_a_burst_of_quick_turns_never_exhausts_the_send_pool(tg: FakeTelegramServer, env: dict[str, str]) -> None:
+    # Each turn ends while its "typing..." request may be in flight; cancelling such a request
+    # used to leak one of httpx's pooled connections, until every send waited forever (800 quick
+    # turns were enough to freeze all eight connections).
+    async with running(fast_settings(env)):
+        for chat in range(800):
+            tg.add_text_message(50_000 + chat, f"quick {chat}")
+        sent = await tg.await_sent(count=800, timeout=90)
+    assert sorted(message.text for message in sent) == sorted(f"echo: quick {chat}" for chat in range(800))

@@ -165,6 +165,7 @@ class TelegramGateway:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks))
+        await self.sender.aclose()
         await self._close_bot(self._send_bot)
         self._send_bot_ready = False
 

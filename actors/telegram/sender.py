@@ -141,6 +141,7 @@ class TelegramSender:
         # Requests beyond the HTTP pool's size would fail with a pool timeout after waiting for a
         # connection; queueing them here instead keeps hundreds of chats from retrying in lockstep.
         self._in_flight = asyncio.Semaphore(max_concurrent_sends)
+        self._typing: set[asyncio.Task[None]] = set()
         self._groups: dict[int, _Window] = {}
         self._chats: dict[int, _ChatLock] = {}
 
@@ -303,10 +304,15 @@ class TelegramSender:
 
     # -- typing ------------------------------------------------------------------------------------
 
-    async def send_typing(self, chat_id: int, message_thread_id: int | None = None) -> None:
-        """Show "typing..." in the chat. Best effort: failures are logged at debug, never raised."""
+    async def send_typing(
+        self, chat_id: int, message_thread_id: int | None = None, *, unless: asyncio.Event | None = None
+    ) -> None:
+        """Show "typing..." in the chat. Best effort: failures are logged at debug, never raised.
+        With `unless`, nothing is sent if that event is set by the time a connection is free."""
         try:
             async with self._in_flight:
+                if unless is not None and unless.is_set():
+                    return
                 await self._bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=message_thread_id)
         except TelegramError as exc:
             log.debug("telegram_typing_failed", chat_id=chat_id, error=exc.message)
@@ -315,22 +321,49 @@ class TelegramSender:
     async def typing_while(self, chat_id: int, message_thread_id: int | None = None) -> AsyncIterator[None]:
         """Keep "typing..." shown while the block runs: at once, then every `typing_interval_s`.
 
-        The context manager owns the task that sends it and cancels and awaits it on exit.
+        On exit the keeper is told to stop rather than cancelled: cancelling an HTTP request in
+        flight can leak a connection from httpx's pool (seen: eight leaked connections froze every
+        send). It ends after its current request, tracked by the sender until then (`aclose`).
         """
-        task = asyncio.create_task(self._keep_typing(chat_id, message_thread_id), name=f"telegram-typing-{chat_id}")
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            self._keep_typing(chat_id, message_thread_id, stop), name=f"telegram-typing-{chat_id}"
+        )
+        self._typing.add(task)
+        task.add_done_callback(self._typing_done)
         try:
             yield
         finally:
-            task.cancel()
-            # wait() does not raise the task's CancelledError, so ours (if we are cancelled) still propagates.
-            await asyncio.wait([task])
-            if not task.cancelled() and task.exception() is not None:
-                log.debug("telegram_typing_stopped", chat_id=chat_id, error=repr(task.exception()))
+            stop.set()
 
-    async def _keep_typing(self, chat_id: int, message_thread_id: int | None) -> None:
-        while True:
-            await self.send_typing(chat_id, message_thread_id)
-            await self._sleep(self._typing_interval_s)
+    def _typing_done(self, task: asyncio.Task[None]) -> None:
+        self._typing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("telegram_typing_stopped", error=repr(task.exception()))
+
+    async def _keep_typing(self, chat_id: int, message_thread_id: int | None, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.send_typing(chat_id, message_thread_id, unless=stop)
+            if stop.is_set():
+                return
+            # Sleeping (through the injectable sleep) is safe to cancel; a request is not.
+            sleeping = asyncio.ensure_future(self._sleep(self._typing_interval_s))
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait([sleeping, stopped], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeping.cancel()
+                stopped.cancel()
+                await asyncio.wait([sleeping, stopped])
+
+    async def aclose(self) -> None:
+        """Let typing keepers finish their last request (a few seconds at most), then cancel them."""
+        if self._typing:
+            _, pending = await asyncio.wait(list(self._typing), timeout=5)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
 
 
 def _retry_after_seconds(exc: RetryAfter) -> float:
