@@ -271,6 +271,10 @@ class TelegramGateway:
                 failures += 1
                 delay = backoff_delay(wait, failures)
                 log.warning("telegram_poll_failed", attempt=failures, wait_s=round(delay, 3), error=repr(exc))
+                if isinstance(exc, TimeoutError):
+                    # We cut off a poll that hung; its connection may be lost to the pool with it.
+                    await self._shutdown_poll_bot()
+                    self._poll_bot = self._new_bot(pool_size=1, read_timeout=10.0)
                 await self._pause(delay)
                 continue
             failures, conflict_since, rebuilt_for_stall = 0, None, False
