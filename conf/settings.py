@@ -122,6 +122,7 @@ class TelegramSettings(_Model):
     send_connections: int = Field(8, ge=1, le=256)
     overall_messages_per_second: int = Field(0, ge=0)
     group_messages_per_minute: int = Field(20, ge=1)
+    typing_delay_seconds: float = Field(0.25, ge=0)
 
     @field_validator("allowed_user_ids", mode="before")
     @classmethod

@@ -185,11 +185,20 @@ async def test_commands_are_registered_only_when_they_changed(tg: FakeTelegramSe
 async def test_typing_is_shown_while_the_model_works(
     tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
 ) -> None:
-    llm.latency = 0.3
+    llm.latency = 2.0
     async with running(fast_settings(env)):
         tg.add_text_message(42, "think")
+        await tg.await_chat_actions(42, count=1, timeout=10)
+        assert tg.sent_to(42) == []  # shown while the model works, before the answer
         await tg.await_sent(chat_id=42, timeout=10)
     assert [action.action for action in tg.chat_actions if action.chat_id == 42][:1] == ["typing"]
+
+
+async def test_a_quick_answer_needs_no_typing(tg: FakeTelegramServer, env: dict[str, str]) -> None:
+    async with running(fast_settings(env)):
+        tg.add_text_message(42, "quick")
+        await tg.await_sent(chat_id=42, timeout=10)
+    assert tg.chat_actions == []
 
 
 async def test_a_model_outage_is_told_to_the_user_and_the_chat_recovers(

@@ -265,7 +265,9 @@ async def test_typing_is_sent_at_once_then_every_interval_until_the_block_ends(
         await fake_time.parked[4.0].wait()
     assert [(a.chat_id, a.action, a.message_thread_id) for a in tg.chat_actions] == [(42, "typing", 3)] * 2
     assert fake_time.sleeps == [4.0, 4.0]
+    await sender.aclose()  # the keeper was told to stop; the sender owns it until it has
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("telegram-typing")]
+    assert len(tg.chat_actions) == 2
 
 
 async def test_typing_failures_are_swallowed(tg: FakeTelegramServer, sender: TelegramSender) -> None:

@@ -105,6 +105,7 @@ class TelegramGateway:
             overall_rate=Rate(overall, 1.0) if overall else None,
             group_rate=Rate(telegram.group_messages_per_minute, 60.0),
             max_concurrent_sends=telegram.send_connections,
+            typing_delay_s=telegram.typing_delay_seconds,
             on_retry=self._count_retry if metrics is not None else None,
         )
         self.channel = TelegramChannel(self.sender, ingress)

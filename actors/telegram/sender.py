@@ -126,6 +126,7 @@ class TelegramSender:
         group_rate: Rate = Rate(20, 60.0),
         max_concurrent_sends: int = 32,
         typing_interval_s: float = 4.0,
+        typing_delay_s: float = 0.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         on_retry: Callable[[float, str], None] | None = None,
@@ -135,6 +136,7 @@ class TelegramSender:
         self._backoff = backoff
         self._group_rate = group_rate
         self._typing_interval_s = typing_interval_s
+        self._typing_delay_s = typing_delay_s
         self._clock = clock
         self._sleep = sleep
         self._overall = _Window(overall_rate, clock, sleep) if overall_rate is not None else None
@@ -319,7 +321,7 @@ class TelegramSender:
 
     @asynccontextmanager
     async def typing_while(self, chat_id: int, message_thread_id: int | None = None) -> AsyncIterator[None]:
-        """Keep "typing..." shown while the block runs: at once, then every `typing_interval_s`.
+        """Keep "typing..." shown while the block runs: after `typing_delay_s`, then every `typing_interval_s`.
 
         On exit the keeper is told to stop rather than cancelled: cancelling an HTTP request in
         flight can leak a connection from httpx's pool (seen: eight leaked connections froze every
@@ -342,19 +344,29 @@ class TelegramSender:
             log.debug("telegram_typing_stopped", error=repr(task.exception()))
 
     async def _keep_typing(self, chat_id: int, message_thread_id: int | None, stop: asyncio.Event) -> None:
+        # A turn answered within `typing_delay_s` needs no "typing...": the answer is the sign of
+        # life, and the chat action would cost a request as dear as the answer itself.
+        if self._typing_delay_s > 0 and await self._stopped_within(stop, self._typing_delay_s):
+            return
         while not stop.is_set():
             await self.send_typing(chat_id, message_thread_id, unless=stop)
-            if stop.is_set():
+            if await self._stopped_within(stop, self._typing_interval_s):
                 return
-            # Sleeping (through the injectable sleep) is safe to cancel; a request is not.
-            sleeping = asyncio.ensure_future(self._sleep(self._typing_interval_s))
-            stopped = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait([sleeping, stopped], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeping.cancel()
-                stopped.cancel()
-                await asyncio.wait([sleeping, stopped])
+
+    async def _stopped_within(self, stop: asyncio.Event, seconds: float) -> bool:
+        """Wait up to `seconds` (through the injectable sleep) for `stop`; True if it came.
+        Sleeping is safe to cancel; an HTTP request is not, which is why stopping is an event."""
+        if stop.is_set():
+            return True
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([sleeping, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            stopped.cancel()
+            await asyncio.wait([sleeping, stopped])
+        return stop.is_set()
 
     async def aclose(self) -> None:
         """Let typing keepers finish their last request (a few seconds at most), then cancel them."""
