@@ -36,6 +36,12 @@ _CALL_GRACE_SECONDS: Final = 1.0
 """Beyond the SDK's own read timeout, in case a transport hangs before the request is even sent."""
 
 
+# Over HTTP the 2026-07-28 protocol costs ~44 ms a call here against ~2 ms with the initialize
+# handshake of 2025-11-25 (bench/tools.py; a delayed-ACK stall in the new request pattern, by its
+# 40 ms shape). Every server speaks the older handshake, and tools/list_changed still arrives.
+_MODE: dict[str, str] = {"stdio": "auto", "streamable-http": "legacy", "sse": "legacy"}
+
+
 @dataclass(frozen=True, slots=True)
 class McpTool:
     """A tool as one server lists it (after the server's include/exclude filter)."""
@@ -179,7 +185,13 @@ class McpConnection:
                 async with asyncio.timeout(self._connect_timeout):
                     transport = cast(Transport, open_transport(self._settings, self._on_eof, errlog=self._errlog))
                     client = await stack.enter_async_context(
-                        Client(transport, cache=None, client_info=CLIENT_INFO, message_handler=self._on_message)
+                        Client(
+                            transport,
+                            cache=None,
+                            client_info=CLIENT_INFO,
+                            message_handler=self._on_message,
+                            mode=_MODE[self._settings.kind],
+                        )
                     )
                     await self._relist(client)
                 stack.callback(self._set_down)
