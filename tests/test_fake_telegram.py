@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -159,7 +160,7 @@ async def test_fail_next_injects_flood_control_for_one_chat(tg: FakeTelegramServ
     for _ in range(2):
         with pytest.raises(RetryAfter) as caught:
             await bot.send_message(1, "flooded")
-        assert caught.value.retry_after == 7
+        assert caught.value.retry_after == timedelta(seconds=7)  # PTB_TIMEDELTA is set (conftest.py)
     await bot.send_message(1, "through")
     assert [m.text for m in tg.sent] == ["other chat flows", "through"]
     assert tg.calls.count("sendMessage") == 4
