@@ -327,3 +327,36 @@ async def test_a_burst_of_quick_turns_never_exhausts_the_send_pool(tg: FakeTeleg
             tg.add_text_message(50_000 + chat, f"quick {chat}")
         sent = await tg.await_sent(count=800, timeout=90)
     assert sorted(message.text for message in sent) == sorted(f"echo: quick {chat}" for chat in range(800))
+
+
+async def test_the_dynamodb_store_serves_the_whole_bot(
+    tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stores import build_stores
+    from tests.fakes.moto_server import fake_aws_credentials, moto_server
+
+    fake_aws_credentials(monkeypatch)
+    with moto_server() as endpoint:
+        env = assistant_env(
+            tg,
+            llm,
+            tmp_path / "unused",
+            STORE_BACKEND="dynamodb",
+            DYNAMODB_ENDPOINT_URL=endpoint,
+            DYNAMODB_TABLE="e2e-conversations",
+            DYNAMODB_CREATE_TABLE="true",
+            AWS_REGION="eu-west-1",
+        )
+        settings = fast_settings(env)
+        async with running(settings):
+            tg.add_text_message(42, "remember me")
+            tg.add_text_message(42, "/new")
+            tg.add_text_message(42, "fresh")
+            sent = await tg.await_sent(chat_id=42, count=3, timeout=20)
+        assert [message.text for message in sent] == ["echo: remember me", texts.RESET, "echo: fresh"]
+        store, ingress = build_stores(settings.store)
+        async with store, ingress:
+            records = await store.load("42")
+            assert await ingress.pending() == []
+    kinds = [record.get("role") or record.get("type") for record in records]
+    assert kinds == ["user", "assistant", "delivered", "reset", "notice", "delivered", "user", "assistant", "delivered"]
