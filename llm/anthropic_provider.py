@@ -111,7 +111,8 @@ class AnthropicChatModel:
     # ~0.1 ms per message, which adds up to ~100 ms per request in a long conversation.
 
     async def _complete_once(self, params: dict[str, Any]) -> ModelReply:
-        message = await self._clients.next().post("/v1/messages", body=params, cast_to=AnthropicMessage)
+        with self._clients.use() as client:
+            message = await client.post("/v1/messages", body=params, cast_to=AnthropicMessage)
         try:
             return _reply_from_message(message)
         except _SHAPE_ERRORS as exc:
@@ -121,21 +122,22 @@ class AnthropicChatModel:
         # Raw events rather than `messages.stream()`: its helper raises on tool arguments that are not
         # JSON, and we want those back as ToolCall(arguments=None) for the model to correct.
         acc = _StreamAccumulator()
-        stream = await self._clients.next().post(
-            "/v1/messages",
-            body={**params, "stream": True},
-            cast_to=AnthropicMessage,
-            stream=True,
-            stream_cls=anthropic.AsyncStream[RawMessageStreamEvent],
-        )
-        async with stream:
-            async for event in stream:
-                try:
-                    text = acc.add(event)
-                except _SHAPE_ERRORS as exc:
-                    raise unavailable(_PROVIDER, "malformed stream event") from exc
-                if text and on_delta is not None:
-                    on_delta(text)
+        with self._clients.use() as client:
+            stream = await client.post(
+                "/v1/messages",
+                body={**params, "stream": True},
+                cast_to=AnthropicMessage,
+                stream=True,
+                stream_cls=anthropic.AsyncStream[RawMessageStreamEvent],
+            )
+            async with stream:
+                async for event in stream:
+                    try:
+                        text = acc.add(event)
+                    except _SHAPE_ERRORS as exc:
+                        raise unavailable(_PROVIDER, "malformed stream event") from exc
+                    if text and on_delta is not None:
+                        on_delta(text)
         return acc.reply()
 
     async def aclose(self) -> None:

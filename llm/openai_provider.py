@@ -101,7 +101,8 @@ class OpenAIChatModel:
     # Our messages are already plain JSON of the API's shape, so there is nothing to transform.
 
     async def _complete_once(self, params: dict[str, Any]) -> ModelReply:
-        completion = await self._clients.next().post("/chat/completions", body=params, cast_to=ChatCompletion)
+        with self._clients.use() as client:
+            completion = await client.post("/chat/completions", body=params, cast_to=ChatCompletion)
         try:
             return _reply_from_completion(completion)
         except _SHAPE_ERRORS as exc:
@@ -109,21 +110,22 @@ class OpenAIChatModel:
 
     async def _complete_streaming(self, params: dict[str, Any], on_delta: DeltaCallback | None) -> ModelReply:
         acc = _StreamAccumulator()
-        stream = await self._clients.next().post(
-            "/chat/completions",
-            body={**params, "stream": True},
-            cast_to=ChatCompletion,
-            stream=True,
-            stream_cls=openai.AsyncStream[ChatCompletionChunk],
-        )
-        async with stream:
-            async for chunk in stream:
-                try:
-                    text = acc.add(chunk)
-                except _SHAPE_ERRORS as exc:
-                    raise unavailable(_PROVIDER, "malformed stream event") from exc
-                if text and on_delta is not None:
-                    on_delta(text)
+        with self._clients.use() as client:
+            stream = await client.post(
+                "/chat/completions",
+                body={**params, "stream": True},
+                cast_to=ChatCompletion,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            )
+            async with stream:
+                async for chunk in stream:
+                    try:
+                        text = acc.add(chunk)
+                    except _SHAPE_ERRORS as exc:
+                        raise unavailable(_PROVIDER, "malformed stream event") from exc
+                    if text and on_delta is not None:
+                        on_delta(text)
         return acc.reply()
 
     async def aclose(self) -> None:
