@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TextIO
@@ -54,6 +55,31 @@ class ConsoleChannel:
         """Console messages have no update to acknowledge."""
 
 
+async def _read_line(stdin: TextIO) -> str:
+    """One line from stdin ("" at its end). Reading a terminal blocks, so it happens in a daemon
+    thread: Ctrl-C then stops the assistant at once, where a pool thread would hold the exit
+    until the next Enter."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def read() -> None:
+        try:
+            line = stdin.readline()
+        except (OSError, ValueError) as exc:  # a closed or broken stdin ends the input
+            log.info("console_input_failed", error=repr(exc))
+            line = ""
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_resolve, future, line)
+
+    threading.Thread(target=read, name="console-stdin", daemon=True).start()
+    return await future
+
+
+def _resolve(future: asyncio.Future[str], line: str) -> None:
+    if not future.done():
+        future.set_result(line)
+
+
 class ConsoleGateway:
     """Reads lines from stdin, asks the console conversation's actor, and stops at end of input."""
 
@@ -79,8 +105,7 @@ class ConsoleGateway:
                 if interactive:
                     out.write("you> ")
                     out.flush()
-                # Reading a terminal blocks, so it happens in a thread, never on the event loop.
-                line = await asyncio.to_thread(stdin.readline)
+                line = await _read_line(stdin)
                 if not line:
                     break
                 message = parse_console_line(line)

@@ -259,6 +259,9 @@ class ConversationActor(Actor[ConversationMessage]):
             await self._channel.deliver(reply)
         finally:
             if message.update_id is not None:
+                # The failure may have struck half-way through an append: number from the store.
+                stored = await self._store.load(self.conversation_id)
+                self._next_seq = stored[-1]["seq"] + 1 if stored else 0
                 await self._store.append(
                     self.conversation_id,
                     [{"type": "delivered", "dead_letter": True, "update_id": message.update_id, "seq": self._next_seq}],

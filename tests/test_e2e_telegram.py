@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from actors import texts
+from actors.telegram.format import split_message, to_telegram_html
 from tests.e2e_support import assistant_env, fast_settings, running
 from tests.fakes.llm_server import Fail, FakeLLMRequest, FakeLLMServer, Reply
 from tests.fakes.telegram_server import FakeTelegramServer
@@ -60,10 +61,10 @@ async def test_a_long_answer_arrives_split_in_order(
     llm.script(Reply(answer))
     async with running(fast_settings(env)):
         tg.add_text_message(42, "tell me a lot")
-        await tg.await_calls("sendMessage", count=3, timeout=10)
-        await asyncio.sleep(0)  # let the remaining chunks go out; the count below waits for them
-        sent = await tg.await_sent(chat_id=42, count=len(answer) // 4096 + 1, timeout=10)
-    assert len(sent) >= 2
+        chunks = split_message(to_telegram_html(answer))
+        sent = await tg.await_sent(chat_id=42, count=len(chunks), timeout=10)
+    assert len(sent) == len(chunks) >= 2
+    assert [message.text for message in sent] == chunks
     assert all(len(message.text) <= 4096 for message in sent)
     joined = " ".join(message.text for message in sent)
     assert joined.split() == answer.split()
