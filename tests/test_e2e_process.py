@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,42 @@ def test_a_refused_token_exits_1_and_never_shows_the_token(
     assert "exception" in crashed[0]  # the traceback is a field of the line, not extra lines
     assert token not in result.stdout + result.stderr
     assert "not-the-fakes-token" not in result.stdout + result.stderr
+
+
+def test_the_console_stops_at_once_on_sigint_while_waiting_for_input(llm: FakeLLMServer, tmp_path: Path) -> None:
+    (tmp_path / "none.yml").write_text("servers: {}\n")
+    env = {
+        **os.environ,
+        "LLM_BASE_URL": llm.openai_base_url,
+        "LLM_API_KEY": "sk-test",
+        "STORE_DIR": str(tmp_path / "store"),
+        "MCP_CONFIG": str(tmp_path / "none.yml"),
+        "HEALTH_PORT": "0",
+        "LOG_LEVEL": "INFO",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "main.py", "--console"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdin is not None
+        assert process.stderr is not None
+        process.stdin.write("hello\n")
+        process.stdin.flush()
+        for line in process.stderr:  # the logs: wait until the first turn is answered
+            if "turn_finished" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
