@@ -33,12 +33,13 @@ class MeteredChatModel:
         messages: Sequence[Message],
         tools: Sequence[ToolSpec],
         on_delta: DeltaCallback | None = None,
+        timeout: float | None = None,
     ) -> ModelReply:
         """Ask the wrapped model, timing it; an LLMError counts as a failed call."""
         started = time.perf_counter()
         ok = False
         try:
-            reply = await self._model.complete(system, messages, tools, on_delta)
+            reply = await self._model.complete(system, messages, tools, on_delta, timeout)
             ok = True
             return reply
         finally:

@@ -70,11 +70,16 @@ class TimedModel:
         self.spent: dict[object, float] = {}
 
     async def complete(
-        self, system: str, messages: Sequence[Any], tools: Sequence[ToolSpec], on_delta: Any = None
+        self,
+        system: str,
+        messages: Sequence[Any],
+        tools: Sequence[ToolSpec],
+        on_delta: Any = None,
+        timeout: float | None = None,
     ) -> ModelReply:
         started = time.perf_counter()
         try:
-            return await self.inner.complete(system, messages, tools, on_delta)
+            return await self.inner.complete(system, messages, tools, on_delta, timeout)
         finally:
             # Per task: with 200 conversations, model calls of other actors overlap this one.
             task = asyncio.current_task()

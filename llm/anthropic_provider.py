@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import anthropic
 import httpx2
+from anthropic._types import RequestOptions
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 
@@ -44,6 +45,7 @@ class AnthropicChatModel:
         # so `temperature` is accepted for a uniform constructor and not sent.
         del temperature
         self._max_output_tokens = max_output_tokens
+        self._request_timeout = request_timeout_seconds
         self._stream = stream
         # One TLS context for every shard: each would otherwise load the CA bundle (~0.9 MB).
         tls = httpx2.create_ssl_context()
@@ -64,6 +66,7 @@ class AnthropicChatModel:
         messages: Sequence[Message],
         tools: Sequence[ToolSpec],
         on_delta: DeltaCallback | None = None,
+        timeout: float | None = None,
     ) -> ModelReply:
         """Ask for the next reply; streams text to `on_delta` when streaming is on."""
         params: dict[str, Any] = {
@@ -80,8 +83,8 @@ class AnthropicChatModel:
             ]
         try:
             if self._stream:
-                return await self._complete_streaming(params, on_delta)
-            return await self._complete_once(params)
+                return await self._complete_streaming(params, on_delta, self._options(timeout))
+            return await self._complete_once(params, self._options(timeout))
         except LLMError:
             raise
         except anthropic.APIStatusError as exc:
@@ -110,15 +113,17 @@ class AnthropicChatModel:
     # `messages.create`: create() walks every message through the SDK's TypedDict transform,
     # ~0.1 ms per message, which adds up to ~100 ms per request in a long conversation.
 
-    async def _complete_once(self, params: dict[str, Any]) -> ModelReply:
+    async def _complete_once(self, params: dict[str, Any], options: RequestOptions) -> ModelReply:
         with self._clients.use() as client:
-            message = await client.post("/v1/messages", body=params, cast_to=AnthropicMessage)
+            message = await client.post("/v1/messages", body=params, cast_to=AnthropicMessage, options=options)
         try:
             return _reply_from_message(message)
         except _SHAPE_ERRORS as exc:
             raise unavailable(_PROVIDER, "malformed response") from exc
 
-    async def _complete_streaming(self, params: dict[str, Any], on_delta: DeltaCallback | None) -> ModelReply:
+    async def _complete_streaming(
+        self, params: dict[str, Any], on_delta: DeltaCallback | None, options: RequestOptions
+    ) -> ModelReply:
         # Raw events rather than `messages.stream()`: its helper raises on tool arguments that are not
         # JSON, and we want those back as ToolCall(arguments=None) for the model to correct.
         acc = _StreamAccumulator()
@@ -127,6 +132,7 @@ class AnthropicChatModel:
                 "/v1/messages",
                 body={**params, "stream": True},
                 cast_to=AnthropicMessage,
+                options=options,
                 stream=True,
                 stream_cls=anthropic.AsyncStream[RawMessageStreamEvent],
             )
@@ -139,6 +145,12 @@ class AnthropicChatModel:
                     if text and on_delta is not None:
                         on_delta(text)
         return acc.reply()
+
+    def _options(self, timeout: float | None) -> RequestOptions:
+        """A request timeout below the client's when the caller caps it (see ChatModel.complete)."""
+        if timeout is None or timeout >= self._request_timeout:
+            return {}
+        return {"timeout": timeout}
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

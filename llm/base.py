@@ -118,9 +118,11 @@ class ChatModel(Protocol):
         messages: Sequence[Message],
         tools: Sequence[ToolSpec],
         on_delta: DeltaCallback | None = None,
+        timeout: float | None = None,
     ) -> ModelReply:
         """Ask for the next reply. Raises LLMUnavailable or LLMRejected; never retries by itself
-        unless it was built with a retry policy."""
+        unless it was built with a retry policy. `timeout` caps this request's seconds below the
+        model's own request timeout (a retry policy passes what is left of its budget)."""
         ...
 
     async def aclose(self) -> None:

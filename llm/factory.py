@@ -59,6 +59,7 @@ class _LazyChatModel:
         messages: Sequence[Message],
         tools: Sequence[ToolSpec],
         on_delta: DeltaCallback | None = None,
+        timeout: float | None = None,
     ) -> ModelReply:
         """Build the provider if needed, then ask it."""
         if self._model is None:
@@ -66,7 +67,7 @@ class _LazyChatModel:
                 if self._model is None:
                     await asyncio.to_thread(importlib.import_module, _PROVIDER_MODULES[self._settings.provider])
                     self._model = _provider(self._settings)
-        return await self._model.complete(system, messages, tools, on_delta)
+        return await self._model.complete(system, messages, tools, on_delta, timeout)
 
     async def aclose(self) -> None:
         """Close the provider, if it was ever built."""

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import httpx2
 import openai
+from openai._types import RequestOptions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from llm._clients import ClientShards
@@ -42,6 +43,7 @@ class OpenAIChatModel:
         self._model = model
         self._temperature = temperature
         self._max_output_tokens = max_output_tokens
+        self._request_timeout = request_timeout_seconds
         self._stream = stream
         # OpenAI's own API wants `max_completion_tokens` (its reasoning models reject `max_tokens`);
         # compatible servers (Ollama, vLLM, LM Studio) have long known `max_tokens` only.
@@ -65,6 +67,7 @@ class OpenAIChatModel:
         messages: Sequence[Message],
         tools: Sequence[ToolSpec],
         on_delta: DeltaCallback | None = None,
+        timeout: float | None = None,
     ) -> ModelReply:
         """Ask for the next reply; streams text to `on_delta` when streaming is on."""
         params: dict[str, Any] = {
@@ -77,8 +80,8 @@ class OpenAIChatModel:
             params["tools"] = [_tool_schema(spec) for spec in tools]
         try:
             if self._stream:
-                return await self._complete_streaming(params, on_delta)
-            return await self._complete_once(params)
+                return await self._complete_streaming(params, on_delta, self._options(timeout))
+            return await self._complete_once(params, self._options(timeout))
         except LLMError:
             raise
         except openai.APIStatusError as exc:
@@ -100,21 +103,24 @@ class OpenAIChatModel:
     # transform, which costs ~0.1 ms per message (~100 ms per request in a long conversation).
     # Our messages are already plain JSON of the API's shape, so there is nothing to transform.
 
-    async def _complete_once(self, params: dict[str, Any]) -> ModelReply:
+    async def _complete_once(self, params: dict[str, Any], options: RequestOptions) -> ModelReply:
         with self._clients.use() as client:
-            completion = await client.post("/chat/completions", body=params, cast_to=ChatCompletion)
+            completion = await client.post("/chat/completions", body=params, cast_to=ChatCompletion, options=options)
         try:
             return _reply_from_completion(completion)
         except _SHAPE_ERRORS as exc:
             raise unavailable(_PROVIDER, "malformed response") from exc
 
-    async def _complete_streaming(self, params: dict[str, Any], on_delta: DeltaCallback | None) -> ModelReply:
+    async def _complete_streaming(
+        self, params: dict[str, Any], on_delta: DeltaCallback | None, options: RequestOptions
+    ) -> ModelReply:
         acc = _StreamAccumulator()
         with self._clients.use() as client:
             stream = await client.post(
                 "/chat/completions",
                 body={**params, "stream": True},
                 cast_to=ChatCompletion,
+                options=options,
                 stream=True,
                 stream_cls=openai.AsyncStream[ChatCompletionChunk],
             )
@@ -127,6 +133,12 @@ class OpenAIChatModel:
                     if text and on_delta is not None:
                         on_delta(text)
         return acc.reply()
+
+    def _options(self, timeout: float | None) -> RequestOptions:
+        """A request timeout below the client's when the caller caps it (see ChatModel.complete)."""
+        if timeout is None or timeout >= self._request_timeout:
+            return {}
+        return {"timeout": timeout}
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

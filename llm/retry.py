@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import structlog
@@ -20,6 +21,8 @@ from llm.base import ChatModel, DeltaCallback, LLMRejected, LLMUnavailable, Mess
 __all__ = ["RetryingChatModel"]
 
 log = structlog.get_logger(__name__)
+
+_MIN_ATTEMPT_SECONDS = 1.0
 
 
 class RetryingChatModel:
@@ -56,6 +59,7 @@ class RetryingChatModel:
         messages: Sequence[Message],
         tools: Sequence[ToolSpec],
         on_delta: DeltaCallback | None = None,
+        timeout: float | None = None,
     ) -> ModelReply:
         """Ask the wrapped model, retrying LLMUnavailable within the budget (see the class docstring)."""
         retrying = AsyncRetrying(
@@ -65,10 +69,18 @@ class RetryingChatModel:
             before_sleep=_log_retry,
             reraise=True,
         )
+        started = time.monotonic()
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._model.complete(system, messages, tools, on_delta)
+                    # An attempt may not outlast the budget: a hung request must not keep the user
+                    # waiting past it (the SDK's own timeout ends it; nothing is cancelled here).
+                    left = self._budget_seconds - (time.monotonic() - started)
+                    if timeout is not None:
+                        left = min(left, timeout)
+                    return await self._model.complete(
+                        system, messages, tools, on_delta, max(_MIN_ATTEMPT_SECONDS, left)
+                    )
         except LLMRejected as exc:
             log.error("llm_request_rejected", status=exc.status, reason=str(exc))
             raise

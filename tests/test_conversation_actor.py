@@ -30,7 +30,12 @@ class ScriptedModel:
         self.calls: list[list[dict[str, Any]]] = []
 
     async def complete(
-        self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], on_delta: Any = None
+        self,
+        system: str,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        on_delta: Any = None,
+        timeout: float | None = None,
     ) -> ModelReply:
         self.calls.append([dict(message) for message in messages])
         if self.script:
@@ -322,12 +327,17 @@ async def test_chats_are_independent_while_one_turn_is_slow() -> None:
 
     class SlowForOne(ScriptedModel):
         async def complete(
-            self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], on_delta: Any = None
+            self,
+            system: str,
+            messages: Sequence[Message],
+            tools: Sequence[ToolSpec],
+            on_delta: Any = None,
+            timeout: float | None = None,
         ) -> ModelReply:
             if messages[-1]["content"] == "slow":
                 entered.set()
                 await release.wait()
-            return await super().complete(system, messages, tools, on_delta)
+            return await super().complete(system, messages, tools, on_delta, timeout)
 
     world = World(SlowForOne())
     slow = asyncio.create_task(world.registry.ask("42", user("slow", 1)))

@@ -299,3 +299,22 @@ def test_a_lazy_model_imports_its_sdk_only_when_first_asked() -> None:
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["False", "True echo: hi"]
+
+
+async def test_a_hung_model_cannot_keep_the_user_waiting_past_the_retry_budget() -> None:
+    with FakeLLMServer() as server:
+        server.script(lambda request: Hang())
+        settings = LLMSettings(
+            provider="openai",
+            base_url=server.openai_base_url,
+            api_key=KEY,
+            request_timeout_seconds=60,  # the SDK alone would wait a minute
+            retry_budget_seconds=2,
+        )
+        model = build_chat_model(settings, BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0))
+        started = time.monotonic()
+        with pytest.raises(LLMUnavailable):
+            await model.complete("s", [{"role": "user", "content": "hi"}], [])
+        elapsed = time.monotonic() - started
+        await model.aclose()
+    assert elapsed < 10  # the budget (2 s) bounds it; a generous bound for a loaded machine

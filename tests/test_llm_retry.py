@@ -44,6 +44,7 @@ class ScriptedModel:
         messages: Sequence[Message],
         tools: Sequence[ToolSpec],
         on_delta: DeltaCallback | None = None,
+        timeout: float | None = None,
     ) -> ModelReply:
         self.attempts.append(time.monotonic())
         self.started.set()
