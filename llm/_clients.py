@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["CLIENT_SHARDS", "ClientShards"]
+__all__ = ["CLIENT_SHARDS", "ClientShards", "request_options"]
 
 CLIENT_SHARDS = 16
 """httpx2's pool rescans all its connections on every request it starts or finishes
@@ -51,3 +51,11 @@ class ClientShards(Generic[C]):
         """Close every client made."""
         for client in self._clients:
             await client.close()
+
+
+def request_options(timeout: float | None, request_timeout: float) -> dict[str, float]:
+    """The SDK request options for a caller's cap on one request (see ChatModel.complete): a
+    shorter timeout than the client's own, or nothing."""
+    if timeout is None or timeout >= request_timeout:
+        return {}
+    return {"timeout": timeout}

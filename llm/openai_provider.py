@@ -16,7 +16,7 @@ import openai
 from openai._types import RequestOptions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from llm._clients import ClientShards
+from llm._clients import ClientShards, request_options
 from llm._errors import error_for_status, parse_arguments, unavailable
 from llm.base import DeltaCallback, LLMError, Message, ModelReply, ToolCall, ToolSpec
 
@@ -80,8 +80,12 @@ class OpenAIChatModel:
             params["tools"] = [_tool_schema(spec) for spec in tools]
         try:
             if self._stream:
-                return await self._complete_streaming(params, on_delta, self._options(timeout))
-            return await self._complete_once(params, self._options(timeout))
+                return await self._complete_streaming(
+                    params, on_delta, cast(RequestOptions, request_options(timeout, self._request_timeout))
+                )
+            return await self._complete_once(
+                params, cast(RequestOptions, request_options(timeout, self._request_timeout))
+            )
         except LLMError:
             raise
         except openai.APIStatusError as exc:
@@ -133,12 +137,6 @@ class OpenAIChatModel:
                     if text and on_delta is not None:
                         on_delta(text)
         return acc.reply()
-
-    def _options(self, timeout: float | None) -> RequestOptions:
-        """A request timeout below the client's when the caller caps it (see ChatModel.complete)."""
-        if timeout is None or timeout >= self._request_timeout:
-            return {}
-        return {"timeout": timeout}
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
