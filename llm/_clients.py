@@ -6,12 +6,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["CLIENT_SHARDS", "ClientShards", "request_options"]
+import httpx2
+
+__all__ = ["CLIENT_SHARDS", "SHARD_LIMITS", "ClientShards", "request_options"]
 
 CLIENT_SHARDS = 16
 """httpx2's pool rescans all its connections on every request it starts or finishes
 (`_assign_requests_to_connections`), so one pool serving 300 concurrent turns spends ~3 ms of CPU
 per request; sixteen pools of ~20 connections each spend a sixteenth of that."""
+
+
+SHARD_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=16)
+"""The SDKs keep up to 100 idle connections per client; after a burst that is 1,600 sockets and
+their buffers held for nothing. Sixteen per shard still covers any steady load of one person."""
 
 
 class _Closable(Protocol):

@@ -16,7 +16,7 @@ from anthropic._types import RequestOptions
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 
-from llm._clients import ClientShards, request_options
+from llm._clients import SHARD_LIMITS, ClientShards, request_options
 from llm._errors import error_for_status, parse_arguments, unavailable
 from llm.base import DeltaCallback, LLMError, Message, ModelReply, ToolCall, ToolSpec
 
@@ -56,7 +56,7 @@ class AnthropicChatModel:
                 base_url=base_url or None,
                 timeout=request_timeout_seconds,
                 max_retries=0,  # our RetryingChatModel owns retries, within the turn's budget
-                http_client=anthropic.DefaultAsyncHttpxClient(verify=tls),
+                http_client=anthropic.DefaultAsyncHttpxClient(verify=tls, limits=SHARD_LIMITS),
             )
         )
 

@@ -16,7 +16,7 @@ import openai
 from openai._types import RequestOptions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from llm._clients import ClientShards, request_options
+from llm._clients import SHARD_LIMITS, ClientShards, request_options
 from llm._errors import error_for_status, parse_arguments, unavailable
 from llm.base import DeltaCallback, LLMError, Message, ModelReply, ToolCall, ToolSpec
 
@@ -57,7 +57,7 @@ class OpenAIChatModel:
                 base_url=base_url or None,
                 timeout=request_timeout_seconds,
                 max_retries=0,  # our RetryingChatModel owns retries, within the turn's budget
-                http_client=openai.DefaultAsyncHttpxClient(verify=tls),
+                http_client=openai.DefaultAsyncHttpxClient(verify=tls, limits=SHARD_LIMITS),
             )
         )
 
