@@ -47,7 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
+    from actors._memory import limit_malloc_arenas
     from actors.logs import configure_logging
+
+    limit_malloc_arenas()
 
     # In the console the conversation owns stdout, so logs go to stderr there.
     configure_logging(settings.logging, secrets=settings.secrets(), stream=sys.stderr if args.console else None)
