@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -243,6 +244,9 @@ class ConversationActor(Actor[ConversationMessage]):
                 self._metrics.turn(latency_ms, conversation_id=self.conversation_id, steps=steps, ok=ok)
 
     async def _deliver(self, reply: Reply) -> str:
+        if not reply.text.strip():
+            # Telegram refuses an empty message; the user must still hear back.
+            reply = dataclasses.replace(reply, text=texts.EMPTY_ANSWER)
         try:
             await self._channel.deliver(reply)
         except DeliveryFailed as exc:

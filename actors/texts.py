@@ -3,6 +3,7 @@
 __all__ = [
     "BUSY",
     "DEAD_LETTER",
+    "EMPTY_ANSWER",
     "HELP",
     "MODEL_REJECTED",
     "MODEL_UNAVAILABLE",
@@ -38,3 +39,5 @@ BUSY = "I'm still working on your earlier messages. Please slow down a little an
 NOT_ALLOWED = "Sorry, this assistant is private. Your Telegram user id is {user_id}."
 
 UNREADABLE = "I can only read text messages for now. Please write your message as text."
+
+EMPTY_ANSWER = "(The model answered with nothing. Please ask again, perhaps in other words.)"

@@ -348,3 +348,10 @@ async def test_chats_are_independent_while_one_turn_is_slow() -> None:
     release.set()
     assert await slow == "echo: slow"
     await world.stop()
+
+
+async def test_an_empty_answer_still_reaches_the_user() -> None:
+    world = World(ScriptedModel([lambda messages: ModelReply(text="  ")]))
+    assert await world.ask(user("say nothing", 1)) == texts.EMPTY_ANSWER
+    assert world.channel.texts == [texts.EMPTY_ANSWER]
+    await world.stop()
