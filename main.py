@@ -53,7 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     limit_malloc_arenas()
 
     # In the console the conversation owns stdout, so logs go to stderr there.
-    configure_logging(settings.logging, secrets=settings.secrets(), stream=sys.stderr if args.console else None)
+    configure_logging(
+        settings.logging,
+        secrets=settings.secrets(),
+        stream=sys.stderr if args.console else None,
+        cache_loggers=True,
+    )
     if args.check:
         from actors.check import run_checks
 
