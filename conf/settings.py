@@ -119,7 +119,7 @@ class TelegramSettings(_Model):
     poll_timeout_seconds: int = Field(30, ge=0, le=50)
     watchdog_seconds: float = Field(120.0, gt=0)
     send_timeout_seconds: float = Field(20.0, gt=0)
-    send_connections: int = Field(8, ge=1, le=256)
+    send_connections: int = Field(4, ge=1, le=256)
     overall_messages_per_second: int = Field(0, ge=0)
     group_messages_per_minute: int = Field(20, ge=1)
     typing_delay_seconds: float = Field(0.25, ge=0)
