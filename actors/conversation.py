@@ -119,7 +119,8 @@ class ConversationActor(Actor[ConversationMessage]):
                 kind=record.get("kind", "answer"),
             )
         elif kind == "delivered":
-            self._stage = "delivered"
+            # Delivered answers are never needed again; thousands of idle actors need not keep them.
+            self._stage, self._answer = "delivered", None
 
     async def _append(self, record: Record) -> Record:
         record = {**record, "seq": self._next_seq}
@@ -143,12 +144,10 @@ class ConversationActor(Actor[ConversationMessage]):
                 if update_id == self._last_update and self._stage == "answered" and self._answer is not None:
                     log.info("update_answer_redelivered")
                     return await self._deliver(self._answer)
-                if update_id == self._last_update:
+                if update_id == self._last_update and isinstance(message, UserMessage):
                     log.info("update_turn_resumed")
-                    assert isinstance(message, UserMessage) or message.name == "reset"
-                    if isinstance(message, UserMessage):
-                        await self._close_interrupted_tool_calls()
-                        return await self._run_turn(message)
+                    await self._close_interrupted_tool_calls()
+                    return await self._run_turn(message)
             if isinstance(message, Command):
                 return await self._command(message)
             await self._append(_user_record(message))
