@@ -58,7 +58,11 @@ class _TableUser:
     """Opens and closes a shared DynamoDBTable (its own one unless given)."""
 
     def __init__(
-        self, settings: DynamoDBSettings, backoff: BackoffSettings | None, table: DynamoDBTable | None
+        self,
+        settings: DynamoDBSettings,
+        backoff: BackoffSettings | None = None,
+        *,
+        table: DynamoDBTable | None = None,
     ) -> None:
         self.table = table if table is not None else DynamoDBTable(settings, backoff)
         self._acquired = False
@@ -122,15 +126,6 @@ class DynamoDBConversationStore(_TableUser, ConversationStore):
     `table` lets the store share one client with the ingress log (see `stores.build_stores`);
     without it the store opens its own from `settings` and `backoff`.
     """
-
-    def __init__(
-        self,
-        settings: DynamoDBSettings,
-        backoff: BackoffSettings | None = None,
-        *,
-        table: DynamoDBTable | None = None,
-    ) -> None:
-        super().__init__(settings, backoff, table)
 
     async def load(self, conversation_id: str) -> list[Record]:
         """Every readable record in seq order; an unreadable item is logged and skipped."""
@@ -210,15 +205,6 @@ class DynamoDBConversationStore(_TableUser, ConversationStore):
 
 class DynamoDBIngressLog(_TableUser, IngressLog):
     """The ingress log as the `ingress` partition of the store's table."""
-
-    def __init__(
-        self,
-        settings: DynamoDBSettings,
-        backoff: BackoffSettings | None = None,
-        *,
-        table: DynamoDBTable | None = None,
-    ) -> None:
-        super().__init__(settings, backoff, table)
 
     async def append(self, updates: Sequence[Mapping[str, Any]]) -> None:
         """Put the updates (BatchWriteItem); one already held is overwritten by an equal copy."""

@@ -6,9 +6,10 @@ import os
 # RetryAfter raises no deprecation warning (which filterwarnings=error would make an error).
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from telegram import Bot
 
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.telegram_server import FakeTelegramServer
@@ -26,3 +27,10 @@ def llm() -> Iterator[FakeLLMServer]:
     """A fake OpenAI/Anthropic completion server on 127.0.0.1 (see tests/fakes/llm_server.py)."""
     with FakeLLMServer() as server:
         yield server
+
+
+@pytest.fixture
+async def bot(tg: FakeTelegramServer) -> AsyncIterator[Bot]:
+    """A python-telegram-bot Bot talking to the fake server."""
+    async with Bot(tg.token, base_url=tg.base_url) as client:
+        yield client

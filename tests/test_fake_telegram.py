@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import httpx
@@ -17,18 +16,6 @@ from tests.fakes.telegram_server import FakeTelegramServer
 
 # PTB 22 warns when RetryAfter.retry_after is read as an int (inside its own constructor too).
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegramServer]:
-    with FakeTelegramServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegramServer) -> AsyncIterator[Bot]:
-    async with Bot(tg.token, base_url=tg.base_url) as client:
-        yield client
 
 
 async def test_get_me_answers_the_bot_user(bot: Bot) -> None:

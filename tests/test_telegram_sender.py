@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -46,18 +45,6 @@ class FakeTime:
             await self.held[seconds].wait()
         self.now += seconds
         await asyncio.sleep(0)
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegramServer]:
-    with FakeTelegramServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegramServer) -> AsyncIterator[Bot]:
-    async with Bot(tg.token, base_url=tg.base_url) as client:
-        yield client
 
 
 @pytest.fixture
