@@ -16,7 +16,7 @@ from anthropic._types import RequestOptions
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 
-from llm._clients import SHARD_LIMITS, ClientShards, request_options
+from llm._clients import SHARD_LIMITS, ClientShards, post_once, post_streaming, request_options
 from llm._errors import error_for_status, parse_arguments, unavailable
 from llm.base import DeltaCallback, LLMError, Message, ModelReply, ToolCall, ToolSpec
 
@@ -113,17 +113,10 @@ class AnthropicChatModel:
             # A body or stream event that is not JSON (json.JSONDecodeError is a ValueError).
             raise unavailable(_PROVIDER, "malformed response") from exc
 
-    # Both calls go through the client's generic `post` with our plain JSON body rather than
-    # `messages.create`: create() walks every message through the SDK's TypedDict transform,
-    # ~0.1 ms per message, which adds up to ~100 ms per request in a long conversation.
-
     async def _complete_once(self, params: dict[str, Any], options: RequestOptions) -> ModelReply:
-        with self._clients.use() as client:
-            message = await client.post("/v1/messages", body=params, cast_to=AnthropicMessage, options=options)
-        try:
-            return _reply_from_message(message)
-        except _SHAPE_ERRORS as exc:
-            raise unavailable(_PROVIDER, "malformed response") from exc
+        return await post_once(
+            self._clients, _PROVIDER, "/v1/messages", params, options, AnthropicMessage, _reply_from_message
+        )
 
     async def _complete_streaming(
         self, params: dict[str, Any], on_delta: DeltaCallback | None, options: RequestOptions
@@ -131,33 +124,22 @@ class AnthropicChatModel:
         # Raw events rather than `messages.stream()`: its helper raises on tool arguments that are not
         # JSON, and we want those back as ToolCall(arguments=None) for the model to correct.
         acc = _StreamAccumulator()
-        with self._clients.use() as client:
-            stream = await client.post(
-                "/v1/messages",
-                body={**params, "stream": True},
-                cast_to=AnthropicMessage,
-                options=options,
-                stream=True,
-                stream_cls=anthropic.AsyncStream[RawMessageStreamEvent],
-            )
-            async with stream:
-                async for event in stream:
-                    try:
-                        text = acc.add(event)
-                    except _SHAPE_ERRORS as exc:
-                        raise unavailable(_PROVIDER, "malformed stream event") from exc
-                    if text and on_delta is not None:
-                        on_delta(text)
+        await post_streaming(
+            self._clients,
+            _PROVIDER,
+            "/v1/messages",
+            params,
+            options,
+            AnthropicMessage,
+            anthropic.AsyncStream[RawMessageStreamEvent],
+            acc.add,
+            on_delta,
+        )
         return acc.reply()
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._clients.close()
-
-
-# The SDK builds response objects without validating them, so a body of the wrong shape surfaces as
-# these when we read it; only our reading of the response is guarded by them.
-_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError)
 
 
 def _reply_from_message(message: Any) -> ModelReply:

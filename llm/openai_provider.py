@@ -16,7 +16,7 @@ import openai
 from openai._types import RequestOptions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from llm._clients import SHARD_LIMITS, ClientShards, request_options
+from llm._clients import SHARD_LIMITS, ClientShards, post_once, post_streaming, request_options
 from llm._errors import error_for_status, parse_arguments, unavailable
 from llm.base import DeltaCallback, LLMError, Message, ModelReply, ToolCall, ToolSpec
 
@@ -102,50 +102,31 @@ class OpenAIChatModel:
             # A body or stream event that is not JSON (json.JSONDecodeError is a ValueError).
             raise unavailable(_PROVIDER, "malformed response") from exc
 
-    # Both calls go through the client's generic `post` with our plain JSON body rather than
-    # `chat.completions.create`: create() walks every message through the SDK's TypedDict
-    # transform, which costs ~0.1 ms per message (~100 ms per request in a long conversation).
-    # Our messages are already plain JSON of the API's shape, so there is nothing to transform.
-
     async def _complete_once(self, params: dict[str, Any], options: RequestOptions) -> ModelReply:
-        with self._clients.use() as client:
-            completion = await client.post("/chat/completions", body=params, cast_to=ChatCompletion, options=options)
-        try:
-            return _reply_from_completion(completion)
-        except _SHAPE_ERRORS as exc:
-            raise unavailable(_PROVIDER, "malformed response") from exc
+        return await post_once(
+            self._clients, _PROVIDER, "/chat/completions", params, options, ChatCompletion, _reply_from_completion
+        )
 
     async def _complete_streaming(
         self, params: dict[str, Any], on_delta: DeltaCallback | None, options: RequestOptions
     ) -> ModelReply:
         acc = _StreamAccumulator()
-        with self._clients.use() as client:
-            stream = await client.post(
-                "/chat/completions",
-                body={**params, "stream": True},
-                cast_to=ChatCompletion,
-                options=options,
-                stream=True,
-                stream_cls=openai.AsyncStream[ChatCompletionChunk],
-            )
-            async with stream:
-                async for chunk in stream:
-                    try:
-                        text = acc.add(chunk)
-                    except _SHAPE_ERRORS as exc:
-                        raise unavailable(_PROVIDER, "malformed stream event") from exc
-                    if text and on_delta is not None:
-                        on_delta(text)
+        await post_streaming(
+            self._clients,
+            _PROVIDER,
+            "/chat/completions",
+            params,
+            options,
+            ChatCompletion,
+            openai.AsyncStream[ChatCompletionChunk],
+            acc.add,
+            on_delta,
+        )
         return acc.reply()
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._clients.close()
-
-
-# The SDK builds response objects without validating them, so a body of the wrong shape surfaces as
-# these when we read it; only our reading of the response is guarded by them.
-_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError)
 
 
 def _reply_from_completion(completion: Any) -> ModelReply:
