@@ -95,7 +95,7 @@ class TelegramGateway:
         self._ingress = ingress
         self._metrics = metrics
         self._requests: dict[int, tuple[HTTPXRequest, HTTPXRequest]] = {}
-        telegram = settings.telegram
+        telegram = self._settings
         self._send_bot = self._new_bot(pool_size=telegram.send_connections, read_timeout=telegram.send_timeout_seconds)
         self._poll_bot: Bot | None = None
         overall = telegram.overall_messages_per_second
@@ -146,7 +146,7 @@ class TelegramGateway:
 
     async def run(self) -> None:
         """The gateway's task: identify the bot, replay unanswered updates, then poll until stopped."""
-        self._poll_bot = self._new_bot(pool_size=1, read_timeout=10.0)
+        await self._renew_poll_bot()
         try:
             await self._start()
             await self._replay_pending()
@@ -218,6 +218,11 @@ class TelegramGateway:
                 log.warning("telegram_start_retry", call=what, attempt=attempt, wait_s=round(delay, 3), error=repr(exc))
             await asyncio.sleep(delay)
 
+    async def _renew_poll_bot(self) -> None:
+        """A fresh polling client (a connection of its own), closing the old one if any."""
+        await self._shutdown_poll_bot()
+        self._poll_bot = self._new_bot(pool_size=1, read_timeout=10.0)
+
     async def _shutdown_poll_bot(self) -> None:
         bot, self._poll_bot = self._poll_bot, None
         if bot is not None:
@@ -242,8 +247,7 @@ class TelegramGateway:
         while not self._stopping.is_set():
             if time.monotonic() - self.last_poll_ok > self._settings.watchdog_seconds and not rebuilt_for_stall:
                 log.error("telegram_poll_stalled", since_s=round(time.monotonic() - self.last_poll_ok, 1))
-                await self._shutdown_poll_bot()
-                self._poll_bot = self._new_bot(pool_size=1, read_timeout=10.0)
+                await self._renew_poll_bot()
                 rebuilt_for_stall = True
             try:
                 updates = await self._get_updates(offset, timeout)
@@ -274,8 +278,7 @@ class TelegramGateway:
                 log.warning("telegram_poll_failed", attempt=failures, wait_s=round(delay, 3), error=repr(exc))
                 if isinstance(exc, TimeoutError):
                     # We cut off a poll that hung; its connection may be lost to the pool with it.
-                    await self._shutdown_poll_bot()
-                    self._poll_bot = self._new_bot(pool_size=1, read_timeout=10.0)
+                    await self._renew_poll_bot()
                 await self._pause(delay)
                 continue
             failures, conflict_since, rebuilt_for_stall = 0, None, False
