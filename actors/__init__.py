@@ -1,8 +1,8 @@
-"""The actor system: runtime (actor, mailbox, supervisor, registry), protocol, conversation actor,
-gateways, and the system that wires them.
+"""The actor system: runtime (actor, mailbox, supervisor, registry), protocol, and the actors:
+conversation and MCP server.
 
-Heavier modules (the Telegram gateway imports python-telegram-bot) load on first use, so the
-console mode and the tests of the runtime do not pay for them.
+The conversation actor imports the turn loop and stores; it loads on first use, so the tests of
+the runtime do not pay for it.
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ from actors.supervisor import Restart, Supervisor
 if TYPE_CHECKING:
     from actors.conversation import ConversationActor, TurnSettings
     from actors.mcp import McpServerActor
-    from actors.system import AssistantSystem
-    from actors.telegram.gateway import TelegramGateway
 
 __all__ = [
     "Actor",
     "ActorStopped",
-    "AssistantSystem",
     "Command",
     "ConversationActor",
     "ConversationMessage",
@@ -38,17 +35,14 @@ __all__ = [
     "ReplyTarget",
     "Restart",
     "Supervisor",
-    "TelegramGateway",
     "TurnSettings",
     "UserMessage",
 ]
 
 _LAZY = {
-    "AssistantSystem": "actors.system",
     "ConversationActor": "actors.conversation",
     "TurnSettings": "actors.conversation",
     "McpServerActor": "actors.mcp",
-    "TelegramGateway": "actors.telegram.gateway",
 }
 
 

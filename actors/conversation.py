@@ -32,7 +32,7 @@ class TurnSettings:
 
 
 class TurnMetrics(Protocol):
-    """The metrics a conversation reports (actors.metrics.Metrics implements it)."""
+    """The metrics a conversation reports (ops.metrics.Metrics implements it)."""
 
     def turn(self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool) -> None: ...
 

@@ -27,13 +27,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.conversation import ConversationActor, TurnSettings
-from actors.logs import configure_logging
 from actors.protocol import Reply, ReplyTarget, UserMessage
 from actors.registry import ConversationRegistry
 from actors.supervisor import Supervisor
 from bench._harness import format_table, median, percentile
 from conf import BackoffSettings, LLMSettings, LogSettings
 from llm import EmptyToolbox, ModelReply, ToolSpec, build_chat_model
+from ops.logs import configure_logging
 from stores import FileConversationStore
 
 STREAM = False  # as the shipped configuration: the gateway sends whole answers

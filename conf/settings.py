@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = "conf/config.yml"
+_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 
 
 class ConfigError(Exception):
@@ -123,6 +125,15 @@ class TelegramSettings(_Model):
     overall_messages_per_second: int = Field(0, ge=0)
     group_messages_per_minute: int = Field(20, ge=1)
     typing_delay_seconds: float = Field(0.25, ge=0)
+
+    def require_token(self) -> str:
+        """The bot token, checked for its shape (digits, a colon, letters); ConfigError if it is
+        missing or malformed. Only modes that talk to Telegram call this (not `--console`)."""
+        if not self.token:
+            raise ConfigError("TELEGRAM_BOT_TOKEN", "is required (or run with --console to try without Telegram)")
+        if not _TOKEN_SHAPE.match(self.token):
+            raise ConfigError("TELEGRAM_BOT_TOKEN", "does not look like a bot token (digits, a colon, then letters)")
+        return self.token
 
     @field_validator("allowed_user_ids", mode="before")
     @classmethod

@@ -20,10 +20,10 @@ import pytest
 import structlog
 import yaml
 
-from actors import logs
-from actors.logs import configure_logging
-from actors.metrics import Metrics
 from conf.settings import LogSettings, MetricsSettings
+from ops import logs
+from ops.logs import configure_logging
+from ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"

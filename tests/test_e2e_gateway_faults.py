@@ -8,7 +8,7 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from actors import texts
-from actors.system import AssistantSystem
+from app.system import AssistantSystem
 from conf import Settings
 from tests.e2e_support import assistant_env, fast_settings, running
 from tests.fakes.llm_server import FakeLLMServer

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from actors import texts
-from actors.telegram.format import split_message, to_telegram_html
+from channels.telegram.format import split_message, to_telegram_html
 from tests.e2e_support import assistant_env, fast_settings, running
 from tests.fakes.llm_server import Fail, FakeLLMRequest, FakeLLMServer, Reply
 from tests.fakes.telegram_server import FakeTelegramServer

@@ -18,9 +18,9 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors import logs
-from actors.logs import REDACTED, add_secrets, bind_context, configure_logging, redact
 from conf.settings import LogSettings
+from ops import logs
+from ops.logs import REDACTED, add_secrets, bind_context, configure_logging, redact
 
 # Shaped like the real thing, so the patterns (not only registration) are exercised.
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"

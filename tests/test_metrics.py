@@ -14,10 +14,10 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import logs
-from actors.logs import bind_context, configure_logging
-from actors.metrics import Metrics, MetricsError
 from conf.settings import LogSettings, MetricsSettings
+from ops import logs
+from ops.logs import bind_context, configure_logging
+from ops.metrics import Metrics, MetricsError
 
 # The specification's rules, written out here independently of actors/metrics.py.
 SPEC_UNITS = {

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from actors.runtime import Actor, ActorStopped
 from actors.supervisor import Supervisor, backoff_delay, backoff_wait
-from actors.system import EXIT_FATAL, EXIT_OK, AssistantSystem
+from app.system import EXIT_FATAL, EXIT_OK, AssistantSystem
 from conf import BackoffSettings, Settings
 
 FAST = BackoffSettings(initial_seconds=0.001, max_seconds=0.01, jitter_seconds=0)

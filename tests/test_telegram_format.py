@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.telegram import MAX_MESSAGE_LENGTH, html_to_plain, split_message, to_telegram_html
-from actors.telegram._html import TelegramHtmlError, parse_html
+from channels.telegram import MAX_MESSAGE_LENGTH, html_to_plain, split_message, to_telegram_html
+from channels.telegram._html import TelegramHtmlError, parse_html
 
 
 def _squash(text: str) -> str:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from actors import texts
 from actors.protocol import Command, ReplyTarget, UserMessage
-from actors.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
+from channels.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
 from conf import AllowedUsers
 
 BOT = BotIdentity(id=999, username="test_assistant_bot")

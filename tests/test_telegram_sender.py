@@ -9,8 +9,8 @@ from structlog.testing import capture_logs
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
-from actors.telegram import DeliveryError, Rate, TelegramSender, html_to_plain, split_message, to_telegram_html
-from actors.telegram._html import parse_html
+from channels.telegram import DeliveryError, Rate, TelegramSender, html_to_plain, split_message, to_telegram_html
+from channels.telegram._html import parse_html
 from conf.settings import BackoffSettings
 from tests.fakes.telegram_server import FakeTelegramServer
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from actors.telegram._html import TelegramHtmlError, parse_html
+from channels.telegram._html import TelegramHtmlError, parse_html
 from tests.fakes._telegram_updates import UpdateBuilder
 
 __all__ = ["ChatAction", "FakeTelegramServer", "SentMessage"]

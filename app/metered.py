@@ -12,7 +12,7 @@ __all__ = ["MeteredChatModel", "MeteredToolbox"]
 
 
 class CallMetrics(Protocol):
-    """What the wrappers report to (actors.metrics.Metrics implements it)."""
+    """What the wrappers report to (ops.metrics.Metrics implements it)."""
 
     def model_call(self, latency_ms: float, *, ok: bool, provider: str) -> None: ...
 

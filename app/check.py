@@ -57,7 +57,7 @@ def _line(out: TextIO, name: str, ok: bool, detail: str) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    from actors.logs import redact
+    from ops.logs import redact
 
     text = str(exc) or type(exc).__name__
     return str(redact(f"{type(exc).__name__}: {text}" if str(exc) else text))

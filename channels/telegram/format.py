@@ -16,7 +16,7 @@ import re
 
 from chatgpt_md_converter import telegram_format
 
-from actors.telegram._html import (
+from channels.telegram._html import (
     Atom,
     EndTag,
     StartTag,

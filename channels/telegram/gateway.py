@@ -20,8 +20,8 @@ from actors.protocol import DeliveryFailed, Reply, ReplyTarget
 from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
 from actors.supervisor import backoff_delay, backoff_wait
-from actors.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
-from actors.telegram.sender import DeliveryError, Rate, TelegramSender
+from channels.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
+from channels.telegram.sender import DeliveryError, Rate, TelegramSender
 from conf import Settings
 from stores import IngressLog, StoreError
 

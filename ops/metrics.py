@@ -10,7 +10,7 @@ are metrics (with their units) and which are dimensions; every other member (`co
      "Service": "assistant", "TurnLatency": 812.4, "TurnSteps": 2, "TurnErrors": 0,
      "conversation_id": "42", "ok": true}
 
-How lines are written: through the JSON log pipeline (actors/logs.py), on the logger
+How lines are written: through the JSON log pipeline (ops/logs.py), on the logger
 `assistant.metrics`, which stays at INFO whatever LOG_LEVEL says. CloudWatch extracts metrics
 from any JSON log event that has `_aws`, so the extra log keys are harmless properties, and the
 line gets the same redaction, context (`conversation_id` of the running turn) and single writer
@@ -33,8 +33,8 @@ from typing import Any
 
 import structlog
 
-from actors.logs import METRICS_LOGGER_NAME
 from conf.settings import MetricsSettings
+from ops.logs import METRICS_LOGGER_NAME
 
 __all__ = [
     "MAX_DIMENSIONS_PER_SET",

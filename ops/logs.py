@@ -52,7 +52,7 @@ REDACTED = "[REDACTED]"
 #: Libraries that log every request at INFO/DEBUG; quiet unless LOG_LEVEL=DEBUG.
 NOISY_LOGGERS = ("httpx", "httpcore", "botocore", "aiobotocore", "urllib3", "mcp", "telegram", "asyncio")
 
-#: The metrics logger always passes INFO, whatever LOG_LEVEL says (see actors/metrics.py).
+#: The metrics logger always passes INFO, whatever LOG_LEVEL says (see ops/metrics.py).
 METRICS_LOGGER_NAME = "assistant.metrics"
 
 # Environment variables whose values are secrets wherever they appear.

@@ -34,7 +34,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from actors.telegram.format import MAX_MESSAGE_LENGTH, html_to_plain, split_message, to_telegram_html
+from channels.telegram.format import MAX_MESSAGE_LENGTH, html_to_plain, split_message, to_telegram_html
 from conf.settings import BackoffSettings
 
 __all__ = ["DeliveryError", "Rate", "TelegramSender"]

@@ -11,14 +11,14 @@ from typing import Any, Literal
 
 import structlog
 
-from actors._memory import release_free_memory
 from actors.conversation import ConversationActor, TurnSettings
-from actors.metered import MeteredChatModel, MeteredToolbox
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
 from actors.supervisor import Supervisor
+from app.metered import MeteredChatModel, MeteredToolbox
 from conf import Settings
 from llm import ChatModel
+from ops.memory import release_free_memory
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "AssistantSystem"]
 
@@ -164,7 +164,7 @@ class AssistantSystem:
     def _metrics(self) -> Any:
         if not self.settings.metrics.enabled:
             return None
-        from actors.metrics import Metrics
+        from ops.metrics import Metrics
 
         return Metrics(self.settings.metrics)
 
@@ -191,7 +191,7 @@ class AssistantSystem:
         metrics: Any,
     ) -> Any:
         if self.mode == "console":
-            from actors.console import ConsoleChannel, ConsoleGateway
+            from channels.console import ConsoleChannel, ConsoleGateway
 
             channel_holder.append(ConsoleChannel())
 
@@ -201,13 +201,13 @@ class AssistantSystem:
             console = ConsoleGateway(ask, self.request_stop, stdin=sys.stdin)
             self.gateway = console
             return root.start_child("console-gateway", console.run, restart="temporary")
-        from actors.telegram.gateway import TelegramGateway
+        from channels.telegram.gateway import TelegramGateway
 
         gateway = TelegramGateway(self.settings, registry, ingress, metrics=metrics)
         channel_holder.append(gateway.channel)
         self.gateway = gateway
         if self.settings.health.port:
-            from actors.health import HealthServer
+            from ops.health import HealthServer
 
             self.health = HealthServer(self.settings.health.host, self.settings.health.port, gateway.health)
             root.start_child("health", self.health.run, restart="permanent")

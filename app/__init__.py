@@ -1,0 +1,3 @@
+"""The composition root: builds every part from settings, starts and stops them in one order, `--check`."""
+
+from __future__ import annotations

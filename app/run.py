@@ -1,0 +1,61 @@
+"""What `python main.py` does once its arguments are parsed: settings, logging, then one mode."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Literal
+
+__all__ = ["EXIT_CONFIG", "Mode", "run"]
+
+EXIT_CONFIG = 2
+
+Mode = Literal["telegram", "console", "check"]
+
+
+def run(mode: Mode, config_path: str | None = None) -> int:
+    """Load settings, configure logging, run `mode` until it ends; the exit status of the contract."""
+    # python-telegram-bot's future behaviour (durations as timedelta) now, which silences its
+    # deprecation warning on every RetryAfter; our code reads both forms.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
+    from conf import ConfigError, load_settings
+    from conf.mcp import load_mcp_servers
+
+    try:
+        settings = load_settings(config_path)
+        if mode != "console":
+            settings.telegram.require_token()
+        mcp_servers = load_mcp_servers(settings.mcp_config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    from ops.logs import configure_logging
+    from ops.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()
+    # In the console the conversation owns stdout, so logs go to stderr there.
+    configure_logging(
+        settings.logging,
+        secrets=settings.secrets(),
+        stream=sys.stderr if mode == "console" else None,
+        cache_loggers=True,
+    )
+    if mode == "check":
+        from app.check import run_checks
+
+        return asyncio.run(run_checks(settings, mcp_servers, sys.stdout, telegram=True))
+
+    from app.system import EXIT_FATAL, AssistantSystem
+
+    system = AssistantSystem(settings, mcp_servers, mode="console" if mode == "console" else "telegram")
+    try:
+        return asyncio.run(system.run())
+    except KeyboardInterrupt:
+        return 0
+    except Exception:
+        import structlog
+
+        structlog.get_logger("main").critical("assistant_crashed", exc_info=True)
+        return EXIT_FATAL
