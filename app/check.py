@@ -87,7 +87,7 @@ async def _check_llm(settings: Settings) -> str:
 async def _check_store(settings: Settings) -> str:
     from stores import build_stores
 
-    store, ingress = build_stores(settings.store, settings.backoff)
+    store, ingress = build_stores(settings.store, settings.backoff, read_only_ingress=True)
     probe = f"check-probe-{uuid.uuid4().hex}"
     async with store, ingress:
         record = {"seq": 0, "type": "probe", "at": time.time()}

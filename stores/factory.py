@@ -11,21 +11,22 @@ __all__ = ["build_stores"]
 
 
 def build_stores(
-    settings: StoreSettings, backoff: BackoffSettings | None = None
+    settings: StoreSettings, backoff: BackoffSettings | None = None, *, read_only_ingress: bool = False
 ) -> tuple[ConversationStore, IngressLog]:
     """The conversation store and ingress log of `settings.backend`, not yet opened.
 
     Open both with `async with` (or `open()`); for DynamoDB they share one client, which closes
     when both are closed. `backoff` paces DynamoDB's retries (default: BackoffSettings()).
     The file backend keeps its ingress log in `<dir>/_ingress/updates.jsonl`, a name no
-    conversation file can take.
+    conversation file can take. `read_only_ingress` opens that log only to read it (`--check`
+    beside a running assistant must not repair or compact the live file).
     """
     if settings.backend == "file":
         from stores.file import FileConversationStore
         from stores.file_ingress import INGRESS_FILE, FileIngressLog
 
         directory = Path(settings.dir)
-        return FileConversationStore(directory), FileIngressLog(directory / INGRESS_FILE)
+        return FileConversationStore(directory), FileIngressLog(directory / INGRESS_FILE, read_only=read_only_ingress)
     if settings.backend == "memory":
         from stores.memory import InMemoryConversationStore, InMemoryIngressLog
 

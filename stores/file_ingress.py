@@ -49,13 +49,18 @@ class FileIngressLog(IngressLog):
         *,
         compact_idle_bytes: int = 64 * 1024,
         compact_max_bytes: int = 4 * 1024 * 1024,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
+        self._read_only = read_only
+        self._closed = False
         self._compact_idle_bytes = compact_idle_bytes
         self._compact_max_bytes = compact_max_bytes
         self._pending: dict[int, bytes] = {}
         self._fd: int | None = None
         self._size = 0
+        self._torn = False
+        """A write failed part-way: bytes past `_size` may be on disk and are cut off first."""
         self._lock = asyncio.Lock()
 
     @property
@@ -66,6 +71,13 @@ class FileIngressLog(IngressLog):
     async def open(self) -> None:
         """Create the directory, replay the file into the pending set, open it for appending."""
         if self._fd is not None:
+            return
+        self._closed = False
+        if self._read_only:
+            try:
+                self._pending, self._size, _ = await asyncio.to_thread(self._replay_sync, repair=False)
+            except OSError as exc:
+                raise StoreError(f"cannot read the ingress log {str(self.path)!r}: {exc.strerror}") from exc
             return
         try:
             pending, size, torn = await asyncio.to_thread(self._replay_sync)
@@ -81,7 +93,7 @@ class FileIngressLog(IngressLog):
     async def close(self) -> None:
         """Close the file. Safe to call twice."""
         async with self._lock:
-            fd, self._fd = self._fd, None
+            fd, self._fd, self._closed = self._fd, None, True
             if fd is not None:
                 await asyncio.to_thread(os.close, fd)
 
@@ -112,12 +124,25 @@ class FileIngressLog(IngressLog):
         return [json.loads(self._pending[key]) for key in sorted(self._pending)]
 
     async def _write(self, data: bytes, *, sync: bool) -> None:
+        if self._fd is None and not self._closed and not self._read_only:
+            # A failed compaction whose reopen failed too left no descriptor: try again now,
+            # so one bad moment of the disk does not close the log for good.
+            try:
+                self._fd, self._size = await asyncio.to_thread(_reopen, self.path, None)
+            except OSError as exc:
+                raise StoreError(f"cannot reopen the ingress log: {exc.strerror}") from exc
         fd = self._fd
         if fd is None:
             raise StoreError("the ingress log is not open")
         try:
+            if self._torn:
+                # An earlier write failed part-way: cut its bytes off first, or this line would
+                # be glued to them and skipped as corrupt on the next start.
+                await asyncio.to_thread(truncate_durably, self.path, self._size)
+                self._torn = False
             await asyncio.to_thread(write_all, fd, data, sync=sync)
         except OSError as exc:
+            self._torn = True
             raise StoreError(f"cannot write the ingress log: {exc.strerror}") from exc
         self._size += len(data)
 
@@ -133,7 +158,11 @@ class FileIngressLog(IngressLog):
             new_fd = await asyncio.to_thread(_rewrite, self.path, lines)
         except OSError as exc:
             # Whether or not the rename happened, the file at `path` is a sound log: reopen it.
-            self._fd, self._size = await asyncio.to_thread(_reopen, self.path, old_fd)
+            # If even that fails, the next write tries again (see `_write`).
+            try:
+                self._fd, self._size = await asyncio.to_thread(_reopen, self.path, old_fd)
+            except OSError:
+                log.error("ingress_reopen_failed", file=str(self.path))
             raise StoreError(f"cannot compact the ingress log: {exc.strerror}") from exc
         if old_fd is not None:
             await asyncio.to_thread(os.close, old_fd)
@@ -141,10 +170,12 @@ class FileIngressLog(IngressLog):
         log.debug("ingress_compacted", bytes_before=self._size, bytes_after=len(lines), pending=len(self._pending))
         self._size = len(lines)
 
-    def _replay_sync(self) -> tuple[dict[int, bytes], int, int]:
-        """Read the log: the pending updates, the length of the sound prefix, the torn tail's length."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporary(self.path)
+    def _replay_sync(self, *, repair: bool = True) -> tuple[dict[int, bytes], int, int]:
+        """Read the log: the pending updates, the length of the sound prefix, the torn tail's length.
+        With `repair`, a crashed compaction's temporary file is removed first."""
+        if repair:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temporary(self.path)
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -219,6 +250,7 @@ def _rewrite(path: Path, data: bytes) -> int:
 
 def _reopen(path: Path, old_fd: int | None) -> tuple[int, int]:
     if old_fd is not None:
-        os.close(old_fd)
+        with contextlib.suppress(OSError):
+            os.close(old_fd)
     fd = _open_append(path)
     return fd, os.fstat(fd).st_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from stores import FileIngressLog, StoreError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -114,3 +117,78 @@ async def test_appending_to_a_closed_log_is_a_store_error(path: Path) -> None:
     await ingress.close()
     with pytest.raises(StoreError):
         await ingress.append([update(1)])
+
+
+_PARTIAL_WRITE_CHILD = r"""
+import asyncio, resource, signal, sys
+from stores import FileIngressLog, StoreError
+
+async def main(path: str) -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    async with FileIngressLog(path) as ingress:
+        await ingress.append([{"update_id": 1, "message": {"text": "first"}}])
+        size = ingress.size
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        # Room for part of the next line only: the disk "fills" in the middle of the write.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 10, hard))
+        try:
+            await ingress.append([{"update_id": 2, "message": {"text": "torn" * 50}}])
+        except StoreError:
+            print("append-2-failed", flush=True)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        await ingress.append([{"update_id": 3, "message": {"text": "after"}}])
+        print("append-3-ok", flush=True)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_a_write_that_fails_part_way_does_not_cost_the_next_update(path: Path) -> None:
+    """A full disk in the middle of an append leaves a torn line; the next append (whose offset
+    Telegram will then confirm) must not be glued to it and lost on the next start."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _PARTIAL_WRITE_CHILD,
+        str(path),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await child.communicate()
+    assert child.returncode == 0, err.decode()
+    assert out.decode().split() == ["append-2-failed", "append-3-ok"]
+    async with FileIngressLog(path) as ingress:
+        assert [u["update_id"] for u in await ingress.pending()] == [1, 3]
+
+
+async def test_a_read_only_log_repairs_nothing_of_a_live_file(path: Path) -> None:
+    """`--check` beside a running assistant reads the log without cutting a line being written
+    or removing the live compaction's temporary file."""
+    async with FileIngressLog(path) as ingress:
+        await ingress.append([update(1)])
+    whole = await read(path)
+    await write(path, whole + b'{"u":{"update_id":2')  # a write in progress in the live process
+    temporary = path.with_name(path.name + ".compacting")
+    await write(temporary, b"the live compaction")
+    async with FileIngressLog(path, read_only=True) as probe:
+        assert await probe.pending() == [update(1)]
+        with pytest.raises(StoreError):
+            await probe.append([update(3)])
+    assert await read(path) == whole + b'{"u":{"update_id":2'
+    assert await read(temporary) == b"the live compaction"
+
+
+async def test_a_compaction_that_fails_leaves_a_working_log(path: Path) -> None:
+    """The compaction cannot write its temporary file (here: a directory stands in its way):
+    `done` reports it, and the log goes on taking updates, none lost."""
+    async with FileIngressLog(path, compact_idle_bytes=1) as ingress:
+        await ingress.append([update(1)])
+        temporary = path.with_name(path.name + ".compacting")
+        temporary.mkdir()
+        with pytest.raises(StoreError):
+            await ingress.done(1)
+        temporary.rmdir()
+        await ingress.append([update(2)])
+    async with FileIngressLog(path) as ingress:
+        assert await ingress.pending() == [update(2)]
