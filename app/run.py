@@ -20,7 +20,7 @@ def run(mode: Mode, config_path: str | None = None) -> int:
     # deprecation warning on every RetryAfter; our code reads both forms.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
     from conf import ConfigError, load_settings
-    from conf.mcp import load_mcp_servers
+    from conf.mcp import load_mcp_servers, mcp_secrets
 
     try:
         settings = load_settings(config_path)
@@ -38,7 +38,7 @@ def run(mode: Mode, config_path: str | None = None) -> int:
     # In the console the conversation owns stdout, so logs go to stderr there.
     configure_logging(
         settings.logging,
-        secrets=settings.secrets(),
+        secrets=[*settings.secrets(), *mcp_secrets(mcp_servers)],
         stream=sys.stderr if mode == "console" else None,
         cache_loggers=True,
     )

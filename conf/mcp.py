@@ -24,6 +24,7 @@ __all__ = [
     "McpServerSettings",
     "McpToolFilter",
     "load_mcp_servers",
+    "mcp_secrets",
 ]
 
 log = structlog.get_logger(__name__)
@@ -203,3 +204,10 @@ def _describe(
         return ConfigError(f"{label}: {where}", f"{error['input']!r} is not one of {expected}")
     described = describe_validation_error(exc, sources, prefix)
     return ConfigError(f"{label}: {described.setting}", described.problem)
+
+
+def mcp_secrets(servers: Mapping[str, McpServerSettings]) -> list[str]:
+    """Every configured header and environment value of the servers: each may be a key (an
+    `Authorization` header, an `API_KEY` variable), so the logs redact them all (the redactor
+    ignores values too short to be secrets)."""
+    return [value for server in servers.values() for value in (*server.headers.values(), *server.env.values())]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -9,6 +12,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 import anyio
+import structlog
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -18,7 +22,13 @@ from conf.mcp import McpServerSettings
 
 __all__ = ["open_transport"]
 
+log = structlog.get_logger(__name__)
+
 _PYTHON_COMMANDS = frozenset({"python", "python3"})
+_MAX_STDERR_LINE = 2000
+"""Characters of one stderr line kept in the log (a server dumping a blob must not flood it)."""
+_ERROR_WORDS = ("error", "exception", "traceback", "critical", "fatal")
+_WARNING_WORDS = ("warn",)
 
 
 class _EofSignallingStream:
@@ -81,13 +91,23 @@ def stdio_parameters(settings: McpServerSettings) -> StdioServerParameters:
 
 @asynccontextmanager
 async def open_transport(
-    settings: McpServerSettings, on_eof: Callable[[], None], *, errlog: TextIO | None = None
+    settings: McpServerSettings,
+    on_eof: Callable[[], None],
+    *,
+    errlog: TextIO | None = None,
+    name: str = "",
 ) -> AsyncIterator[tuple[Any, Any]]:
-    """Open the server's transport (must be entered and exited in one task, as the SDK requires)."""
+    """Open the server's transport (must be entered and exited in one task, as the SDK requires).
+
+    A stdio server's stderr is logged line by line as `mcp_server_stderr` JSON lines (with the
+    server's `name`, through the redacting pipeline), unless `errlog` takes it instead.
+    """
     async with AsyncExitStack() as stack:
         transport: AbstractAsyncContextManager[tuple[Any, Any]]
         if settings.command:
-            transport = stdio_client(stdio_parameters(settings), errlog=errlog or sys.stderr)
+            if errlog is None:
+                errlog = await stack.enter_async_context(_stderr_to_log(name or settings.command))
+            transport = stdio_client(stdio_parameters(settings), errlog=errlog)
         elif settings.transport == "sse":
             transport = sse_client(settings.url, headers=dict(settings.headers) or None)
         else:
@@ -95,3 +115,53 @@ async def open_transport(
             transport = streamable_http_client(settings.url, http_client=http)
         read, write = await stack.enter_async_context(transport)
         yield _EofSignallingStream(read, on_eof), write
+
+
+@asynccontextmanager
+async def _stderr_to_log(server: str) -> AsyncIterator[TextIO]:
+    """A pipe for a child's stderr whose lines become log lines, read until the block ends."""
+    read_fd, write_fd = os.pipe()
+    writer = os.fdopen(write_fd, "w")
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    pipe = os.fdopen(read_fd, "rb")
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    task = asyncio.create_task(_log_lines(reader, server), name=f"mcp-stderr-{server}")
+    try:
+        yield writer
+    finally:
+        # The child holds its own copy of the write end; ours closes so EOF comes when it exits.
+        writer.close()
+        # The transport has stopped the child by now: its last lines arrive before EOF.
+        await asyncio.wait({task}, timeout=1.0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        transport.close()
+
+
+async def _log_lines(reader: asyncio.StreamReader, server: str) -> None:
+    pending = b""
+    while chunk := await reader.read(65536):
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()[-_MAX_STDERR_LINE * 4 :]
+        for line in lines:
+            _log_line(server, line)
+    if pending:
+        _log_line(server, pending)
+
+
+def _log_line(server: str, raw: bytes) -> None:
+    line = raw.decode("utf-8", "replace").rstrip()
+    if not line:
+        return
+    lowered = line.lower()
+    if any(word in lowered for word in _ERROR_WORDS):
+        level = "error"
+    elif any(word in lowered for word in _WARNING_WORDS):
+        level = "warning"
+    else:
+        level = "info"
+    # The server's own level word, when it wrote one, decides the line's level; the text goes
+    # through the redacting log pipeline like every other line.
+    getattr(log, level)("mcp_server_stderr", server=server, line=line[:_MAX_STDERR_LINE])

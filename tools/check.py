@@ -39,7 +39,7 @@ async def _check_one(name: str, settings: McpServerSettings, timeout: float, err
     # Each check is its own task (gather), so each session is entered and exited in one task.
     try:
         async with asyncio.timeout(timeout):
-            transport = cast(Transport, open_transport(settings, lambda: None, errlog=errlog))
+            transport = cast(Transport, open_transport(settings, lambda: None, errlog=errlog, name=name))
             async with Client(transport, cache=None, client_info=CLIENT_INFO) as client:
                 names: list[str] = []
                 cursor: str | None = None

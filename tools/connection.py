@@ -183,7 +183,9 @@ class McpConnection:
                 # The deadline covers connecting only; asyncio's timeout does not nest in anyio's
                 # cancel scopes, so the session's scopes may outlive this block.
                 async with asyncio.timeout(self._connect_timeout):
-                    transport = cast(Transport, open_transport(self._settings, self._on_eof, errlog=self._errlog))
+                    transport = cast(
+                        Transport, open_transport(self._settings, self._on_eof, errlog=self._errlog, name=self._name)
+                    )
                     client = await stack.enter_async_context(
                         Client(
                             transport,

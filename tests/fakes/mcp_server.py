@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.announce and args.transport == "stdio":
         parser.error("--announce needs an HTTP transport: stdout carries the stdio protocol")
     server = build_server(args.name, args.page_size, args.announce)
+    if line := os.environ.get("FAKE_MCP_STDERR_LINE"):
+        # What third-party servers do: talk on stderr, secrets from their environment included.
+        print(line.format(**os.environ), file=sys.stderr, flush=True)
     if args.transport == "stdio":
         server.run("stdio")
     else:
