@@ -162,7 +162,7 @@ class ConversationActor(Actor[ConversationMessage]):
 
     async def _command(self, command: Command) -> str:
         if command.name == "reset":
-            await self._append(ResetRecord(update_id=command.update_id))
+            await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
         else:
             text = texts.START if command.name == "start" else texts.HELP

@@ -270,7 +270,7 @@ _READERS: dict[str, Callable[[_Fields], Record]] = {
         text=f.text("text"), is_error=f.data.get("kind") == "error", target=f.target(), **f.stamps()
     ),
     "type:delivered": lambda f: DeliveredRecord(dead_letter=f.flag("dead_letter"), **f.stamps()),
-    "type:reset": lambda f: ResetRecord(**f.stamps()),
+    "type:reset": lambda f: ResetRecord(target=f.target(), **f.stamps()),
     "type:summary": _summary,
     "type:reminder_fired": _reminder_fired,
 }

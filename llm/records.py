@@ -179,6 +179,8 @@ class DeliveredRecord(_Stamped):
 class ResetRecord(_Stamped):
     """The user started afresh: the model sees nothing before it; the store keeps the rest as an archive."""
 
+    target: ReplyTarget | None = None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SummaryRecord(_Stamped):
