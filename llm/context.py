@@ -45,7 +45,9 @@ def estimate_tokens(message: ModelMessage) -> int:
 
 def visible_to_model(history: Sequence[Record]) -> list[ModelMessage]:
     """The messages of the history the model may see, in order: those after the last reset.
-    Markers (notices, delivered, reset) are for the conversation's own book-keeping."""
+    Markers (notices, delivered, reset) are for the conversation's own book-keeping. Summaries and
+    reminder firings are not shown yet; when they are (a summary in place of what it covers), it is
+    decided here."""
     start = max((i + 1 for i, record in enumerate(history) if isinstance(record, ResetRecord)), default=0)
     return [record for record in history[start:] if isinstance(record, UserRecord | AssistantRecord | ToolResultRecord)]
 
