@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from llm.record_json import record_to_json
 from llm.records import AssistantRecord, ModelMessage, Record, ResetRecord, ToolCall, ToolResultRecord, UserRecord
 
-__all__ = ["INTERRUPTED_TOOL_RESULT", "estimate_text_tokens", "estimate_tokens", "trim_history", "visible_to_model"]
+__all__ = ["INTERRUPTED_TOOL_RESULT", "estimate_text_tokens", "estimate_tokens", "trim_history"]
 
 # The estimate: one token per 4 characters (rounded up), which is what OpenAI quotes for English text
 # and errs on the generous side for code and JSON; plus a fixed overhead per message for the role and
@@ -43,21 +43,14 @@ def estimate_tokens(message: ModelMessage) -> int:
             return tokens + _IMAGE_TOKENS * len(message.images)
 
 
-def visible_to_model(history: Sequence[Record]) -> list[ModelMessage]:
-    """The messages of the history the model may see, in order: those after the last reset.
-    Markers (notices, delivered, reset) are for the conversation's own book-keeping. Summaries and
-    reminder firings are not shown yet; when they are (a summary in place of what it covers), it is
-    decided here."""
-    start = max((i + 1 for i, record in enumerate(history) if isinstance(record, ResetRecord)), default=0)
-    return [record for record in history[start:] if isinstance(record, UserRecord | AssistantRecord | ToolResultRecord)]
-
-
 def trim_history(history: Sequence[Record], budget_tokens: int, system: str) -> list[ModelMessage]:
     """What the model sees of `history`: the newest part of it that fits `budget_tokens` together
-    with the system prompt. Every provider sends exactly this.
+    with the system prompt. Every provider sends exactly this; nothing else decides it.
 
     Guarantees, whatever the input:
-    - only what `visible_to_model` lets through is kept;
+    - only messages after the last reset are seen; markers (notices, delivered, reset) are the
+      conversation's own book-keeping. Summaries and reminder firings are not shown yet; when they
+      are (a summary in place of what it covers), it is decided here;
     - an assistant message with tool calls and its tool results are kept or dropped together; a tool
       result without its call is dropped, and a call whose result is missing (a crash mid-step) gets a
       made-up error result (`INTERRUPTED_TOOL_RESULT`), so the providers never see a broken pair: this is
@@ -65,46 +58,48 @@ def trim_history(history: Sequence[Record], budget_tokens: int, system: str) -> 
     - the result starts with a user message (both APIs want that; Anthropic requires it);
     - the last user message and everything after it (the turn in progress) are always kept, even if
       they alone exceed the budget.
-    The kept part is contiguous: an older message is never kept when a newer one was dropped.
+    The kept part is contiguous: an older message is never kept when a newer one was dropped. The work
+    is proportional to what is kept (and the markers among it), not to the length of the history.
     """
-    units = _units(visible_to_model(history))
-    if not units:
-        return []
-    last_user = max((i for i, unit in enumerate(units) if isinstance(unit[0], UserRecord)), default=0)
-    used = estimate_text_tokens(system) + sum(estimate_tokens(m) for unit in units[last_user:] for m in unit)
-    start = last_user
-    while start > 0:
-        cost = sum(estimate_tokens(m) for m in units[start - 1])
-        if used + cost > budget_tokens:
+    used = estimate_text_tokens(system)
+    kept: list[list[ModelMessage]] = []  # units, newest first
+    in_progress = 0  # how many of `kept` belong to the turn in progress: all of them until a user message
+    for unit in _units_newest_first(history):
+        cost = estimate_tokens(unit[0]) if len(unit) == 1 else sum(estimate_tokens(message) for message in unit)
+        if in_progress and used + cost > budget_tokens:
             break
         used += cost
-        start -= 1
-    while start < last_user and not isinstance(units[start][0], UserRecord):
-        start += 1
-    return [message for unit in units[start:] for message in unit]
+        kept.append(unit)
+        if not in_progress and isinstance(unit[0], UserRecord):
+            in_progress = len(kept)
+    # Older units are kept from a user message on; without any user message, everything is in progress.
+    while in_progress and len(kept) > in_progress and not isinstance(kept[-1][0], UserRecord):
+        kept.pop()
+    return [message for unit in reversed(kept) for message in unit]
 
 
-def _units(messages: Sequence[ModelMessage]) -> list[list[ModelMessage]]:
-    """Group the messages into units that stay together: an assistant message with its tool calls'
-    results, or any other single message. Repairs broken pairs as `trim_history` describes."""
-    units: list[list[ModelMessage]] = []
-    i = 0
-    while i < len(messages):
-        message = messages[i]
-        i += 1
-        if isinstance(message, ToolResultRecord):
-            continue  # its call is not right before it: an orphan the APIs would reject
-        if not isinstance(message, AssistantRecord) or not message.tool_calls:
-            units.append([message])
+def _units_newest_first(history: Sequence[Record]) -> Iterator[list[ModelMessage]]:
+    """The messages after the last reset, newest first, in units that stay together: an assistant
+    message with its tool calls' results (each call's first recorded result, or a made-up one), or any
+    other single message. Tool results that do not follow their call directly are orphans the APIs
+    would reject: left out."""
+    results: list[ToolResultRecord] = []  # the tool results just after the message at hand, newest first
+    for record in reversed(history):
+        if isinstance(record, ToolResultRecord):
+            results.append(record)
             continue
-        results: dict[str, ToolResultRecord] = {}
-        while i < len(messages) and isinstance(result := messages[i], ToolResultRecord):
-            results.setdefault(result.tool_call_id, result)
-            i += 1
-        unit: list[ModelMessage] = [message]
-        unit += [results.get(call.id) or _interrupted(call) for call in message.tool_calls]
-        units.append(unit)
-    return units
+        if isinstance(record, AssistantRecord) and record.tool_calls:
+            by_call: dict[str, ToolResultRecord] = {}
+            for result in reversed(results):
+                by_call.setdefault(result.tool_call_id, result)
+            yield [record, *(by_call.get(call.id) or _interrupted(call) for call in record.tool_calls)]
+        elif isinstance(record, UserRecord | AssistantRecord):
+            yield [record]
+        elif isinstance(record, ResetRecord):
+            return
+        else:
+            continue  # a marker between a call's results would not separate them from their call
+        results = []
 
 
 def _interrupted(call: ToolCall) -> ToolResultRecord:

@@ -169,3 +169,8 @@ def test_the_estimate_counts_text_tool_calls_and_images_but_not_base64() -> None
     image = Image("image/png", "A" * 1_000_000)
     result = ToolResultRecord(tool_call_id="1", name="t", content="", images=(image,))
     assert 1600 <= estimate_tokens(result) < 1700
+
+
+def test_a_history_without_a_user_message_is_kept_whole() -> None:
+    history: list[Record] = [AssistantRecord(text="a greeting"), AssistantRecord(text="y" * 10_000)]
+    assert trim_history(history, 10, "") == history
