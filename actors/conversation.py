@@ -12,8 +12,24 @@ import structlog
 from actors import texts
 from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
 from actors.runtime import Actor
-from llm import ChatModel, LLMRejected, LLMUnavailable, Toolbox, run_turn
-from stores import ConversationStore, Record
+from llm import (
+    AssistantRecord,
+    ChatModel,
+    DeliveredRecord,
+    LLMRejected,
+    LLMUnavailable,
+    NoticeRecord,
+    Record,
+    ResetRecord,
+    Toolbox,
+    TurnContext,
+    TurnRecord,
+    UserRecord,
+    decode_history,
+    record_to_json,
+    run_turn,
+)
+from stores import ConversationStore
 
 __all__ = ["ConversationActor", "TurnSettings"]
 
@@ -40,13 +56,13 @@ class TurnMetrics(Protocol):
 class ConversationActor(Actor[ConversationMessage]):
     """One conversation: loads its history once per activation and writes every record through.
 
-    Records it keeps (each with `seq`, and `update_id` where a Telegram update caused it):
-    `{"role": "user", ...}`, the model's `assistant` and `tool` records, and markers with a `type`:
-    `notice` (an answer that is not the model's: help, reset, failures), `delivered` (the answer
-    reached the user), `reset` (the history sent to the model starts after it; older records stay
-    in the store as an archive). An update is answered at most once: after a restart, a replayed
-    update that is already delivered is skipped, one answered but not delivered is delivered, and
-    one only received gets its turn run again from the stored history.
+    The records (see `llm.records`) each carry `seq`, and `update_id` where a Telegram update caused
+    them: the user's message, the model's assistant and tool result records, and markers: a notice
+    (an answer that is not the model's: help, reset, failures), delivered (the answer reached the
+    user), reset (the model sees nothing before it; older records stay in the store as an archive).
+    An update is answered at most once: after a restart, a replayed update that is already delivered
+    is skipped, one answered but not delivered is delivered, and one only received gets its turn run
+    again from the stored history.
     """
 
     def __init__(
@@ -73,35 +89,35 @@ class ConversationActor(Actor[ConversationMessage]):
         self._next_seq = 0
         self._last_update: int | None = None
         self._stage: Stage = "delivered"
-        self._answer: Reply | None = None
+        self._answer: AssistantRecord | NoticeRecord | None = None
 
     # -- state ------------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
         """Load the history from the store (again, after a crash)."""
+        # For the life of this actor's task: every line it logs names its conversation.
         structlog.contextvars.bind_contextvars(conversation_id=self.conversation_id)
         started = time.perf_counter()
-        records = await self._store.load(self.conversation_id)
+        stored = await self._store.load(self.conversation_id)
         self._history = []
-        self._next_seq = records[-1]["seq"] + 1 if records else 0
+        self._next_seq = _seq_after(stored)
         self._last_update, self._stage, self._answer = None, "delivered", None
-        for record in records:
+        for record in decode_history(stored):
             self._track(record)
         log.debug(
             "conversation_loaded",
-            records=len(records),
+            records=len(stored),
             in_context=len(self._history),
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
 
     def _track(self, record: Record) -> None:
         """Fold one record into the in-memory state (on load and as records are made)."""
-        kind = record.get("type")
-        if kind == "reset":
+        if isinstance(record, ResetRecord):
+            # The model never sees what came before a reset (llm.context), so it need not stay in memory.
             self._history = []
-        elif kind is None:
-            self._history.append(record)
-        update_id = record.get("update_id")
+        self._history.append(record)
+        update_id = record.update_id
         if update_id is None:
             return
         if self._last_update is None or update_id > self._last_update:
@@ -109,33 +125,24 @@ class ConversationActor(Actor[ConversationMessage]):
             self._last_update, self._stage, self._answer = update_id, "received", None
         elif update_id < self._last_update:
             return
-        if kind == "notice" or (record.get("role") == "assistant" and not record.get("tool_calls")):
-            self._stage = "answered"
-            self._answer = Reply(
-                self.conversation_id,
-                str(record.get("content") or record.get("text") or ""),
-                _target(record),
-                update_id,
-                kind=record.get("kind", "answer"),
-            )
-        elif kind == "delivered":
+        if isinstance(record, NoticeRecord) or (isinstance(record, AssistantRecord) and not record.tool_calls):
+            self._stage, self._answer = "answered", record
+        elif isinstance(record, DeliveredRecord):
             # Delivered answers are never needed again; thousands of idle actors need not keep them.
             self._stage, self._answer = "delivered", None
 
-    async def _append(self, record: Record) -> Record:
-        record = {**record, "seq": self._next_seq}
-        await self._store.append(self.conversation_id, [record])
+    async def _append(self, record: Record) -> None:
+        record = dataclasses.replace(record, seq=self._next_seq)
+        await self._store.append(self.conversation_id, [record_to_json(record)])
         self._next_seq += 1
         self._track(record)
-        return record
 
     # -- messages ---------------------------------------------------------------------------------
 
     async def handle(self, message: ConversationMessage) -> str | None:
         """Answer one message; returns the answer's text (None when it was a duplicate)."""
         update_id = message.update_id
-        structlog.contextvars.bind_contextvars(update_id=update_id)
-        try:
+        with structlog.contextvars.bound_contextvars(update_id=update_id):
             if update_id is not None and self._last_update is not None:
                 if update_id < self._last_update or (update_id == self._last_update and self._stage == "delivered"):
                     log.info("update_already_answered", stage=self._stage)
@@ -143,48 +150,19 @@ class ConversationActor(Actor[ConversationMessage]):
                     return None
                 if update_id == self._last_update and self._stage == "answered" and self._answer is not None:
                     log.info("update_answer_redelivered")
-                    return await self._deliver(self._answer)
+                    return await self._deliver(_reply(self.conversation_id, self._answer, message.target))
                 if update_id == self._last_update and isinstance(message, UserMessage):
+                    # Tool calls a crash left without results are answered in what the model sees (llm.context).
                     log.info("update_turn_resumed")
-                    await self._close_interrupted_tool_calls()
                     return await self._run_turn(message)
             if isinstance(message, Command):
                 return await self._command(message)
             await self._append(_user_record(message))
             return await self._run_turn(message)
-        finally:
-            structlog.contextvars.unbind_contextvars("update_id")
-
-    async def _close_interrupted_tool_calls(self) -> None:
-        """A crash between a tool call and its result leaves calls unanswered, which providers
-        refuse; answer them with an error so the resumed turn can go on."""
-        tail: list[Record] = []
-        for record in reversed(self._history):
-            if record.get("role") != "tool":
-                break
-            tail.append(record)
-        at = len(self._history) - len(tail) - 1
-        if at < 0 or self._history[at].get("role") != "assistant":
-            return
-        last = self._history[at]
-        answered = {record.get("tool_call_id") for record in tail}
-        for call in last.get("tool_calls") or []:
-            if call.get("id") in answered:
-                continue
-            await self._append(
-                {
-                    "role": "tool",
-                    "tool_call_id": call.get("id", ""),
-                    "name": call.get("name", ""),
-                    "content": "The tool call was interrupted by a restart; its result is unknown.",
-                    "is_error": True,
-                    "update_id": last.get("update_id"),
-                }
-            )
 
     async def _command(self, command: Command) -> str:
         if command.name == "reset":
-            await self._append({"type": "reset", "update_id": command.update_id, **_target_fields(command.target)})
+            await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
         else:
             text = texts.START if command.name == "start" else texts.HELP
@@ -195,30 +173,28 @@ class ConversationActor(Actor[ConversationMessage]):
     ) -> str:
         reply = Reply(self.conversation_id, text, target, update_id, kind=kind)
         if update_id is not None:
-            await self._append(
-                {"type": "notice", "kind": kind, "text": text, "update_id": update_id, **_target_fields(target)}
-            )
+            await self._append(NoticeRecord(text=text, is_error=kind == "error", target=target, update_id=update_id))
         return await self._deliver(reply)
+
+    def _turn_context(self, message: UserMessage) -> TurnContext:
+        """What this turn asks of the model: the instructions are built here, per turn."""
+        settings = self._settings
+        return TurnContext(settings.system_prompt, settings.max_steps, settings.context_tokens)
 
     async def _run_turn(self, message: UserMessage) -> str:
         started = time.perf_counter()
         update_id = message.update_id
 
-        async def record(item: dict[str, Any]) -> None:
-            fields = _target_fields(message.target) if item.get("role") == "assistant" else {}
-            await self._append({**item, "update_id": update_id, **fields})
+        async def record(item: TurnRecord) -> None:
+            if isinstance(item, AssistantRecord):
+                item = dataclasses.replace(item, target=message.target)
+            await self._append(dataclasses.replace(item, update_id=update_id))
 
         ok, steps = False, 0
         try:
             async with self._channel.typing(message.target):
                 result = await run_turn(
-                    self._model,
-                    self._toolbox,
-                    system=self._settings.system_prompt,
-                    history=self._history,
-                    record=record,
-                    max_steps=self._settings.max_steps,
-                    context_tokens=self._settings.context_tokens,
+                    self._model, self._toolbox, self._turn_context(message), history=self._history, record=record
                 )
             ok, steps = True, result.steps
             log.info(
@@ -251,7 +227,7 @@ class ConversationActor(Actor[ConversationMessage]):
         except DeliveryFailed as exc:
             log.error("reply_undeliverable", reason=exc.reason)
         if reply.update_id is not None:
-            await self._append({"type": "delivered", "update_id": reply.update_id})
+            await self._append(DeliveredRecord(update_id=reply.update_id))
             await self._channel.done(reply.update_id)
         return reply.text
 
@@ -263,31 +239,28 @@ class ConversationActor(Actor[ConversationMessage]):
         finally:
             if message.update_id is not None:
                 # The failure may have struck half-way through an append: number from the store.
-                stored = await self._store.load(self.conversation_id)
-                self._next_seq = stored[-1]["seq"] + 1 if stored else 0
-                await self._store.append(
-                    self.conversation_id,
-                    [{"type": "delivered", "dead_letter": True, "update_id": message.update_id, "seq": self._next_seq}],
-                )
+                self._next_seq = _seq_after(await self._store.load(self.conversation_id))
+                marker = DeliveredRecord(dead_letter=True, update_id=message.update_id, seq=self._next_seq)
+                await self._store.append(self.conversation_id, [record_to_json(marker)])
                 self._next_seq += 1
                 await self._channel.done(message.update_id)
 
 
-def _user_record(message: UserMessage) -> Record:
-    record: Record = {"role": "user", "content": message.text, "update_id": message.update_id, "ts": time.time()}
-    if message.user_id is not None:
-        record["user_id"] = message.user_id
-    return {**record, **_target_fields(message.target)}
+def _seq_after(stored: list[dict[str, Any]]) -> int:
+    """The `seq` of the next record: the stores number records, so this is read off their JSON."""
+    return int(stored[-1]["seq"]) + 1 if stored else 0
 
 
-def _target_fields(target: ReplyTarget) -> dict[str, Any]:
-    fields: dict[str, Any] = {"chat_id": target.chat_id}
-    if target.message_thread_id is not None:
-        fields["thread_id"] = target.message_thread_id
-    if target.reply_to_message_id is not None:
-        fields["reply_to"] = target.reply_to_message_id
-    return fields
+def _user_record(message: UserMessage) -> UserRecord:
+    return UserRecord(
+        text=message.text, user_id=message.user_id, target=message.target, ts=time.time(), update_id=message.update_id
+    )
 
 
-def _target(record: Record) -> ReplyTarget:
-    return ReplyTarget(int(record.get("chat_id", 0)), record.get("thread_id"), record.get("reply_to"))
+def _reply(conversation_id: str, answer: AssistantRecord | NoticeRecord, target: ReplyTarget) -> Reply:
+    """The reply an answer recorded before a restart still owes (to where it was recorded for)."""
+    if isinstance(answer, NoticeRecord):
+        kind: Literal["answer", "notice", "error"] = "error" if answer.is_error else "notice"
+    else:
+        kind = "answer"
+    return Reply(conversation_id, answer.text, answer.target or target, answer.update_id, kind=kind)

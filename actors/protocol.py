@@ -7,6 +7,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from llm.records import ReplyTarget
+
 __all__ = [
     "Command",
     "ConversationMessage",
@@ -16,17 +18,6 @@ __all__ = [
     "ReplyTarget",
     "UserMessage",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyTarget:
-    """Where answers to a conversation go."""
-
-    chat_id: int
-    message_thread_id: int | None = None
-    """The forum topic, in supergroups with topics."""
-    reply_to_message_id: int | None = None
-    """Set in groups, so the answer quotes the message it answers."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,12 +73,12 @@ async def _check_telegram(settings: Settings) -> str:
 
 
 async def _check_llm(settings: Settings) -> str:
-    from llm import build_chat_model
+    from llm import ModelRequest, UserRecord, build_chat_model
 
     llm = settings.llm.model_copy(update={"retry_budget_seconds": 5.0, "max_output_tokens": 16, "stream": False})
     model = build_chat_model(llm, settings.backoff)
     try:
-        reply = await model.complete("Answer with one word.", [{"role": "user", "content": "ping"}], [])
+        reply = await model.complete(ModelRequest("Answer with one word.", [UserRecord(text="ping")]))
     finally:
         await model.aclose()
     return f"model {settings.llm.model} answered {len(reply.text)} characters"

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from llm import ChatModel, DeltaCallback, Message, ModelReply, Toolbox, ToolResult, ToolSpec
+from llm import ChatModel, ModelReply, ModelRequest, Toolbox, ToolResult, ToolSpec
 
 __all__ = ["MeteredChatModel", "MeteredToolbox"]
 
@@ -27,19 +27,12 @@ class MeteredChatModel:
         self._metrics = metrics
         self._provider = provider
 
-    async def complete(
-        self,
-        system: str,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        on_delta: DeltaCallback | None = None,
-        timeout: float | None = None,
-    ) -> ModelReply:
+    async def complete(self, request: ModelRequest) -> ModelReply:
         """Ask the wrapped model, timing it; an LLMError counts as a failed call."""
         started = time.perf_counter()
         ok = False
         try:
-            reply = await self._model.complete(system, messages, tools, on_delta, timeout)
+            reply = await self._model.complete(request)
             ok = True
             return reply
         finally:

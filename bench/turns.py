@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from actors.registry import ConversationRegistry
 from actors.supervisor import Supervisor
 from bench._harness import format_table, median, percentile
 from conf import BackoffSettings, LLMSettings, LogSettings
-from llm import EmptyToolbox, ModelReply, ToolSpec, build_chat_model
+from llm import EmptyToolbox, ModelReply, ModelRequest, build_chat_model
 from ops.logs import configure_logging
 from stores import FileConversationStore
 
@@ -69,17 +69,10 @@ class TimedModel:
         self.inner = inner
         self.spent: dict[object, float] = {}
 
-    async def complete(
-        self,
-        system: str,
-        messages: Sequence[Any],
-        tools: Sequence[ToolSpec],
-        on_delta: Any = None,
-        timeout: float | None = None,
-    ) -> ModelReply:
+    async def complete(self, request: ModelRequest) -> ModelReply:
         started = time.perf_counter()
         try:
-            return await self.inner.complete(system, messages, tools, on_delta, timeout)
+            return await self.inner.complete(request)
         finally:
             # Per task: with 200 conversations, model calls of other actors overlap this one.
             task = asyncio.current_task()

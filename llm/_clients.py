@@ -1,24 +1,27 @@
-"""How the providers call their SDKs: a few clients used in turn (so no one HTTP connection pool
-grows large), and one request path for both, plain or streamed."""
+"""What both providers share: the SDK base class (constructor, a few clients used in turn so that
+no one HTTP connection pool grows large, error translation, one request path plain or streamed)."""
 
 from __future__ import annotations
 
+import ssl
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Generic, Protocol, TypeVar
+from types import ModuleType
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import httpx2
 
-from llm._errors import unavailable
-from llm.base import DeltaCallback, ModelReply
+from llm._errors import sdk_errors, translate_sdk_error, unavailable
+from llm.base import DeltaCallback, LLMError, ModelReply, ModelRequest
 
 __all__ = [
     "CLIENT_SHARDS",
     "SHAPE_ERRORS",
     "SHARD_LIMITS",
     "ClientShards",
-    "post_once",
-    "post_streaming",
+    "SdkChatModel",
+    "StreamAccumulator",
     "request_options",
 ]
 
@@ -85,54 +88,130 @@ SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError)
 as these when we read it; only our reading of a response is guarded by them."""
 
 
-async def post_once(
-    shards: ClientShards[Any],
-    provider: str,
-    path: str,
-    body: Mapping[str, Any],
-    options: Mapping[str, Any],
-    cast_to: type[Any],
-    read: Callable[[Any], ModelReply],
-) -> ModelReply:
-    """One request through the SDK's generic `post` (our JSON body as is), read into a reply.
+class StreamAccumulator(Protocol):
+    """Assembles one streamed response from its events."""
 
-    Not the SDKs' `create()`: that walks every message through a TypedDict transform, ~0.1 ms per
-    message, which adds up to ~100 ms per request in a long conversation."""
-    with shards.use() as client:
-        response = await client.post(path, body=body, cast_to=cast_to, options=options)
-    try:
-        return read(response)
-    except SHAPE_ERRORS as exc:
-        raise unavailable(provider, "malformed response") from exc
+    def add(self, event: Any) -> str:
+        """Take one event; return its text delta ("" for none)."""
+        ...
+
+    def reply(self) -> ModelReply:
+        """The assembled reply; LLMUnavailable if the stream was cut off."""
+        ...
 
 
-async def post_streaming(
-    shards: ClientShards[Any],
-    provider: str,
-    path: str,
-    body: Mapping[str, Any],
-    options: Mapping[str, Any],
-    cast_to: type[Any],
-    stream_cls: type[Any],
-    add: Callable[[Any], str],
-    on_delta: DeltaCallback | None,
-) -> None:
-    """A streamed request (see `post_once`): `add` takes each event and returns its text delta,
-    which goes on to `on_delta`."""
-    with shards.use() as client:
-        stream = await client.post(
-            path,
-            body={**body, "stream": True},
-            cast_to=cast_to,
-            options=options,
-            stream=True,
-            stream_cls=stream_cls,
+class SdkChatModel(ABC):
+    """A ChatModel on a provider's official SDK. It never retries by itself (the SDK's retries are
+    off): wrap it in `RetryingChatModel`. Raises LLMRejected / LLMUnavailable, never an SDK exception.
+
+    A provider names its SDK module and client class, the endpoint and the types its responses are
+    read as, and says how a request becomes a body and a response a reply; the rest is here.
+    """
+
+    provider: ClassVar[str]
+    sdk: ClassVar[ModuleType]
+    """The SDK module: its `DefaultAsyncHttpxClient` and exception classes are used."""
+    client_class: ClassVar[type[Any]]
+    path: ClassVar[str]
+    response_type: ClassVar[type[Any]]
+    stream_type: ClassVar[type[Any]]
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str,
+        base_url: str = "",
+        temperature: float = 0.7,
+        max_output_tokens: int = 1024,
+        request_timeout_seconds: float = 60.0,
+        stream: bool = True,
+    ) -> None:
+        self._model = model
+        self._base_url = base_url
+        self._temperature = temperature
+        self._max_output_tokens = max_output_tokens
+        self._stream = stream
+        self._request_timeout = request_timeout_seconds
+        # One TLS context for every shard: each would otherwise load the CA bundle (~0.9 MB).
+        tls = httpx2.create_ssl_context()
+        self._clients = ClientShards(lambda: self._new_client(api_key, base_url, tls))
+
+    def _new_client(self, api_key: str, base_url: str, tls: ssl.SSLContext) -> Any:
+        return self.client_class(
+            # Local servers need no key, but the SDKs insist on one: any placeholder will do.
+            api_key=api_key or "not-needed",
+            base_url=base_url or None,
+            timeout=self._request_timeout,
+            max_retries=0,  # our RetryingChatModel owns retries, within the turn's budget
+            http_client=self.sdk.DefaultAsyncHttpxClient(verify=tls, limits=SHARD_LIMITS),
         )
-        async with stream:
-            async for event in stream:
-                try:
-                    text = add(event)
-                except SHAPE_ERRORS as exc:
-                    raise unavailable(provider, "malformed stream event") from exc
-                if text and on_delta is not None:
-                    on_delta(text)
+
+    @abstractmethod
+    def body(self, request: ModelRequest) -> dict[str, Any]:
+        """The JSON body of a request (without `stream`, which is added here)."""
+
+    @abstractmethod
+    def read(self, response: Any) -> ModelReply:
+        """The reply in a (not streamed) response of `response_type`."""
+
+    @abstractmethod
+    def accumulator(self) -> StreamAccumulator:
+        """A new accumulator for one streamed response."""
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        """Ask for the next reply; streams text to `request.on_delta` when streaming is on."""
+        body = self.body(request)
+        options = request_options(request.timeout, self._request_timeout)
+        try:
+            if self._stream:
+                return await self._post_streaming(body, options, request.on_delta)
+            return await self._post_once(body, options)
+        except LLMError:
+            raise
+        except sdk_errors(self.sdk) as exc:
+            raise translate_sdk_error(self.provider, self.sdk, exc) from exc
+
+    async def _post_once(self, body: Mapping[str, Any], options: Mapping[str, Any]) -> ModelReply:
+        """One request through the SDK's generic `post` (our JSON body as is), read into a reply.
+
+        Not the SDKs' `create()`: that walks every message through a TypedDict transform, ~0.1 ms per
+        message, which adds up to ~100 ms per request in a long conversation."""
+        with self._clients.use() as client:
+            response = await client.post(self.path, body=body, cast_to=self.response_type, options=options)
+        try:
+            return self.read(response)
+        except SHAPE_ERRORS as exc:
+            raise unavailable(self.provider, "malformed response") from exc
+
+    async def _post_streaming(
+        self, body: Mapping[str, Any], options: Mapping[str, Any], on_delta: DeltaCallback | None
+    ) -> ModelReply:
+        """A streamed request (see `_post_once`): each event goes to the accumulator, and its text
+        delta on to `on_delta`."""
+        accumulator = self.accumulator()
+        with self._clients.use() as client:
+            stream = await client.post(
+                self.path,
+                body={**body, "stream": True},
+                cast_to=self.response_type,
+                options=options,
+                stream=True,
+                stream_cls=self.stream_type,
+            )
+            async with stream:
+                async for event in stream:
+                    try:
+                        text = accumulator.add(event)
+                    except SHAPE_ERRORS as exc:
+                        raise unavailable(self.provider, "malformed stream event") from exc
+                    if text and on_delta is not None:
+                        on_delta(text)
+        try:
+            return accumulator.reply()
+        except SHAPE_ERRORS as exc:
+            raise unavailable(self.provider, "malformed response") from exc
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        await self._clients.close()

@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from llm.records import Image, ModelMessage, ToolCall, TurnRecord, Usage
+
 __all__ = [
     "ChatModel",
     "DeltaCallback",
@@ -13,25 +15,15 @@ __all__ = [
     "LLMError",
     "LLMRejected",
     "LLMUnavailable",
-    "Message",
     "ModelReply",
+    "ModelRequest",
     "RecordSink",
     "ToolCall",
     "ToolResult",
     "ToolSpec",
     "Toolbox",
+    "Usage",
 ]
-
-Message = Mapping[str, Any]
-"""A history record as the model sees it, in the provider-neutral form the store keeps:
-
-- `{"role": "user", "content": str}`
-- `{"role": "assistant", "content": str, "tool_calls": [{"id", "name", "arguments": dict}]}`
-  (`tool_calls` optional)
-- `{"role": "tool", "tool_call_id": str, "name": str, "content": str, "is_error": bool}`
-
-Other keys (`seq`, `update_id`, timestamps) may be present and are ignored by providers.
-"""
 
 DeltaCallback = Callable[[str], None]
 """Called with each piece of text as a streaming provider receives it."""
@@ -47,25 +39,6 @@ class ToolSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class ToolCall:
-    """The model asks for a tool. `arguments` is None when the model sent arguments that are not a JSON object;
-    `raw_arguments` keeps what it sent so the error can be explained back to it."""
-
-    id: str
-    name: str
-    arguments: Mapping[str, Any] | None
-    raw_arguments: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Image:
-    """An image a tool returned."""
-
-    mime_type: str
-    data_base64: str
-
-
-@dataclass(frozen=True, slots=True)
 class ToolResult:
     """What a tool answered; errors and timeouts are results with `is_error`, not exceptions."""
 
@@ -75,15 +48,33 @@ class ToolResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """One request to a chat model.
+
+    `messages` are what the model should see, as `llm.context.trim_history` chose them; `on_delta`
+    receives the answer's text as it streams in; `timeout` caps this request's seconds below the
+    model's own request timeout (a retry policy passes what is left of its budget).
+    """
+
+    system: str
+    messages: Sequence[ModelMessage]
+    tools: Sequence[ToolSpec] = ()
+    on_delta: DeltaCallback | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelReply:
-    """One model response: text, and the tools it wants called (none means the turn is answered)."""
+    """One model response: text, and the tools it wants called (none means the turn is answered).
+
+    `usage` is what the provider reported the call cost; `model` names the model that answered.
+    """
 
     text: str
     tool_calls: tuple[ToolCall, ...] = ()
     stop_reason: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
 
 
 class LLMError(Exception):
@@ -112,17 +103,9 @@ class LLMRejected(LLMError):
 class ChatModel(Protocol):
     """A chat model: history and tools in, one reply out."""
 
-    async def complete(
-        self,
-        system: str,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        on_delta: DeltaCallback | None = None,
-        timeout: float | None = None,
-    ) -> ModelReply:
+    async def complete(self, request: ModelRequest) -> ModelReply:
         """Ask for the next reply. Raises LLMUnavailable or LLMRejected; never retries by itself
-        unless it was built with a retry policy. `timeout` caps this request's seconds below the
-        model's own request timeout (a retry policy passes what is left of its budget)."""
+        unless it was built with a retry policy."""
         ...
 
     async def aclose(self) -> None:
@@ -143,5 +126,5 @@ class Toolbox(Protocol):
         ...
 
 
-RecordSink = Callable[[dict[str, Any]], Awaitable[None]]
-"""Receives each history record a turn makes (without `seq`), and persists it before the turn goes on."""
+RecordSink = Callable[[TurnRecord], Awaitable[None]]
+"""Receives each record a turn makes (without `seq`), and persists it before the turn goes on."""

@@ -1,14 +1,14 @@
-"""Fitting the history to the model's context budget, with a cheap token estimate."""
+"""What the model sees of a conversation: the one place that decides it, with a cheap token estimate."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
-from llm.base import Message
+from llm.record_json import record_to_json
+from llm.records import AssistantRecord, ModelMessage, Record, ResetRecord, ToolCall, ToolResultRecord, UserRecord
 
-__all__ = ["INTERRUPTED_TOOL_RESULT", "estimate_text_tokens", "estimate_tokens", "trim_history", "visible_to_model"]
+__all__ = ["INTERRUPTED_TOOL_RESULT", "estimate_text_tokens", "estimate_tokens", "trim_history"]
 
 # The estimate: one token per 4 characters (rounded up), which is what OpenAI quotes for English text
 # and errs on the generous side for code and JSON; plus a fixed overhead per message for the role and
@@ -19,9 +19,7 @@ _MESSAGE_OVERHEAD = 4
 _IMAGE_TOKENS = 1600
 
 INTERRUPTED_TOOL_RESULT = "No result: this tool call was interrupted before it finished. Call it again if needed."
-"""The text of the tool record made up for a call whose result was never recorded (a crash mid-step)."""
-
-_ROLES = frozenset({"user", "assistant", "tool"})
+"""The text of the tool result made up for a call whose result was never recorded (a crash mid-step)."""
 
 
 def estimate_text_tokens(text: str) -> int:
@@ -29,80 +27,80 @@ def estimate_text_tokens(text: str) -> int:
     return -(-len(text) // _CHARS_PER_TOKEN)
 
 
-def estimate_tokens(message: Message) -> int:
-    """Tokens one history record costs, by the estimate above."""
-    tokens = _MESSAGE_OVERHEAD + estimate_text_tokens(str(message.get("content") or ""))
-    calls = message.get("tool_calls")
-    if calls:
-        tokens += estimate_text_tokens(json.dumps(calls, ensure_ascii=False, default=str))
-    if message.get("role") == "tool":
-        tokens += estimate_text_tokens(str(message.get("name") or ""))
-        tokens += _IMAGE_TOKENS * len(message.get("images") or ())
-    return tokens
+def estimate_tokens(message: ModelMessage) -> int:
+    """Tokens one message costs, by the estimate above."""
+    match message:
+        case UserRecord():
+            return _MESSAGE_OVERHEAD + estimate_text_tokens(message.text)
+        case AssistantRecord():
+            tokens = _MESSAGE_OVERHEAD + estimate_text_tokens(message.text)
+            if message.tool_calls:
+                calls = record_to_json(message)["tool_calls"]
+                tokens += estimate_text_tokens(json.dumps(calls, ensure_ascii=False, default=str))
+            return tokens
+        case ToolResultRecord():
+            tokens = _MESSAGE_OVERHEAD + estimate_text_tokens(message.content) + estimate_text_tokens(message.name)
+            return tokens + _IMAGE_TOKENS * len(message.images)
 
 
-def visible_to_model(message: Message) -> bool:
-    """False for records the model must not see: markers (`{"type": "reset"}`) and unknown roles."""
-    return "type" not in message and message.get("role") in _ROLES
-
-
-def trim_history(messages: Sequence[Message], budget_tokens: int, system: str) -> list[Message]:
-    """The newest part of the history that fits `budget_tokens` together with the system prompt.
+def trim_history(history: Sequence[Record], budget_tokens: int, system: str) -> list[ModelMessage]:
+    """What the model sees of `history`: the newest part of it that fits `budget_tokens` together
+    with the system prompt. Every provider sends exactly this; nothing else decides it.
 
     Guarantees, whatever the input:
-    - records the model must not see are left out (see `visible_to_model`);
+    - only messages after the last reset are seen; markers (notices, delivered, reset) are the
+      conversation's own book-keeping. Summaries and reminder firings are not shown yet; when they
+      are (a summary in place of what it covers), it is decided here;
     - an assistant message with tool calls and its tool results are kept or dropped together; a tool
       result without its call is dropped, and a call whose result is missing (a crash mid-step) gets a
-      made-up error result (`INTERRUPTED_TOOL_RESULT`), so the providers never see a broken pair;
+      made-up error result (`INTERRUPTED_TOOL_RESULT`), so the providers never see a broken pair: this is
+      the one place interrupted tool calls are repaired;
     - the result starts with a user message (both APIs want that; Anthropic requires it);
     - the last user message and everything after it (the turn in progress) are always kept, even if
       they alone exceed the budget.
-    The kept part is contiguous: an older message is never kept when a newer one was dropped.
+    The kept part is contiguous: an older message is never kept when a newer one was dropped. The work
+    is proportional to what is kept (and the markers among it), not to the length of the history.
     """
-    units = _units([message for message in messages if visible_to_model(message)])
-    if not units:
-        return []
-    last_user = max((i for i, unit in enumerate(units) if unit[0].get("role") == "user"), default=0)
-    used = estimate_text_tokens(system) + sum(estimate_tokens(m) for unit in units[last_user:] for m in unit)
-    start = last_user
-    while start > 0:
-        cost = sum(estimate_tokens(m) for m in units[start - 1])
-        if used + cost > budget_tokens:
+    used = estimate_text_tokens(system)
+    kept: list[list[ModelMessage]] = []  # units, newest first
+    in_progress = 0  # how many of `kept` belong to the turn in progress: all of them until a user message
+    for unit in _units_newest_first(history):
+        cost = estimate_tokens(unit[0]) if len(unit) == 1 else sum(estimate_tokens(message) for message in unit)
+        if in_progress and used + cost > budget_tokens:
             break
         used += cost
-        start -= 1
-    while start < last_user and units[start][0].get("role") != "user":
-        start += 1
-    return [message for unit in units[start:] for message in unit]
+        kept.append(unit)
+        if not in_progress and isinstance(unit[0], UserRecord):
+            in_progress = len(kept)
+    # Older units are kept from a user message on; without any user message, everything is in progress.
+    while in_progress and len(kept) > in_progress and not isinstance(kept[-1][0], UserRecord):
+        kept.pop()
+    return [message for unit in reversed(kept) for message in unit]
 
 
-def _units(messages: Sequence[Message]) -> list[list[Message]]:
-    """Group the history into units that stay together: an assistant message with its tool calls'
-    results, or any other single message. Repairs broken pairs as `trim_history` describes."""
-    units: list[list[Message]] = []
-    i = 0
-    while i < len(messages):
-        message = messages[i]
-        i += 1
-        if message.get("role") == "tool":
-            continue  # its call is not right before it: an orphan the APIs would reject
-        is_assistant = message.get("role") == "assistant"
-        calls: Sequence[Mapping[str, Any]] = (message.get("tool_calls") or ()) if is_assistant else ()
-        if not calls:
-            units.append([message])
+def _units_newest_first(history: Sequence[Record]) -> Iterator[list[ModelMessage]]:
+    """The messages after the last reset, newest first, in units that stay together: an assistant
+    message with its tool calls' results (each call's first recorded result, or a made-up one), or any
+    other single message. Tool results that do not follow their call directly are orphans the APIs
+    would reject: left out."""
+    results: list[ToolResultRecord] = []  # the tool results just after the message at hand, newest first
+    for record in reversed(history):
+        if isinstance(record, ToolResultRecord):
+            results.append(record)
             continue
-        results: dict[str, Message] = {}
-        while i < len(messages) and messages[i].get("role") == "tool":
-            call_id = str(messages[i].get("tool_call_id", ""))
-            results.setdefault(call_id, messages[i])
-            i += 1
-        unit: list[Message] = [message]
-        for call in calls:
-            call_id = str(call.get("id", ""))
-            unit.append(results.get(call_id) or _interrupted(call_id, str(call.get("name", ""))))
-        units.append(unit)
-    return units
+        if isinstance(record, AssistantRecord) and record.tool_calls:
+            by_call: dict[str, ToolResultRecord] = {}
+            for result in reversed(results):
+                by_call.setdefault(result.tool_call_id, result)
+            yield [record, *(by_call.get(call.id) or _interrupted(call) for call in record.tool_calls)]
+        elif isinstance(record, UserRecord | AssistantRecord):
+            yield [record]
+        elif isinstance(record, ResetRecord):
+            return
+        else:
+            continue  # a marker between a call's results would not separate them from their call
+        results = []
 
 
-def _interrupted(call_id: str, name: str) -> Message:
-    return {"role": "tool", "tool_call_id": call_id, "name": name, "content": INTERRUPTED_TOOL_RESULT, "is_error": True}
+def _interrupted(call: ToolCall) -> ToolResultRecord:
+    return ToolResultRecord(tool_call_id=call.id, name=call.name, content=INTERRUPTED_TOOL_RESULT, is_error=True)

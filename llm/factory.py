@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Sequence
 from pathlib import Path
 
 from conf.settings import BackoffSettings, ConfigError, LLMSettings
-from llm.base import ChatModel, DeltaCallback, Message, ModelReply, ToolSpec
+from llm.base import ChatModel, ModelReply, ModelRequest
 from llm.retry import RetryingChatModel
 
 __all__ = ["build_chat_model", "load_system_prompt"]
@@ -53,21 +52,14 @@ class _LazyChatModel:
         self._model: ChatModel | None = None
         self._building = asyncio.Lock()
 
-    async def complete(
-        self,
-        system: str,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        on_delta: DeltaCallback | None = None,
-        timeout: float | None = None,
-    ) -> ModelReply:
+    async def complete(self, request: ModelRequest) -> ModelReply:
         """Build the provider if needed, then ask it."""
         if self._model is None:
             async with self._building:
                 if self._model is None:
                     await asyncio.to_thread(importlib.import_module, _PROVIDER_MODULES[self._settings.provider])
                     self._model = _provider(self._settings)
-        return await self._model.complete(system, messages, tools, on_delta, timeout)
+        return await self._model.complete(request)
 
     async def aclose(self) -> None:
         """Close the provider, if it was ever built."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
 
 import structlog
 from tenacity import (
@@ -16,7 +16,7 @@ from tenacity import (
 )
 
 from conf.settings import BackoffSettings
-from llm.base import ChatModel, DeltaCallback, LLMRejected, LLMUnavailable, Message, ModelReply, ToolSpec
+from llm.base import ChatModel, LLMRejected, LLMUnavailable, ModelReply, ModelRequest
 
 __all__ = ["RetryingChatModel"]
 
@@ -53,14 +53,7 @@ class RetryingChatModel:
         """The wrapped model."""
         return self._model
 
-    async def complete(
-        self,
-        system: str,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        on_delta: DeltaCallback | None = None,
-        timeout: float | None = None,
-    ) -> ModelReply:
+    async def complete(self, request: ModelRequest) -> ModelReply:
         """Ask the wrapped model, retrying LLMUnavailable within the budget (see the class docstring)."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(LLMUnavailable),
@@ -76,11 +69,10 @@ class RetryingChatModel:
                     # An attempt may not outlast the budget: a hung request must not keep the user
                     # waiting past it (the SDK's own timeout ends it; nothing is cancelled here).
                     left = self._budget_seconds - (time.monotonic() - started)
-                    if timeout is not None:
-                        left = min(left, timeout)
-                    return await self._model.complete(
-                        system, messages, tools, on_delta, max(_MIN_ATTEMPT_SECONDS, left)
-                    )
+                    if request.timeout is not None:
+                        left = min(left, request.timeout)
+                    attempt_request = dataclasses.replace(request, timeout=max(_MIN_ATTEMPT_SECONDS, left))
+                    return await self._model.complete(attempt_request)
         except LLMRejected as exc:
             log.error("llm_request_rejected", status=exc.status, reason=str(exc))
             raise

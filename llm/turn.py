@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import structlog
 
-from llm.base import ChatModel, DeltaCallback, Message, RecordSink, Toolbox, ToolCall, ToolResult
+from llm.base import ChatModel, DeltaCallback, ModelReply, ModelRequest, RecordSink, Toolbox, ToolCall, ToolResult
 from llm.context import trim_history
+from llm.records import AssistantRecord, Record, ToolResultRecord, Usage
 
-__all__ = ["STEP_LIMIT_TEXT", "TurnResult", "run_turn"]
+__all__ = ["STEP_LIMIT_TEXT", "TurnContext", "TurnResult", "run_turn"]
 
 log = structlog.get_logger(__name__)
 
@@ -27,12 +27,28 @@ _MAX_QUOTED_ARGUMENTS = 2000
 
 
 @dataclass(frozen=True, slots=True)
+class TurnContext:
+    """What one turn is asked: the instructions the model gets (built per turn by the caller: the
+    system prompt, and whatever it adds for this user and moment), and how far the turn may go.
+
+    `on_delta` receives the answer's text as the model writes it (see `RetryingChatModel` for what a
+    retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`).
+    """
+
+    instructions: str
+    max_steps: int = 8
+    context_tokens: int = 16000
+    on_delta: DeltaCallback | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TurnResult:
     """How a turn ended.
 
     `text` is the answer to send (it may be empty if the model answered with nothing); `steps` counts
     model calls; `stopped_by_step_limit` is True when the model still wanted tools after `max_steps`
-    calls; `model_ms` and `tool_ms` are the wall-clock time spent waiting for the model and the tools.
+    calls; `model_ms` and `tool_ms` are the wall-clock time spent waiting for the model and the tools;
+    `usage` adds up what every model call of the turn cost.
     """
 
     text: str
@@ -40,27 +56,20 @@ class TurnResult:
     stopped_by_step_limit: bool
     model_ms: float
     tool_ms: float
+    usage: Usage = field(default_factory=Usage)
 
 
 async def run_turn(
-    model: ChatModel,
-    toolbox: Toolbox,
-    *,
-    system: str,
-    history: Sequence[Message],
-    record: RecordSink,
-    max_steps: int,
-    context_tokens: int,
-    on_delta: DeltaCallback | None = None,
+    model: ChatModel, toolbox: Toolbox, context: TurnContext, *, history: Sequence[Record], record: RecordSink
 ) -> TurnResult:
     """Run one turn. `history` ends with the new user message (already recorded by the caller).
 
-    Each step trims the history to `context_tokens` (see `trim_history`) and asks the model with the
-    toolbox's current tools. If the model calls tools, the assistant record (text and `tool_calls`) is
-    passed to `record`, all calls of the step run concurrently, and one tool record per call, in the
-    calls' order, is passed to `record`; then the next step runs. Each `record` is awaited before the
-    turn goes on, so what the caller persists is always in order. When the model answers without tools,
-    the final `{"role": "assistant", "content": text}` is recorded and returned.
+    Each step asks the model with what `trim_history` lets it see and the toolbox's current tools. If
+    the model calls tools, the AssistantRecord (text and `tool_calls`) is passed to `record`, all calls
+    of the step run concurrently, and one ToolResultRecord per call, in the calls' order, is passed to
+    `record`; then the next step runs. Each `record` is awaited before the turn goes on, so what the
+    caller persists is always in order. When the model answers without tools, the final AssistantRecord
+    is recorded and its text returned. Every AssistantRecord carries its model call's usage.
 
     Step limit: after `max_steps` model calls, a reply that still asks for tools is not acted on; the
     turn ends with the model's text plus STEP_LIMIT_TEXT (no extra model call: Anthropic refuses a
@@ -71,36 +80,47 @@ async def run_turn(
     results. LLMError from the model propagates (nothing is recorded for the failed step), and so does
     cancellation (tool calls in flight are cancelled).
     """
-    working: list[Message] = list(history)
+    working: list[Record] = list(history)
     model_ms = tool_ms = 0.0
-    for step in range(1, max_steps + 1):
+    usage = Usage()
+    for step in range(1, context.max_steps + 1):
         specs = list(toolbox.specs())
+        messages = trim_history(working, context.context_tokens, context.instructions)
         started = time.perf_counter()
-        reply = await model.complete(system, trim_history(working, context_tokens, system), specs, on_delta)
+        reply = await model.complete(ModelRequest(context.instructions, messages, specs, context.on_delta))
         model_ms += (time.perf_counter() - started) * 1000
-        if not reply.tool_calls:
-            await record({"role": "assistant", "content": reply.text})
-            return TurnResult(reply.text, step, False, model_ms, tool_ms)
-        if step == max_steps:
-            text = "\n\n".join(part for part in (reply.text.strip(), STEP_LIMIT_TEXT.format(steps=max_steps)) if part)
-            log.warning("turn_step_limit_reached", max_steps=max_steps)
-            await record({"role": "assistant", "content": text})
-            return TurnResult(text, step, True, model_ms, tool_ms)
-        assistant: dict[str, Any] = {
-            "role": "assistant",
-            "content": reply.text,
-            "tool_calls": [_call_record(call) for call in reply.tool_calls],
-        }
-        await record(assistant)
-        working.append(assistant)
+        usage += reply.usage
+        if not reply.tool_calls or step == context.max_steps:
+            answer = _answer(reply, context.max_steps)
+            await record(answer)
+            return TurnResult(answer.text, step, bool(reply.tool_calls), model_ms, tool_ms, usage)
+        asking = AssistantRecord(text=reply.text, tool_calls=reply.tool_calls, usage=reply.usage, model=reply.model)
+        await record(asking)
+        working.append(asking)
         started = time.perf_counter()
         results = await _call_tools(toolbox, reply.tool_calls, {spec.name for spec in specs})
         tool_ms += (time.perf_counter() - started) * 1000
         for call, result in zip(reply.tool_calls, results, strict=True):
-            tool_record = _tool_record(call, result)
+            tool_record = ToolResultRecord(
+                tool_call_id=call.id,
+                name=call.name,
+                content=result.content,
+                is_error=result.is_error,
+                images=result.images,
+            )
             await record(tool_record)
             working.append(tool_record)
     raise AssertionError("unreachable: the last step returns")  # pragma: no cover
+
+
+def _answer(reply: ModelReply, max_steps: int) -> AssistantRecord:
+    """The turn's final record: the model's answer, or (tools still wanted at the step limit) its text
+    and STEP_LIMIT_TEXT, the calls left out."""
+    text = reply.text
+    if reply.tool_calls:
+        text = "\n\n".join(part for part in (reply.text.strip(), STEP_LIMIT_TEXT.format(steps=max_steps)) if part)
+        log.warning("turn_step_limit_reached", max_steps=max_steps)
+    return AssistantRecord(text=text, usage=reply.usage, model=reply.model)
 
 
 async def _call_tools(toolbox: Toolbox, calls: Sequence[ToolCall], known: set[str]) -> list[ToolResult]:
@@ -139,26 +159,3 @@ async def _call_tool(toolbox: Toolbox, call: ToolCall, known: set[str]) -> ToolR
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     return result
-
-
-def _call_record(call: ToolCall) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": call.id, "name": call.name}
-    if call.arguments is None:
-        entry["arguments"] = None
-        entry["raw_arguments"] = call.raw_arguments
-    else:
-        entry["arguments"] = dict(call.arguments)
-    return entry
-
-
-def _tool_record(call: ToolCall, result: ToolResult) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "role": "tool",
-        "tool_call_id": call.id,
-        "name": call.name,
-        "content": result.content,
-        "is_error": result.is_error,
-    }
-    if result.images:
-        entry["images"] = [{"mime_type": image.mime_type, "data_base64": image.data_base64} for image in result.images]
-    return entry

@@ -8,7 +8,19 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llm import estimate_tokens, trim_history
+from llm import (
+    AssistantRecord,
+    DeliveredRecord,
+    Image,
+    NoticeRecord,
+    Record,
+    ResetRecord,
+    ToolCall,
+    ToolResultRecord,
+    UserRecord,
+    estimate_tokens,
+    trim_history,
+)
 from llm.context import INTERRUPTED_TOOL_RESULT, estimate_text_tokens
 
 _ids = itertools.count()
@@ -17,34 +29,29 @@ text = st.text(alphabet="abc def\n", max_size=300)
 
 
 @st.composite
-def turns(draw: st.DrawFn, broken: bool) -> list[dict[str, Any]]:
+def turns(draw: st.DrawFn, broken: bool) -> list[Record]:
     """One conversation turn: a user message, tool rounds, an answer. `broken` adds what crashes and
-    old bugs leave behind: missing results, orphan results, markers, unknown roles."""
-    records: list[dict[str, Any]] = [{"role": "user", "content": draw(text), "seq": 0}]
+    old bugs leave behind: missing results, orphan results, markers."""
+    records: list[Record] = [UserRecord(text=draw(text), seq=0)]
     for _ in range(draw(st.integers(0, 3))):
-        calls = [
-            {"id": f"c{next(_ids)}", "name": "t", "arguments": {"q": draw(text)}}
-            for _ in range(draw(st.integers(1, 3)))
-        ]
-        records.append({"role": "assistant", "content": draw(text), "tool_calls": calls})
+        calls = tuple(ToolCall(f"c{next(_ids)}", "t", {"q": draw(text)}) for _ in range(draw(st.integers(1, 3))))
+        records.append(AssistantRecord(text=draw(text), tool_calls=calls))
         for call in calls:
             if broken and draw(st.booleans()) and draw(st.booleans()):
                 continue  # the result was never recorded
-            records.append(
-                {"role": "tool", "tool_call_id": call["id"], "name": "t", "content": draw(text), "is_error": False}
-            )
+            records.append(ToolResultRecord(tool_call_id=call.id, name="t", content=draw(text), is_error=False))
     if not broken or draw(st.booleans()):
-        records.append({"role": "assistant", "content": draw(text)})
+        records.append(AssistantRecord(text=draw(text)))
     if broken and draw(st.booleans()):
         records.insert(
             draw(st.integers(0, len(records))),
             draw(
                 st.sampled_from(
                     [
-                        {"type": "reset"},
-                        {"role": "system", "content": "hidden"},
-                        {"role": "tool", "tool_call_id": "orphan", "name": "t", "content": "?", "is_error": False},
-                        {"role": "assistant", "content": "stray"},
+                        DeliveredRecord(update_id=1),
+                        NoticeRecord(text="hidden"),
+                        ToolResultRecord(tool_call_id="orphan", name="t", content="?", is_error=False),
+                        AssistantRecord(text="stray"),
                     ]
                 )
             ),
@@ -53,15 +60,15 @@ def turns(draw: st.DrawFn, broken: bool) -> list[dict[str, Any]]:
 
 
 @st.composite
-def histories(draw: st.DrawFn, broken: bool = False) -> list[dict[str, Any]]:
+def histories(draw: st.DrawFn, broken: bool = False) -> list[Record]:
     records = [record for turn in draw(st.lists(turns(broken), min_size=1, max_size=8)) for record in turn]
     # The turn in progress: its user message, maybe with tool rounds done so far.
-    records += draw(turns(broken))[:-1] if draw(st.booleans()) else [{"role": "user", "content": draw(text)}]
+    records += draw(turns(broken))[:-1] if draw(st.booleans()) else [UserRecord(text=draw(text))]
     return records
 
 
 def is_call(message: Any) -> bool:
-    return message.get("role") == "assistant" and bool(message.get("tool_calls"))
+    return isinstance(message, AssistantRecord) and bool(message.tool_calls)
 
 
 def check_pairs(trimmed: list[Any]) -> None:
@@ -69,18 +76,18 @@ def check_pairs(trimmed: list[Any]) -> None:
     i = 0
     while i < len(trimmed):
         message = trimmed[i]
-        assert message.get("role") != "tool", f"tool result without its call at {i}"
+        assert not isinstance(message, ToolResultRecord), f"tool result without its call at {i}"
         i += 1
         if is_call(message):
-            ids = [call["id"] for call in message["tool_calls"]]
+            ids = [call.id for call in message.tool_calls]
             results = trimmed[i : i + len(ids)]
-            assert [r.get("role") for r in results] == ["tool"] * len(ids)
-            assert [r["tool_call_id"] for r in results] == ids
+            assert [type(r) for r in results] == [ToolResultRecord] * len(ids)
+            assert [r.tool_call_id for r in results] == ids
             i += len(ids)
 
 
 def last_user(messages: list[Any]) -> Any:
-    return next(m for m in reversed(messages) if m.get("role") == "user" and "type" not in m)
+    return next(m for m in reversed(messages) if isinstance(m, UserRecord))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,12 +95,12 @@ def last_user(messages: list[Any]) -> Any:
 def test_trimmed_histories_keep_the_invariants(history: list[Any], budget: int, system: str) -> None:
     trimmed = trim_history(history, budget, system)
     assert trimmed, "the last user message is always kept"
-    assert trimmed[0]["role"] == "user"
-    assert all("type" not in m and m["role"] in {"user", "assistant", "tool"} for m in trimmed)
+    assert isinstance(trimmed[0], UserRecord)
+    assert all(isinstance(m, UserRecord | AssistantRecord | ToolResultRecord) for m in trimmed)
     check_pairs(trimmed)
     assert any(m is last_user(history) for m in trimmed)
     # Contiguous: the non-synthesised records are the input's visible records from some point on.
-    real = [m for m in trimmed if m.get("content") != INTERRUPTED_TOOL_RESULT]
+    real = [m for m in trimmed if getattr(m, "content", None) != INTERRUPTED_TOOL_RESULT]
     start = next(i for i, m in enumerate(history) if m is real[0])
     assert all(any(m is h for h in history[start:]) for m in real)
 
@@ -107,7 +114,7 @@ def test_a_well_formed_history_is_cut_to_the_budget_or_to_the_turn_in_progress(
     # Nothing is invented for a well-formed history: the result is a suffix of it.
     assert trimmed == history[len(history) - len(trimmed) :]
     cost = estimate_text_tokens(system) + sum(estimate_tokens(m) for m in trimmed)
-    turn_in_progress = history[max(i for i, m in enumerate(history) if m["role"] == "user") :]
+    turn_in_progress = history[max(i for i, m in enumerate(history) if isinstance(m, UserRecord)) :]
     if len(trimmed) > len(turn_in_progress):
         assert cost <= budget
     else:
@@ -121,33 +128,49 @@ def test_a_history_that_fits_is_kept_whole(history: list[Any]) -> None:
 
 
 def test_a_call_whose_result_is_missing_gets_an_error_result() -> None:
-    history = [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": "", "tool_calls": [{"id": "a", "name": "t", "arguments": {}}]},
-        {"role": "user", "content": "hello?"},
+    history: list[Record] = [
+        UserRecord(text="hi"),
+        AssistantRecord(text="", tool_calls=(ToolCall("a", "t", {}),)),
+        UserRecord(text="hello?"),
     ]
     trimmed = trim_history(history, 10_000, "")
-    assert trimmed[2] == {
-        "role": "tool",
-        "tool_call_id": "a",
-        "name": "t",
-        "content": INTERRUPTED_TOOL_RESULT,
-        "is_error": True,
-    }
+    assert trimmed[2] == ToolResultRecord(
+        tool_call_id="a",
+        name="t",
+        content=INTERRUPTED_TOOL_RESULT,
+        is_error=True,
+    )
     assert trimmed[3] == history[2]
 
 
 def test_a_huge_last_user_message_is_kept_alone() -> None:
-    history = [{"role": "user", "content": "old"}, {"role": "assistant", "content": "x"}]
-    huge = {"role": "user", "content": "y" * 100_000}
+    history: list[Record] = [UserRecord(text="old"), AssistantRecord(text="x")]
+    huge = UserRecord(text="y" * 100_000)
     assert trim_history([*history, huge], 500, "system prompt") == [huge]
 
 
+def test_the_model_sees_nothing_before_the_last_reset_and_no_markers() -> None:
+    history: list[Record] = [
+        UserRecord(text="forgotten"),
+        AssistantRecord(text="gone"),
+        ResetRecord(update_id=2),
+        NoticeRecord(text="Starting afresh.", update_id=2),
+        DeliveredRecord(update_id=2),
+        UserRecord(text="new start"),
+    ]
+    assert trim_history(history, 10**9, "") == [history[-1]]
+
+
 def test_the_estimate_counts_text_tool_calls_and_images_but_not_base64() -> None:
-    assert estimate_tokens({"role": "user", "content": ""}) == 4
-    assert estimate_tokens({"role": "user", "content": "x" * 400}) == 104
-    call = {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "name": "t", "arguments": {"q": "a" * 400}}]}
+    assert estimate_tokens(UserRecord(text="")) == 4
+    assert estimate_tokens(UserRecord(text="x" * 400)) == 104
+    call = AssistantRecord(text="", tool_calls=(ToolCall("1", "t", {"q": "a" * 400}),))
     assert estimate_tokens(call) > 100
-    image = {"mime_type": "image/png", "data_base64": "A" * 1_000_000}
-    result = {"role": "tool", "tool_call_id": "1", "name": "t", "content": "", "images": [image]}
+    image = Image("image/png", "A" * 1_000_000)
+    result = ToolResultRecord(tool_call_id="1", name="t", content="", images=(image,))
     assert 1600 <= estimate_tokens(result) < 1700
+
+
+def test_a_history_without_a_user_message_is_kept_whole() -> None:
+    history: list[Record] = [AssistantRecord(text="a greeting"), AssistantRecord(text="y" * 10_000)]
+    assert trim_history(history, 10, "") == history

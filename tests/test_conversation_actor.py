@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +17,20 @@ from actors.protocol import Command, Reply, ReplyTarget, UserMessage
 from actors.registry import ConversationRegistry
 from actors.supervisor import Supervisor
 from conf import BackoffSettings
-from llm import EmptyToolbox, LLMUnavailable, Message, ModelReply, ToolCall, ToolResult, ToolSpec
-from stores import InMemoryConversationStore
+from llm import (
+    EmptyToolbox,
+    LLMUnavailable,
+    ModelMessage,
+    ModelReply,
+    ModelRequest,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    UserRecord,
+    record_to_json,
+)
+from stores import ConversationStore, FileConversationStore, InMemoryConversationStore
+from stores.file import conversation_file_name
 
 TARGET = ReplyTarget(chat_id=42)
 FAST = BackoffSettings(initial_seconds=0.001, max_seconds=0.005, jitter_seconds=0)
@@ -25,30 +39,24 @@ FAST = BackoffSettings(initial_seconds=0.001, max_seconds=0.005, jitter_seconds=
 class ScriptedModel:
     """A chat model that answers from a script of callables (or echoes), recording what it saw."""
 
-    def __init__(self, script: Sequence[Callable[[Sequence[Message]], ModelReply]] = ()) -> None:
+    def __init__(self, script: Sequence[Callable[[Sequence[ModelMessage]], ModelReply]] = ()) -> None:
         self.script = list(script)
         self.calls: list[list[dict[str, Any]]] = []
 
-    async def complete(
-        self,
-        system: str,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        on_delta: Any = None,
-        timeout: float | None = None,
-    ) -> ModelReply:
-        self.calls.append([dict(message) for message in messages])
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        messages = request.messages
+        self.calls.append([record_to_json(message) for message in messages])
         if self.script:
             return self.script.pop(0)(messages)
-        last_user = next(m for m in reversed(messages) if m["role"] == "user")
-        return ModelReply(text=f"echo: {last_user['content']}")
+        last_user = next(m for m in reversed(messages) if isinstance(m, UserRecord))
+        return ModelReply(text=f"echo: {last_user.text}")
 
     async def aclose(self) -> None:
         return None
 
 
-def fail_with(exc: Exception) -> Callable[[Sequence[Message]], ModelReply]:
-    def raise_it(messages: Sequence[Message]) -> ModelReply:
+def fail_with(exc: Exception) -> Callable[[Sequence[ModelMessage]], ModelReply]:
+    def raise_it(messages: Sequence[ModelMessage]) -> ModelReply:
         raise exc
 
     return raise_it
@@ -93,9 +101,7 @@ class OneTool:
 class World:
     """A registry of conversation actors over one store, model and channel."""
 
-    def __init__(
-        self, model: ScriptedModel, store: InMemoryConversationStore | None = None, toolbox: Any = None
-    ) -> None:
+    def __init__(self, model: ScriptedModel, store: ConversationStore | None = None, toolbox: Any = None) -> None:
         self.model = model
         self.store = store or InMemoryConversationStore()
         self.channel = RecordingChannel()
@@ -326,18 +332,12 @@ async def test_chats_are_independent_while_one_turn_is_slow() -> None:
     entered = asyncio.Event()
 
     class SlowForOne(ScriptedModel):
-        async def complete(
-            self,
-            system: str,
-            messages: Sequence[Message],
-            tools: Sequence[ToolSpec],
-            on_delta: Any = None,
-            timeout: float | None = None,
-        ) -> ModelReply:
-            if messages[-1]["content"] == "slow":
+        async def complete(self, request: ModelRequest) -> ModelReply:
+            last = request.messages[-1]
+            if isinstance(last, UserRecord) and last.text == "slow":
                 entered.set()
                 await release.wait()
-            return await super().complete(system, messages, tools, on_delta, timeout)
+            return await super().complete(request)
 
     world = World(SlowForOne())
     slow = asyncio.create_task(world.registry.ask("42", user("slow", 1)))
@@ -355,3 +355,28 @@ async def test_an_empty_answer_still_reaches_the_user() -> None:
     assert await world.ask(user("say nothing", 1)) == texts.EMPTY_ANSWER
     assert world.channel.texts == [texts.EMPTY_ANSWER]
     await world.stop()
+
+
+async def test_an_old_format_history_is_resumed_where_it_stopped(tmp_path: Path) -> None:
+    # Written before records were typed: update 11 was answered (in a forum topic, quoting the
+    # user's message) but its delivery was never recorded.
+    shutil.copy(
+        Path(__file__).parent / "data" / "history_before_typed_records.jsonl", tmp_path / conversation_file_name("42")
+    )
+    model = ScriptedModel()
+    async with FileConversationStore(tmp_path) as store:
+        world = World(model, store)
+        assert await world.ask(user("still there?", 11)) == "Yes, still here."
+        assert model.calls == []
+        assert world.channel.replies[0].target == ReplyTarget(42, message_thread_id=5, reply_to_message_id=77)
+        assert await world.ask(user("what did I ask you to remember?", 12)) == "echo: what did I ask you to remember?"
+        # The model sees what came after the reset, without the notices.
+        assert [(m["role"], m["content"]) for m in model.calls[0]] == [
+            ("user", "remember 7"),
+            ("user", "still there?"),
+            ("assistant", "Yes, still here."),
+            ("user", "what did I ask you to remember?"),
+        ]
+        await world.stop()
+        records = await store.load("42")
+    assert [r.get("role") or r.get("type") for r in records[15:]] == ["delivered", "user", "assistant", "delivered"]

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from conf.settings import BackoffSettings, LLMSettings
-from llm import LLMRejected, LLMUnavailable, ToolSpec, build_chat_model
+from llm import (
+    AssistantRecord,
+    Image,
+    LLMRejected,
+    LLMUnavailable,
+    ModelMessage,
+    ModelRequest,
+    ToolCall,
+    ToolResultRecord,
+    ToolSpec,
+    Usage,
+    UserRecord,
+    build_chat_model,
+)
 from llm.anthropic_provider import AnthropicChatModel, to_anthropic_messages
 from tests.fakes.llm_server import CallTools, Fail, FakeLLMServer, Hang, Malformed, Reply
 
@@ -21,7 +34,7 @@ FAST = BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0)
 KEY = "sk-ant-test-secret-456"
 CLOCK = ToolSpec("clock", "The time now.", {"type": "object", "properties": {}})
 ROOT = Path(__file__).resolve().parent.parent
-USER = [{"role": "user", "content": "hello there"}]
+USER = [UserRecord(text="hello there")]
 
 
 @pytest.fixture
@@ -49,7 +62,7 @@ def settings(server: FakeLLMServer, **changes: object) -> LLMSettings:
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_plain_answer_comes_back_with_the_system_prompt_as_system(llm: FakeLLMServer, stream: bool) -> None:
     model = raw_model(llm, stream=stream)
-    reply = await model.complete("Be brief.", USER, [])
+    reply = await model.complete(ModelRequest("Be brief.", USER))
     await model.aclose()
     assert reply.text == "echo: hello there"
     assert reply.stop_reason == "end_turn"
@@ -65,17 +78,30 @@ async def test_streaming_passes_each_text_delta_in_order(llm: FakeLLMServer) -> 
     llm.script(Reply("alpha beta gamma"))
     deltas: list[str] = []
     model = raw_model(llm)
-    reply = await model.complete("", USER, [], deltas.append)
+    reply = await model.complete(ModelRequest("", USER, on_delta=deltas.append))
     await model.aclose()
     assert deltas == ["alpha ", "beta ", "gamma"]
     assert reply.text == "alpha beta gamma"
 
 
 @pytest.mark.parametrize("stream", [False, True])
+async def test_the_reported_usage_counts_cached_input_and_the_model(llm: FakeLLMServer, stream: bool) -> None:
+    llm.cache_tokens = (5, 3)
+    model = raw_model(llm, stream=stream)
+    reply = await model.complete(ModelRequest("", USER))
+    await model.aclose()
+    assert reply.model == "claude-test"
+    # The API counts cached input beside `input_tokens`; Usage counts it within.
+    uncached = max(1, len(json.dumps(llm.requests[0].json)) // 4)
+    assert reply.usage == Usage(uncached + 5 + 3, reply.usage.output_tokens, 5, 3)
+    assert reply.usage.output_tokens > 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
 async def test_tool_use_blocks_come_back_as_tool_calls(llm: FakeLLMServer, stream: bool) -> None:
     llm.script(CallTools([("clock", {}), ("clock", {"zone": "UTC"}), ("clock", "{not json")], text="Checking."))
     model = raw_model(llm, stream=stream)
-    reply = await model.complete("", USER, [CLOCK])
+    reply = await model.complete(ModelRequest("", USER, [CLOCK]))
     await model.aclose()
     assert reply.text == "Checking."
     assert reply.stop_reason == "tool_use"
@@ -87,13 +113,13 @@ async def test_tool_use_blocks_come_back_as_tool_calls(llm: FakeLLMServer, strea
     ]
 
 
-def _tool_turn(call_ids: list[str], is_error: bool = False) -> list[dict[str, Any]]:
-    calls = [{"id": call_id, "name": "clock", "arguments": {}} for call_id in call_ids]
+def _tool_turn(call_ids: list[str], is_error: bool = False, images: tuple[Image, ...] = ()) -> list[ModelMessage]:
+    calls = tuple(ToolCall(call_id, "clock", {}) for call_id in call_ids)
     results = [
-        {"role": "tool", "tool_call_id": call_id, "name": "clock", "content": f"t{i}", "is_error": is_error}
+        ToolResultRecord(tool_call_id=call_id, name="clock", content=f"t{i}", is_error=is_error, images=images)
         for i, call_id in enumerate(call_ids)
     ]
-    return [{"role": "assistant", "content": "", "tool_calls": calls}, *results]
+    return [AssistantRecord(text="", tool_calls=calls), *results]
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -101,13 +127,12 @@ async def test_a_history_with_tool_results_is_merged_into_alternating_messages(
     llm: FakeLLMServer, stream: bool
 ) -> None:
     history = [
-        {"role": "assistant", "content": "a greeting left over from a trimmed history"},
-        {"role": "user", "content": "time?"},
-        {"type": "reset"},
+        AssistantRecord(text="a greeting left over from a trimmed history"),
+        UserRecord(text="time?"),
         *_tool_turn(["toolu_a", "toolu_b"], is_error=True),
     ]
     model = raw_model(llm, stream=stream)
-    reply = await model.complete("", history, [CLOCK])
+    reply = await model.complete(ModelRequest("", history, [CLOCK]))
     await model.aclose()
     request = llm.requests[0]
     assert request.rejection is None
@@ -120,12 +145,11 @@ async def test_a_history_with_tool_results_is_merged_into_alternating_messages(
 def test_consecutive_user_records_are_merged_and_empty_ones_dropped() -> None:
     messages = to_anthropic_messages(
         [
-            {"role": "user", "content": "one"},
-            {"role": "user", "content": "two"},
-            {"role": "assistant", "content": "  "},
-            {"role": "system", "content": "not for the model"},
+            UserRecord(text="one"),
+            UserRecord(text="two"),
+            AssistantRecord(text="  "),
             *_tool_turn(["t1"]),
-            {"role": "user", "content": "and now?"},
+            UserRecord(text="and now?"),
         ]
     )
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
@@ -135,10 +159,12 @@ def test_consecutive_user_records_are_merged_and_empty_ones_dropped() -> None:
 
 
 async def test_images_from_tools_are_sent_as_image_blocks(llm: FakeLLMServer) -> None:
-    history: list[dict[str, Any]] = [{"role": "user", "content": "draw"}, *_tool_turn(["toolu_i"])]
-    history[-1]["images"] = [{"mime_type": "image/png", "data_base64": "iVBORw0KGgo="}]
+    history: list[ModelMessage] = [
+        UserRecord(text="draw"),
+        *_tool_turn(["toolu_i"], images=(Image("image/png", "iVBORw0KGgo="),)),
+    ]
     model = raw_model(llm)
-    await model.complete("", history, [CLOCK])
+    await model.complete(ModelRequest("", history, [CLOCK]))
     await model.aclose()
     result = llm.requests[0].json["messages"][-1]["content"][0]
     assert result["content"][1] == {
@@ -153,7 +179,7 @@ async def test_a_malformed_response_is_unavailable(llm: FakeLLMServer, stream: b
     llm.script(Malformed(kind))  # type: ignore[arg-type]
     model = raw_model(llm, stream=stream)
     with pytest.raises(LLMUnavailable):
-        await model.complete("", USER, [])
+        await model.complete(ModelRequest("", USER))
     await model.aclose()
 
 
@@ -162,7 +188,7 @@ async def test_a_server_that_never_answers_times_out_as_unavailable(llm: FakeLLM
     llm.script(Hang())
     model = raw_model(llm, stream=stream, timeout=0.3)
     with pytest.raises(LLMUnavailable, match="timed out"):
-        await model.complete("", USER, [])
+        await model.complete(ModelRequest("", USER))
     await model.aclose()
 
 
@@ -170,7 +196,7 @@ async def test_429_with_retry_after_waits_that_long_then_succeeds(llm: FakeLLMSe
     llm.script([Fail(429, retry_after=0.2)])
     model = build_chat_model(settings(llm), FAST)
     with capture_logs() as logs:
-        reply = await model.complete("", USER, [])
+        reply = await model.complete(ModelRequest("", USER))
     await model.aclose()
     assert reply.text == "echo: hello there"
     assert llm.requests[1].received_at - llm.requests[0].received_at >= 0.2 * 0.9
@@ -180,7 +206,7 @@ async def test_429_with_retry_after_waits_that_long_then_succeeds(llm: FakeLLMSe
 async def test_overloaded_then_success_is_retried(llm: FakeLLMServer) -> None:
     llm.script([Fail(529), Fail(500)])
     model = build_chat_model(settings(llm, stream=False), FAST)
-    reply = await model.complete("", USER, [])
+    reply = await model.complete(ModelRequest("", USER))
     await model.aclose()
     assert reply.text == "echo: hello there"
     assert len(llm.requests) == 3
@@ -191,7 +217,7 @@ async def test_a_refused_request_is_rejected_once(llm: FakeLLMServer, status: in
     llm.script(lambda request: Fail(status))
     model = build_chat_model(settings(llm), FAST)
     with pytest.raises(LLMRejected) as caught:
-        await model.complete("", USER, [])
+        await model.complete(ModelRequest("", USER))
     await model.aclose()
     assert caught.value.status == status
     assert len(llm.requests) == 1
@@ -203,7 +229,7 @@ async def test_an_outage_gives_up_within_the_budget(llm: FakeLLMServer) -> None:
     model = build_chat_model(settings(llm, retry_budget_seconds=0.25), FAST)
     started = time.monotonic()
     with pytest.raises(LLMUnavailable) as caught:
-        await model.complete("", USER, [])
+        await model.complete(ModelRequest("", USER))
     await model.aclose()
     assert caught.value.status == 529
     assert time.monotonic() - started < 0.25 + 1.0

@@ -13,7 +13,20 @@ import pytest
 from structlog.testing import capture_logs
 
 from conf.settings import BackoffSettings, ConfigError, LLMSettings
-from llm import LLMRejected, LLMUnavailable, ToolSpec, build_chat_model, load_system_prompt
+from llm import (
+    AssistantRecord,
+    Image,
+    LLMRejected,
+    LLMUnavailable,
+    ModelMessage,
+    ModelRequest,
+    ToolCall,
+    ToolResultRecord,
+    ToolSpec,
+    UserRecord,
+    build_chat_model,
+    load_system_prompt,
+)
 from llm.openai_provider import OpenAIChatModel
 from tests.fakes.llm_server import CallTools, Fail, FakeLLMServer, Hang, Malformed, Reply
 
@@ -41,13 +54,13 @@ def settings(server: FakeLLMServer, **changes: object) -> LLMSettings:
     return LLMSettings.model_validate(values | changes)
 
 
-USER = [{"role": "user", "content": "hello there"}]
+USER = [UserRecord(text="hello there")]
 
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_plain_answer_comes_back_with_the_system_prompt_sent_first(llm: FakeLLMServer, stream: bool) -> None:
     model = raw_model(llm, stream=stream)
-    reply = await model.complete("Be brief.", USER, [])
+    reply = await model.complete(ModelRequest("Be brief.", USER))
     await model.aclose()
     assert reply.text == "echo: hello there"
     assert reply.tool_calls == ()
@@ -63,17 +76,31 @@ async def test_streaming_passes_each_text_delta_in_order(llm: FakeLLMServer) -> 
     llm.script(Reply("one two three four"))
     deltas: list[str] = []
     model = raw_model(llm)
-    reply = await model.complete("", USER, [], deltas.append)
+    reply = await model.complete(ModelRequest("", USER, on_delta=deltas.append))
     await model.aclose()
     assert len(deltas) == 4
     assert "".join(deltas) == reply.text == "one two three four"
 
 
 @pytest.mark.parametrize("stream", [False, True])
+async def test_the_reported_usage_comes_back_with_cached_tokens_and_the_model(llm: FakeLLMServer, stream: bool) -> None:
+    llm.cache_tokens = (5, 0)
+    model = raw_model(llm, stream=stream)
+    reply = await model.complete(ModelRequest("", USER))
+    await model.aclose()
+    assert reply.model == "gpt-test"
+    assert reply.usage.input_tokens > 5
+    assert reply.usage.output_tokens > 0
+    assert (reply.usage.cache_read_tokens, reply.usage.cache_write_tokens) == (5, 0)
+    # A stream reports usage only when asked to.
+    assert llm.requests[0].json.get("stream_options") == ({"include_usage": True} if stream else None)
+
+
+@pytest.mark.parametrize("stream", [False, True])
 async def test_tool_calls_come_back_with_their_arguments_parsed(llm: FakeLLMServer, stream: bool) -> None:
     llm.script(CallTools([("clock", {}), ("add", {"a": 1, "b": [2, 3]})], text="Let me check."))
     model = raw_model(llm, stream=stream)
-    reply = await model.complete("", USER, [CLOCK, ADD])
+    reply = await model.complete(ModelRequest("", USER, [CLOCK, ADD]))
     await model.aclose()
     assert reply.text == "Let me check."
     assert [(call.name, call.arguments) for call in reply.tool_calls] == [("clock", {}), ("add", {"a": 1, "b": [2, 3]})]
@@ -88,7 +115,7 @@ async def test_tool_calls_come_back_with_their_arguments_parsed(llm: FakeLLMServ
 async def test_arguments_that_are_not_json_become_a_call_without_arguments(llm: FakeLLMServer, stream: bool) -> None:
     llm.script(CallTools([("add", '{"a": 1,,'), ("add", "[1, 2]")]))
     model = raw_model(llm, stream=stream)
-    reply = await model.complete("", USER, [ADD])
+    reply = await model.complete(ModelRequest("", USER, [ADD]))
     await model.aclose()
     assert [(call.arguments, call.raw_arguments) for call in reply.tool_calls] == [
         (None, '{"a": 1,,'),
@@ -98,21 +125,19 @@ async def test_arguments_that_are_not_json_become_a_call_without_arguments(llm: 
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_history_with_tool_results_is_accepted_by_the_api(llm: FakeLLMServer, stream: bool) -> None:
-    history = [
-        {"role": "user", "content": "what time is it?", "seq": 1, "update_id": 7},
-        {"type": "reset"},
-        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "clock", "arguments": {}}]},
-        {
-            "role": "tool",
-            "tool_call_id": "c1",
-            "name": "clock",
-            "content": "12:00",
-            "is_error": False,
-            "images": [{"mime_type": "image/png", "data_base64": "AAAA"}],
-        },
+    history: list[ModelMessage] = [
+        UserRecord(text="what time is it?", seq=1, update_id=7),
+        AssistantRecord(text="", tool_calls=(ToolCall("c1", "clock", {}),)),
+        ToolResultRecord(
+            tool_call_id="c1",
+            name="clock",
+            content="12:00",
+            is_error=False,
+            images=(Image("image/png", "AAAA"),),
+        ),
     ]
     model = raw_model(llm, stream=stream)
-    reply = await model.complete("", history, [CLOCK])
+    reply = await model.complete(ModelRequest("", history, [CLOCK]))
     await model.aclose()
     request = llm.requests[0]
     assert request.rejection is None
@@ -124,7 +149,7 @@ async def test_a_history_with_tool_results_is_accepted_by_the_api(llm: FakeLLMSe
 async def test_a_request_the_api_refuses_is_rejected_with_its_status(llm: FakeLLMServer) -> None:
     model = OpenAIChatModel(model="", api_key=KEY, base_url=llm.openai_base_url)
     with pytest.raises(LLMRejected) as caught:
-        await model.complete("", USER, [])
+        await model.complete(ModelRequest("", USER))
     await model.aclose()
     assert caught.value.status == 400
     assert llm.requests[0].rejection == "you must provide a model parameter"
@@ -136,7 +161,7 @@ async def test_a_malformed_response_is_unavailable(llm: FakeLLMServer, stream: b
     llm.script(Malformed(kind))  # type: ignore[arg-type]
     model = raw_model(llm, stream=stream)
     with pytest.raises(LLMUnavailable):
-        await model.complete("", USER, [])
+        await model.complete(ModelRequest("", USER))
     await model.aclose()
 
 
@@ -145,7 +170,7 @@ async def test_a_server_that_never_answers_times_out_as_unavailable(llm: FakeLLM
     model = raw_model(llm, timeout=0.3)
     started = time.monotonic()
     with pytest.raises(LLMUnavailable, match="timed out"):
-        await model.complete("", USER, [])
+        await model.complete(ModelRequest("", USER))
     await model.aclose()
     assert time.monotonic() - started < 3
 
@@ -155,7 +180,7 @@ async def test_429_with_retry_after_waits_that_long_then_succeeds(llm: FakeLLMSe
     model = build_chat_model(settings(llm), FAST)
     with capture_logs() as logs:
         started = time.monotonic()
-        reply = await model.complete("", USER, [])
+        reply = await model.complete(ModelRequest("", USER))
         elapsed = time.monotonic() - started
     await model.aclose()
     assert reply.text == "echo: hello there"
@@ -169,7 +194,7 @@ async def test_429_with_retry_after_waits_that_long_then_succeeds(llm: FakeLLMSe
 async def test_a_500_is_retried_until_the_model_answers(llm: FakeLLMServer) -> None:
     llm.script([Fail(500), Fail(503), Reply("finally")])
     model = build_chat_model(settings(llm, stream=False), FAST)
-    reply = await model.complete("", USER, [])
+    reply = await model.complete(ModelRequest("", USER))
     await model.aclose()
     assert reply.text == "finally"
     assert len(llm.requests) == 3
@@ -179,7 +204,7 @@ async def test_a_wrong_key_is_rejected_once_and_logged_without_the_key(llm: Fake
     llm.script(lambda request: Fail(401))
     model = build_chat_model(settings(llm), FAST)
     with capture_logs() as logs, pytest.raises(LLMRejected) as caught:
-        await model.complete("", USER, [])
+        await model.complete(ModelRequest("", USER))
     await model.aclose()
     assert caught.value.status == 401
     assert len(llm.requests) == 1
@@ -193,7 +218,7 @@ async def test_an_outage_gives_up_within_the_budget_with_the_last_error(llm: Fak
     model = build_chat_model(settings(llm, retry_budget_seconds=0.3), FAST)
     started = time.monotonic()
     with pytest.raises(LLMUnavailable) as caught:
-        await model.complete("", USER, [])
+        await model.complete(ModelRequest("", USER))
     elapsed = time.monotonic() - started
     await model.aclose()
     assert caught.value.status == 503
@@ -203,7 +228,7 @@ async def test_an_outage_gives_up_within_the_budget_with_the_last_error(llm: Fak
 
 async def test_an_empty_api_key_still_reaches_a_local_server(llm: FakeLLMServer) -> None:
     model = build_chat_model(settings(llm, api_key=""), FAST)
-    reply = await model.complete("", USER, [])
+    reply = await model.complete(ModelRequest("", USER))
     await model.aclose()
     assert reply.text == "echo: hello there"
     assert llm.requests[0].headers["authorization"] == "Bearer not-needed"
@@ -213,9 +238,7 @@ async def test_the_fake_server_answers_many_requests_concurrently(llm: FakeLLMSe
     llm.latency = 0.5
     model = build_chat_model(settings(llm, stream=False), FAST)
     started = time.monotonic()
-    replies = await asyncio.gather(
-        *(model.complete("", [{"role": "user", "content": f"n{i}"}], []) for i in range(100))
-    )
+    replies = await asyncio.gather(*(model.complete(ModelRequest("", [UserRecord(text=f"n{i}")])) for i in range(100)))
     elapsed = time.monotonic() - started
     await model.aclose()
     assert sorted(reply.text for reply in replies) == sorted(f"echo: n{i}" for i in range(100))
@@ -284,12 +307,12 @@ def test_a_lazy_model_imports_its_sdk_only_when_first_asked() -> None:
         code = (
             "import asyncio, sys\n"
             "from conf import BackoffSettings, LLMSettings\n"
-            "from llm import build_chat_model\n"
+            "from llm import ModelRequest, UserRecord, build_chat_model\n"
             f"settings = LLMSettings(provider='openai', base_url={server.openai_base_url!r}, api_key='k')\n"
             "model = build_chat_model(settings, BackoffSettings(), lazy=True)\n"
             "print('openai' in sys.modules)\n"
             "async def main():\n"
-            "    reply = await model.complete('s', [{'role': 'user', 'content': 'hi'}], [])\n"
+            "    reply = await model.complete(ModelRequest('s', [UserRecord(text='hi')]))\n"
             "    print('openai' in sys.modules, reply.text)\n"
             "    await model.aclose()\n"
             "asyncio.run(main())\n"
@@ -314,7 +337,7 @@ async def test_a_hung_model_cannot_keep_the_user_waiting_past_the_retry_budget()
         model = build_chat_model(settings, BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0))
         started = time.monotonic()
         with pytest.raises(LLMUnavailable):
-            await model.complete("s", [{"role": "user", "content": "hi"}], [])
+            await model.complete(ModelRequest("s", [UserRecord(text="hi")]))
         elapsed = time.monotonic() - started
         await model.aclose()
     assert elapsed < 10  # the budget (2 s) bounds it; a generous bound for a loaded machine

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 
 import pytest
 from structlog.testing import capture_logs
 
 from conf.settings import BackoffSettings
 from llm import (
-    DeltaCallback,
     LLMError,
     LLMRejected,
     LLMUnavailable,
-    Message,
     ModelReply,
+    ModelRequest,
     RetryingChatModel,
-    ToolSpec,
 )
 
 FAST = BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0)
@@ -38,18 +35,11 @@ class ScriptedModel:
         self.closed = False
         self.started = asyncio.Event()
 
-    async def complete(
-        self,
-        system: str,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        on_delta: DeltaCallback | None = None,
-        timeout: float | None = None,
-    ) -> ModelReply:
+    async def complete(self, request: ModelRequest) -> ModelReply:
         self.attempts.append(time.monotonic())
         self.started.set()
-        if on_delta is not None:
-            on_delta(f"attempt {len(self.attempts)} ")
+        if request.on_delta is not None:
+            request.on_delta(f"attempt {len(self.attempts)} ")
         if self.errors:
             raise self.errors.pop(0)
         if self.forever is not None:
@@ -63,7 +53,7 @@ class ScriptedModel:
 async def test_an_answer_on_the_first_attempt_passes_straight_through() -> None:
     inner = ScriptedModel()
     model = RetryingChatModel(inner, FAST, budget_seconds=1)
-    assert (await model.complete("", [], [])).text == "ok after 1"
+    assert (await model.complete(ModelRequest("", []))).text == "ok after 1"
     await model.aclose()
     assert inner.closed
 
@@ -72,7 +62,7 @@ async def test_waits_grow_exponentially_up_to_the_cap() -> None:
     inner = ScriptedModel(*(LLMUnavailable("down", status=503) for _ in range(5)))
     model = RetryingChatModel(inner, FAST, budget_seconds=5)
     with capture_logs() as logs:
-        reply = await model.complete("", [], [])
+        reply = await model.complete(ModelRequest("", []))
     assert reply.text == "ok after 6"
     retries = [line for line in logs if line["event"] == "llm_retry"]
     assert [line["wait_s"] for line in retries] == [0.01, 0.02, 0.04, 0.05, 0.05]
@@ -84,7 +74,7 @@ async def test_jitter_adds_at_most_jitter_seconds() -> None:
     inner = ScriptedModel(*(LLMUnavailable("down") for _ in range(4)))
     jittery = BackoffSettings(initial_seconds=0.01, max_seconds=0.01, jitter_seconds=0.02)
     with capture_logs() as logs:
-        await RetryingChatModel(inner, jittery, budget_seconds=5).complete("", [], [])
+        await RetryingChatModel(inner, jittery, budget_seconds=5).complete(ModelRequest("", []))
     waits = [line["wait_s"] for line in logs if line["event"] == "llm_retry"]
     assert all(0.01 <= wait <= 0.03 for wait in waits)
 
@@ -93,7 +83,7 @@ async def test_retry_after_replaces_the_computed_wait() -> None:
     inner = ScriptedModel(LLMUnavailable("slow down", status=429, retry_after=0.15))
     model = RetryingChatModel(inner, FAST, budget_seconds=2)
     with capture_logs() as logs:
-        await model.complete("", [], [])
+        await model.complete(ModelRequest("", []))
     assert inner.attempts[1] - inner.attempts[0] >= 0.15 * 0.9
     assert [line["wait_s"] for line in logs if line["event"] == "llm_retry"] == [0.15]
 
@@ -104,7 +94,7 @@ async def test_a_retry_after_beyond_the_budget_gives_up_at_once() -> None:
     model = RetryingChatModel(inner, FAST, budget_seconds=1)
     started = time.monotonic()
     with pytest.raises(LLMUnavailable) as caught:
-        await model.complete("", [], [])
+        await model.complete(ModelRequest("", []))
     assert caught.value is error
     assert len(inner.attempts) == 1
     assert time.monotonic() - started < 0.5
@@ -115,7 +105,7 @@ async def test_an_endless_outage_ends_within_the_budget_with_the_last_error() ->
     model = RetryingChatModel(inner, FAST, budget_seconds=0.2)
     started = time.monotonic()
     with pytest.raises(LLMUnavailable, match="still down"):
-        await model.complete("", [], [])
+        await model.complete(ModelRequest("", []))
     assert time.monotonic() - started <= 0.2 + 0.05
     # Waits 0.01 + 0.02 + 0.04 + 0.05 + 0.05 = 0.17 s; the next 0.05 would pass the budget. A loaded
     # machine oversleeps, which can only end the retries earlier.
@@ -126,7 +116,7 @@ async def test_a_rejection_is_never_retried_and_logged_once() -> None:
     inner = ScriptedModel(LLMRejected("openai answered HTTP 403 (permission_error)", status=403))
     model = RetryingChatModel(inner, FAST, budget_seconds=5)
     with capture_logs() as logs, pytest.raises(LLMRejected):
-        await model.complete("", [], [])
+        await model.complete(ModelRequest("", []))
     assert len(inner.attempts) == 1
     rejected = [line for line in logs if line["event"] == "llm_request_rejected"]
     assert len(rejected) == 1
@@ -137,7 +127,9 @@ async def test_a_rejection_is_never_retried_and_logged_once() -> None:
 async def test_deltas_of_a_failed_attempt_are_followed_by_the_next_attempts() -> None:
     inner = ScriptedModel(LLMUnavailable("cut off"))
     deltas: list[str] = []
-    reply = await RetryingChatModel(inner, FAST, budget_seconds=5).complete("", [], [], deltas.append)
+    reply = await RetryingChatModel(inner, FAST, budget_seconds=5).complete(
+        ModelRequest("", [], on_delta=deltas.append)
+    )
     assert deltas == ["attempt 1 ", "attempt 2 "]
     assert reply.text == "ok after 2"
 
@@ -145,7 +137,7 @@ async def test_deltas_of_a_failed_attempt_are_followed_by_the_next_attempts() ->
 async def test_cancellation_during_a_wait_propagates_at_once() -> None:
     inner = ScriptedModel(forever=LLMUnavailable("down", retry_after=30))
     model = RetryingChatModel(inner, FAST, budget_seconds=60)
-    task = asyncio.create_task(model.complete("", [], []), name="retrying-complete")
+    task = asyncio.create_task(model.complete(ModelRequest("", [])), name="retrying-complete")
     await inner.started.wait()
     await asyncio.sleep(0)  # let it enter the 30 s wait
     task.cancel()

@@ -11,6 +11,7 @@ import pytest
 
 from conf.mcp import McpServerSettings
 from conf.settings import BackoffSettings, LLMSettings
+from llm import TurnContext, TurnRecord, UserRecord, record_to_json
 from llm.factory import build_chat_model
 from llm.turn import run_turn
 from tests.fakes.llm_server import CallTools, FakeLLMServer, Reply
@@ -32,8 +33,8 @@ async def test_the_model_calls_mcp_tools_and_answers_with_their_results(
     toolbox = McpToolbox({"fake": fake, "time": clock})
     records: list[dict[str, Any]] = []
 
-    async def record(item: dict[str, Any]) -> None:
-        records.append(item)
+    async def record(item: TurnRecord) -> None:
+        records.append(record_to_json(item))
 
     with FakeLLMServer() as llm:
         base_url = llm.openai_base_url if provider == "openai" else llm.anthropic_base_url
@@ -57,11 +58,9 @@ async def test_the_model_calls_mcp_tools_and_answers_with_their_results(
                 result = await run_turn(
                     model,
                     toolbox,
-                    system="You are a test.",
-                    history=[{"role": "user", "content": "what time is it in Tokyo, and 20+22?"}],
+                    TurnContext("You are a test.", max_steps=4, context_tokens=8000),
+                    history=[UserRecord(text="what time is it in Tokyo, and 20+22?")],
                     record=record,
-                    max_steps=4,
-                    context_tokens=8000,
                 )
         finally:
             await model.aclose()

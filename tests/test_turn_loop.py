@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
 from conf.settings import BackoffSettings, LLMSettings
 from llm import (
     STEP_LIMIT_TEXT,
+    AssistantRecord,
     ChatModel,
     EmptyToolbox,
     LLMRejected,
+    Record,
     ToolResult,
     ToolSpec,
+    TurnContext,
+    TurnRecord,
+    UserRecord,
     build_chat_model,
+    record_to_json,
     run_turn,
 )
 from tests.fakes.llm_server import CallTools, Fail, FakeLLMServer, Reply
@@ -58,28 +65,32 @@ async def setup(request: pytest.FixtureRequest) -> AsyncIterator[tuple[FakeLLMSe
 
 
 class Recorder:
+    """Keeps the JSON form of each record the turn makes."""
+
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
-    async def __call__(self, record: dict[str, Any]) -> None:
+    async def __call__(self, record: TurnRecord) -> None:
         await asyncio.sleep(0)  # a real sink awaits I/O; the turn must wait for it
-        self.records.append(record)
+        self.records.append(record_to_json(record))
 
 
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text, "seq": 1}]
+def user(text: str) -> list[Record]:
+    return [UserRecord(text=text, seq=1)]
+
+
+def context(instructions: str = "", max_steps: int = 8, context_tokens: int = 4000, **more: Any) -> TurnContext:
+    return TurnContext(instructions, max_steps, context_tokens, **more)
 
 
 async def test_an_answer_without_tools_is_one_step_and_one_record(setup: tuple[FakeLLMServer, ChatModel]) -> None:
     server, model = setup
     sink = Recorder()
-    result = await run_turn(
-        model, EmptyToolbox(), system="sys", history=user("hi"), record=sink, max_steps=8, context_tokens=4000
-    )
+    result = await run_turn(model, EmptyToolbox(), context("sys"), history=user("hi"), record=sink)
     assert result.text == "echo: hi"
     assert (result.steps, result.stopped_by_step_limit) == (1, False)
     assert result.model_ms > 0
-    assert sink.records == [{"role": "assistant", "content": "echo: hi"}]
+    assert sink.records == [{"role": "assistant", "content": "echo: hi", "usage": ANY, "model": "test-model"}]
     assert "tools" not in server.requests[0].json
 
 
@@ -103,16 +114,7 @@ async def test_tool_calls_of_one_step_run_concurrently_and_are_recorded_in_order
     sink = Recorder()
     toolbox = FakeToolbox({"tool_a": tool_a, "tool_b": tool_b}, sink.records)
     deltas: list[str] = []
-    result = await run_turn(
-        model,
-        toolbox,
-        system="sys",
-        history=user("go"),
-        record=sink,
-        max_steps=8,
-        context_tokens=4000,
-        on_delta=deltas.append,
-    )
+    result = await run_turn(model, toolbox, context("sys", on_delta=deltas.append), history=user("go"), record=sink)
     assert result.text == "tool said: A | B"
     assert result.steps == 2
     assert "".join(deltas).startswith("Working on it.")
@@ -138,13 +140,7 @@ async def test_tool_errors_go_back_to_the_model_as_results(setup: tuple[FakeLLMS
     server.script([CallTools([("flaky", {}), ("broken", {})])])
     sink = Recorder()
     result = await run_turn(
-        model,
-        FakeToolbox({"flaky": flaky, "broken": broken}),
-        system="",
-        history=user("try"),
-        record=sink,
-        max_steps=8,
-        context_tokens=4000,
+        model, FakeToolbox({"flaky": flaky, "broken": broken}), context(), history=user("try"), record=sink
     )
     assert [r["is_error"] for r in sink.records[1:3]] == [True, True]
     assert "the service timed out" in result.text
@@ -163,7 +159,7 @@ async def test_unknown_tools_and_arguments_that_are_not_json_are_explained_witho
     server.script([CallTools([("real", '{"x": '), ("imaginary", {})])])
     sink = Recorder()
     toolbox = FakeToolbox({"real": real})
-    await run_turn(model, toolbox, system="", history=user("x"), record=sink, max_steps=8, context_tokens=4000)
+    await run_turn(model, toolbox, context(), history=user("x"), record=sink)
     assert toolbox.calls == []
     assert sink.records[0]["tool_calls"][0]["arguments"] is None
     assert sink.records[0]["tool_calls"][0]["raw_arguments"] == '{"x": '
@@ -185,15 +181,13 @@ async def test_the_step_limit_stops_a_model_that_keeps_calling_tools(setup: tupl
 
     sink = Recorder()
     toolbox = FakeToolbox({"again": again})
-    result = await run_turn(
-        model, toolbox, system="", history=user("loop"), record=sink, max_steps=3, context_tokens=4000
-    )
+    result = await run_turn(model, toolbox, context(max_steps=3), history=user("loop"), record=sink)
     assert result.stopped_by_step_limit
     assert result.steps == 3
     assert len(server.requests) == 3
     assert len(toolbox.calls) == 2
     assert result.text == "More.\n\n" + STEP_LIMIT_TEXT.format(steps=3)
-    assert sink.records[-1] == {"role": "assistant", "content": result.text}
+    assert sink.records[-1] == {"role": "assistant", "content": result.text, "usage": ANY, "model": "test-model"}
     assert all(request.rejection is None for request in server.requests)
 
 
@@ -202,9 +196,7 @@ async def test_a_model_failure_propagates_and_records_nothing(setup: tuple[FakeL
     server.script(lambda request: Fail(401))
     sink = Recorder()
     with pytest.raises(LLMRejected):
-        await run_turn(
-            model, EmptyToolbox(), system="", history=user("x"), record=sink, max_steps=8, context_tokens=4000
-        )
+        await run_turn(model, EmptyToolbox(), context(), history=user("x"), record=sink)
     assert sink.records == []
 
 
@@ -224,15 +216,7 @@ async def test_cancelling_a_turn_cancels_its_tool_calls(setup: tuple[FakeLLMServ
     server.script([CallTools([("slow", {})])])
     sink = Recorder()
     turn = asyncio.create_task(
-        run_turn(
-            model,
-            FakeToolbox({"slow": slow}),
-            system="",
-            history=user("x"),
-            record=sink,
-            max_steps=8,
-            context_tokens=4000,
-        ),
+        run_turn(model, FakeToolbox({"slow": slow}), context(), history=user("x"), record=sink),
         name="turn-under-test",
     )
     await asyncio.wait_for(entered.wait(), 5)
@@ -245,15 +229,35 @@ async def test_cancelling_a_turn_cancels_its_tool_calls(setup: tuple[FakeLLMServ
 
 async def test_the_history_sent_is_trimmed_to_the_context_budget(setup: tuple[FakeLLMServer, ChatModel]) -> None:
     server, model = setup
-    history: list[dict[str, Any]] = []
+    history: list[Record] = []
     for i in range(50):
-        history += [{"role": "user", "content": f"question {i} " + "x" * 400}, {"role": "assistant", "content": "ok"}]
-    history.append({"role": "user", "content": "the last question"})
+        history += [UserRecord(text=f"question {i} " + "x" * 400), AssistantRecord(text="ok")]
+    history.append(UserRecord(text="the last question"))
     server.script([Reply("fine")])
-    await run_turn(
-        model, EmptyToolbox(), system="", history=history, record=Recorder(), max_steps=8, context_tokens=1000
-    )
+    await run_turn(model, EmptyToolbox(), context(context_tokens=1000), history=history, record=Recorder())
     sent = server.requests[0]
     assert sent.rejection is None
     assert 2 < len(sent.messages) < 20
     assert sent.last_user_text == "the last question"
+
+
+async def test_each_assistant_record_carries_its_model_calls_usage_with_cached_tokens(
+    setup: tuple[FakeLLMServer, ChatModel],
+) -> None:
+    server, model = setup
+    server.cache_tokens = (3, 2)
+
+    async def clock() -> str:
+        return "noon"
+
+    server.script([CallTools([("clock", {})]), Reply("It is noon.")])
+    sink = Recorder()
+    result = await run_turn(model, FakeToolbox({"clock": clock}), context(), history=user("time?"), record=sink)
+    usages = [record["usage"] for record in sink.records if record["role"] == "assistant"]
+    assert len(usages) == 2
+    written = 2 if server.requests[0].provider == "anthropic" else 0  # OpenAI reports cache reads only
+    assert all(usage["input_tokens"] > 5 for usage in usages)
+    assert all((usage["cache_read_tokens"], usage["cache_write_tokens"]) == (3, written) for usage in usages)
+    assert all(usage["output_tokens"] > 0 for usage in usages)
+    assert result.usage.input_tokens == sum(usage["input_tokens"] for usage in usages)
+    assert result.usage.output_tokens == sum(usage["output_tokens"] for usage in usages)

@@ -200,6 +200,9 @@ class FakeLLMServer:
     def __init__(self) -> None:
         self.latency: float = 0.0
         """Seconds each answer waits (asyncio.sleep in the server: concurrent requests overlap)."""
+        self.cache_tokens: tuple[int, int] = (0, 0)
+        """Input tokens every answer reports as read from and written to the prompt cache (OpenAI
+        reports reads only, within `prompt_tokens`; Anthropic both, beside `input_tokens`)."""
         self.on_request: Callable[[FakeLLMRequest], None] | None = None
         """Run in the server thread as each request arrives, before it is answered."""
         self.requests: list[FakeLLMRequest] = []
@@ -381,7 +384,7 @@ class FakeLLMServer:
             return _error_response(provider, 503, "server shutting down")
         if self.latency > 0:
             await asyncio.sleep(self.latency)
-        return await _respond(http, request, spec)
+        return await _respond(http, request, spec, self.cache_tokens)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -583,7 +586,9 @@ def _error_response(
     return web.Response(status=status, text=text, content_type="application/json", headers=headers)
 
 
-async def _respond(http: web.Request, request: FakeLLMRequest, spec: ResponseSpec) -> web.StreamResponse:
+async def _respond(
+    http: web.Request, request: FakeLLMRequest, spec: ResponseSpec, cache: tuple[int, int] = (0, 0)
+) -> web.StreamResponse:
     if isinstance(spec, Fail):
         return _error_response(request.provider, spec.status, "fake failure", spec.retry_after, spec.body)
     if isinstance(spec, Malformed) and not request.stream:
@@ -592,15 +597,22 @@ async def _respond(http: web.Request, request: FakeLLMRequest, spec: ResponseSpe
     model = str(request.json.get("model"))
     usage_in = max(1, len(json.dumps(request.json)) // 4)
     usage_out = max(1, (len(text) + len(json.dumps([c[1] for c in calls]))) // 4)
+    usage: dict[str, Any]
     if request.provider == "openai":
+        usage = {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out}
+        if cache[0]:
+            usage["prompt_tokens_details"] = {"cached_tokens": cache[0]}
         if not request.stream:
-            return web.json_response(_openai_completion(model, text, calls, usage_in, usage_out))
+            return web.json_response(_openai_completion(model, text, calls, usage))
         include_usage = bool((request.json.get("stream_options") or {}).get("include_usage"))
-        events = _openai_events(model, text, calls, usage_in, usage_out, include_usage)
+        events = _openai_events(model, text, calls, usage if include_usage else None)
     else:
+        usage = {"input_tokens": usage_in, "output_tokens": usage_out}
+        if any(cache):
+            usage |= {"cache_read_input_tokens": cache[0], "cache_creation_input_tokens": cache[1]}
         if not request.stream:
-            return web.json_response(_anthropic_message(model, text, calls, usage_in, usage_out))
-        events = _anthropic_events(model, text, calls, usage_in, usage_out)
+            return web.json_response(_anthropic_message(model, text, calls, usage))
+        events = _anthropic_events(model, text, calls, usage)
     return await _stream(http, events, spec if isinstance(spec, Malformed) else None)
 
 
@@ -618,7 +630,7 @@ def _arguments_json(arguments: Mapping[str, Any] | str) -> str:
 
 
 def _openai_completion(
-    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage_in: int, usage_out: int
+    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage: dict[str, Any]
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
     if calls:
@@ -634,7 +646,7 @@ def _openai_completion(
         "choices": [
             {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls" if calls else "stop"}
         ],
-        "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out},
+        "usage": usage,
         "system_fingerprint": "fp_fake",
     }
 
@@ -643,9 +655,7 @@ def _openai_events(
     model: str,
     text: str,
     calls: list[tuple[str, str, Mapping[str, Any] | str]],
-    usage_in: int,
-    usage_out: int,
-    include_usage: bool,
+    usage: dict[str, Any] | None,
 ) -> list[str]:
     completion_id = new_id("chatcmpl-")
     created = int(time.time())
@@ -668,8 +678,7 @@ def _openai_events(
             if piece:
                 events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
     events.append(chunk({}, "tool_calls" if calls else "stop"))
-    if include_usage:
-        usage = {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out}
+    if usage is not None:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
         events.append(f"data: {json.dumps(body | {'choices': [], 'usage': usage})}\n\n")
     events.append("data: [DONE]\n\n")
@@ -686,7 +695,7 @@ def _anthropic_input(arguments: Mapping[str, Any] | str) -> Any:
 
 
 def _anthropic_message(
-    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage_in: int, usage_out: int
+    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage: dict[str, Any]
 ) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
     content += [
@@ -701,12 +710,12 @@ def _anthropic_message(
         "content": content,
         "stop_reason": "tool_use" if calls else "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
+        "usage": usage,
     }
 
 
 def _anthropic_events(
-    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage_in: int, usage_out: int
+    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage: dict[str, Any]
 ) -> list[str]:
     def event(kind: str, **data: Any) -> str:
         return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
@@ -719,7 +728,7 @@ def _anthropic_events(
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": usage_in, "output_tokens": 1},
+        "usage": usage | {"output_tokens": 1},
     }
     events = [event("message_start", message=start), event("ping")]
     index = 0
@@ -741,7 +750,7 @@ def _anthropic_events(
         events.append(event("content_block_stop", index=index))
         index += 1
     final: dict[str, Any] = {"stop_reason": "tool_use" if calls else "end_turn", "stop_sequence": None}
-    events.append(event("message_delta", delta=final, usage={"output_tokens": usage_out}))
+    events.append(event("message_delta", delta=final, usage={"output_tokens": usage["output_tokens"]}))
     events.append(event("message_stop"))
     return events
 
