@@ -7,6 +7,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from actors.commands import CommandName
+
 __all__ = [
     "Command",
     "ConversationMessage",
@@ -46,7 +48,7 @@ class Command:
     """A user sent one of the bot's commands."""
 
     conversation_id: str
-    name: Literal["start", "help", "reset"]
+    name: CommandName
     target: ReplyTarget
     update_id: int | None = None
     user_id: int | None = None
