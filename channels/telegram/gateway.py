@@ -77,6 +77,7 @@ class TelegramGateway:
     and one with no success for `watchdog_seconds` rebuilds its connection. A token Telegram
     refuses, or another poller that keeps conflicting, ends `run` with the error, so the
     supervisor restarts it and, past its restart intensity, stops the process with status 1.
+    Polling, start-up calls and the sender wait as `backoff` says (default: `Backoff(settings.backoff)`).
     """
 
     def __init__(
@@ -86,9 +87,10 @@ class TelegramGateway:
         ingress: IngressLog,
         *,
         metrics: Any = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self._settings = settings.telegram
-        self._backoff = Backoff(settings.backoff)
+        self._backoff = backoff if backoff is not None else Backoff(settings.backoff)
         self._registry = registry
         self._ingress = ingress
         self._metrics = metrics
