@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conf.mcp import McpServerSettings
 from conf.settings import BackoffSettings
-from llm.base import ToolResult
-from tools import McpConnection, McpTool
+from ops.backoff import Backoff
+from tools import McpConnection
 
 __all__ = ["McpServerActor"]
 
@@ -19,13 +18,14 @@ class McpServerActor:
         supervisor.start_child(f"mcp:{name}", actor.run, restart="permanent")
 
     The session handling (connect, list, reconnect with backoff, timeouts) is the connection's,
-    in `tools/`; the actor only gives it a supervised task. It serves as the toolbox's source for
-    this server (`tools()`, `call_tool()`), so `McpToolbox({name: actor})` works as well as
-    passing `actor.connection`.
+    in `tools/`; the actor only gives it a supervised task. The toolbox reads the server's tools
+    from `actor.connection`. Plain backoff settings are made into `Backoff(settings)`.
     """
 
-    def __init__(self, name: str, settings: McpServerSettings, backoff: BackoffSettings, **options: Any) -> None:
-        self.connection = McpConnection(name, settings, backoff, **options)
+    def __init__(
+        self, name: str, settings: McpServerSettings, backoff: Backoff | BackoffSettings, **options: Any
+    ) -> None:
+        self.connection = McpConnection(name, settings, Backoff.of(backoff), **options)
 
     @property
     def name(self) -> str:
@@ -36,11 +36,3 @@ class McpServerActor:
         """Keep the server connected until cancelled. A server that is down or dies is retried
         here, forever; this returns or raises only on a bug (or cancellation)."""
         await self.connection.run()
-
-    def tools(self) -> Sequence[McpTool]:
-        """The server's tools now; empty while it is down."""
-        return self.connection.tools()
-
-    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolResult:
-        """Call one of the server's tools; failures are `is_error` results."""
-        return await self.connection.call_tool(name, arguments)

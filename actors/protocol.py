@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from llm.records import ReplyTarget
+from actors.commands import CommandName
 
 __all__ = [
     "Command",
@@ -37,7 +38,7 @@ class Command:
     """A user sent one of the bot's commands."""
 
     conversation_id: str
-    name: Literal["start", "help", "reset"]
+    name: CommandName
     target: ReplyTarget
     update_id: int | None = None
     user_id: int | None = None

@@ -12,6 +12,7 @@ import structlog
 
 from actors.runtime import Actor
 from actors.supervisor import Supervisor
+from ops.aio import wait_event
 
 __all__ = ["ConversationRegistry"]
 
@@ -124,14 +125,10 @@ class ConversationRegistry(Generic[A]):
         evictions (when the evicted actors' tasks have ended) `after_evictions` runs."""
         interval = max(0.01, min(self._idle_seconds / 4, 30.0))
         evicted_last_sweep = False
-        while not self._stopped.is_set():
-            try:
-                async with asyncio.timeout(interval):
-                    await self._stopped.wait()
-            except TimeoutError:
-                if evicted_last_sweep and self._after_evictions is not None:
-                    self._after_evictions()
-                evicted_last_sweep = self.evict_idle() > 0
+        while not await wait_event(self._stopped, interval):
+            if evicted_last_sweep and self._after_evictions is not None:
+                self._after_evictions()
+            evicted_last_sweep = self.evict_idle() > 0
 
     def stop_sweeper(self) -> None:
         """Make `run_evictions` return."""

@@ -10,11 +10,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 import structlog
-import tenacity
 
 from conf import BackoffSettings
+from ops.backoff import Backoff
 
-__all__ = ["Child", "Restart", "Supervisor", "backoff_delay", "backoff_wait"]
+__all__ = ["Child", "Restart", "Supervisor"]
 
 log = structlog.get_logger(__name__)
 
@@ -22,23 +22,6 @@ Restart = Literal["permanent", "transient", "temporary"]
 """permanent: always restarted; transient: restarted only after a crash; temporary: never restarted."""
 
 ChildBody = Callable[[], Coroutine[Any, Any, None]]
-
-
-def backoff_wait(backoff: BackoffSettings) -> tenacity.wait.wait_base:
-    """The one exponential-backoff-with-jitter policy used for restarts and retries alike."""
-    return tenacity.wait_exponential_jitter(
-        multiplier=backoff.initial_seconds,
-        max=backoff.max_seconds,
-        exp_base=backoff.multiplier,
-        jitter=backoff.jitter_seconds,
-    )
-
-
-def backoff_delay(wait: tenacity.wait.wait_base, attempt: int) -> float:
-    """The wait before retry number `attempt` (1-based) under `wait`."""
-    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-    state.attempt_number = attempt
-    return float(wait(state))
 
 
 class Child:
@@ -71,23 +54,24 @@ class Child:
 class Supervisor:
     """Owns long-lived tasks and restarts them as their policy says.
 
-    A crashed child is restarted after an exponential backoff with jitter. More than
-    `max_restarts` crashes within `window_seconds` exceed its restart intensity: a transient child
-    is then given up (its `on_exit` hears why), a permanent one escalates (`on_escalate`), which
-    the system answers by stopping with exit status 1 so Docker restarts the process.
+    A crashed child is restarted after `backoff`'s delay for its restart count (jittered, capped;
+    plain settings are made into `Backoff(settings)`). More than `max_restarts` crashes within
+    `window_seconds` exceed its restart intensity: a transient child is then given up (its
+    `on_exit` hears why), a permanent one escalates (`on_escalate`), which the system answers by
+    stopping with exit status 1 so Docker restarts the process.
     """
 
     def __init__(
         self,
         name: str,
         *,
-        backoff: BackoffSettings,
+        backoff: Backoff | BackoffSettings,
         max_restarts: int,
         window_seconds: float,
         on_escalate: Callable[[str, BaseException | None], None] | None = None,
     ) -> None:
         self.name = name
-        self._wait = backoff_wait(backoff)
+        self._backoff = Backoff.of(backoff)
         self._max_restarts = max_restarts
         self._window = window_seconds
         self._on_escalate = on_escalate
@@ -164,7 +148,7 @@ class Supervisor:
             if child.restart == "permanent" and self._on_escalate is not None:
                 self._on_escalate(child.name, exc)
             return
-        delay = backoff_delay(self._wait, len(restarts))
+        delay = self._backoff.delay(len(restarts))
         if exc is None:
             log.warning("child_exited", supervisor=self.name, child=child.name, restart_in_s=round(delay, 3))
         else:

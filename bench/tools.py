@@ -28,7 +28,7 @@ import structlog  # noqa: E402 - after the path set-up, so the project's package
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 from conf.mcp import McpServerSettings  # noqa: E402
-from conf.settings import BackoffSettings  # noqa: E402
+from ops.backoff import Backoff  # noqa: E402
 from tools import McpConnection, McpToolbox  # noqa: E402
 
 FAKE = str(ROOT / "tests" / "fakes" / "mcp_server.py")
@@ -72,7 +72,7 @@ async def raw(target: str | StdioServerParameters, n: int, mode: str = "auto") -
 
 
 async def ours(settings: McpServerSettings, n: int, slow: int) -> tuple[list[float], list[float]]:
-    connection = McpConnection("bench", settings, BackoffSettings())
+    connection = McpConnection("bench", settings, Backoff())
     task = asyncio.create_task(connection.run(), name="bench:mcp")
     try:
         async with asyncio.timeout(30):

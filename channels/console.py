@@ -11,6 +11,7 @@ from typing import TextIO
 
 import structlog
 
+from actors.commands import command_named
 from actors.protocol import Command, ConversationMessage, Reply, ReplyTarget, UserMessage
 from actors.runtime import ActorStopped, PoisonMessage
 
@@ -20,7 +21,6 @@ log = structlog.get_logger(__name__)
 
 CONSOLE_CONVERSATION_ID = "console"
 _TARGET = ReplyTarget(chat_id=0)
-_COMMANDS = {"/start": "start", "/help": "help", "/reset": "reset", "/new": "reset"}
 
 
 def parse_console_line(line: str) -> ConversationMessage | None:
@@ -28,9 +28,10 @@ def parse_console_line(line: str) -> ConversationMessage | None:
     text = line.strip()
     if not text:
         return None
-    command = _COMMANDS.get(text.split()[0].lower())
+    first = text.split()[0]
+    command = command_named(first[1:]) if first.startswith("/") else None
     if command is not None:
-        return Command(CONSOLE_CONVERSATION_ID, command, _TARGET)  # type: ignore[arg-type]
+        return Command(CONSOLE_CONVERSATION_ID, command, _TARGET)
     return UserMessage(CONSOLE_CONVERSATION_ID, text, _TARGET)
 
 

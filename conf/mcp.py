@@ -11,13 +11,20 @@ import fnmatch
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from conf._interpolate import interpolate
-from conf.settings import ConfigError, describe_validation_error, http_url, load_yaml_file, lowercase
+from conf.settings import (
+    CaseInsensitive,
+    ConfigError,
+    OptionalHttpUrl,
+    SettingsModel,
+    describe_validation_error,
+    load_yaml_file,
+)
 
 __all__ = [
     "DEFAULT_MCP_CONFIG_PATH",
@@ -35,12 +42,7 @@ _STDIO_KEYS = ("command", "args", "env", "cwd")
 _HTTP_KEYS = ("url", "transport", "headers")
 
 
-class _Model(BaseModel):
-    # Same rules as conf/settings.py: typos in keys are errors, and settings never change once loaded.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class McpToolFilter(_Model):
+class McpToolFilter(SettingsModel):
     """Which of a server's tools the model sees. Entries are names or shell-style patterns (`web_*`).
 
     An empty `include` means every tool; `exclude` wins over `include`.
@@ -55,15 +57,15 @@ class McpToolFilter(_Model):
         return included and not any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.exclude)
 
 
-class McpServerSettings(_Model):
+class McpServerSettings(SettingsModel):
     """One MCP server: exactly one of `command` (stdio) or `url` (streamable HTTP or SSE)."""
 
     command: str = ""
     args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str = ""
-    url: str = ""
-    transport: Literal["streamable-http", "sse"] = "streamable-http"
+    url: OptionalHttpUrl = ""
+    transport: Annotated[Literal["streamable-http", "sse"], CaseInsensitive] = "streamable-http"
     headers: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
     timeout: float = Field(30.0, gt=0, le=3600)
@@ -88,16 +90,6 @@ class McpServerSettings(_Model):
                 for key, value in raw.items()
             }
         return raw
-
-    @field_validator("transport", mode="before")
-    @classmethod
-    def _lower(cls, raw: object) -> object:
-        return lowercase(raw)
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, raw: str) -> str:
-        return http_url(raw, required=False)
 
     @model_validator(mode="after")
     def _one_kind(self) -> McpServerSettings:

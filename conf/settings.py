@@ -6,10 +6,19 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from conf._interpolate import interpolate
 
@@ -17,13 +26,17 @@ __all__ = [
     "ActorSettings",
     "AllowedUsers",
     "BackoffSettings",
+    "CaseInsensitive",
     "ConfigError",
     "DynamoDBSettings",
     "HealthSettings",
+    "HttpUrl",
     "LLMSettings",
     "LogSettings",
     "MetricsSettings",
+    "OptionalHttpUrl",
     "Settings",
+    "SettingsModel",
     "StoreSettings",
     "TelegramSettings",
     "load_settings",
@@ -46,24 +59,35 @@ class ConfigError(Exception):
         self.problem = problem
 
 
-def http_url(raw: str, *, required: bool = True) -> str:
-    """Validate an http(s) URL setting (empty allowed unless `required`)."""
-    if (raw or required) and not raw.startswith(("http://", "https://")):
+def _http_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
         raise ValueError(f"{raw!r} is not an http(s) URL")
     return raw
 
 
-def lowercase(raw: object) -> object:
-    """A `mode="before"` normaliser: words in settings are case-insensitive."""
+def _lowercase(raw: object) -> object:
     return raw.strip().lower() if isinstance(raw, str) else raw
 
 
-class _Model(BaseModel):
-    # Typos in keys are errors, and settings never change once loaded.
+def _optional_http_url(raw: str) -> str:
+    return _http_url(raw) if raw else raw
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+"""A setting that must be an http(s) URL."""
+OptionalHttpUrl = Annotated[str, AfterValidator(_optional_http_url)]
+"""An http(s) URL, or empty for "not set"."""
+CaseInsensitive = BeforeValidator(_lowercase)
+"""Words in settings are case-insensitive: `Annotated[Literal["a", "b"], CaseInsensitive]`."""
+
+
+class SettingsModel(BaseModel):
+    """The base of every settings model: typos in keys are errors, and settings never change once loaded."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AllowedUsers(_Model):
+class AllowedUsers(SettingsModel):
     """Who may use the assistant: everyone (`*`), or a set of numeric Telegram user ids."""
 
     everyone: bool = False
@@ -99,24 +123,34 @@ class AllowedUsers(_Model):
         return cls(user_ids=frozenset(ids))
 
 
-class BackoffSettings(_Model):
-    """Exponential backoff with jitter, capped so service is back within 10 s of an outage."""
+class BackoffSettings(SettingsModel):
+    """Exponential backoff with jitter, capped so service is back within 10 s of an outage.
+
+    The policy that uses them is `ops.backoff.Backoff`.
+    """
 
     initial_seconds: float = Field(0.5, gt=0)
-    max_seconds: float = Field(8.0, gt=0, le=60)
+    max_seconds: float = Field(8.0, gt=0, le=10)
     multiplier: float = Field(2.0, ge=1)
     jitter_seconds: float = Field(0.5, ge=0)
 
-    def delay(self, attempt: int) -> float:
-        """Delay before retry number `attempt` (1-based), without jitter."""
-        return float(min(self.max_seconds, self.initial_seconds * self.multiplier ** max(0, attempt - 1)))
+    @model_validator(mode="after")
+    def _within_ten_seconds(self) -> BackoffSettings:
+        # The longest wait is the cap plus the jitter: past 10 s, a retry could come later than
+        # the promise to be working again within 10 s of Telegram or the model being back.
+        if self.max_seconds + self.jitter_seconds > 10:
+            raise ValueError(
+                f"max_seconds + jitter_seconds ({self.max_seconds + self.jitter_seconds:g}) must be at most 10: "
+                "service must resume within 10 s of an outage's end"
+            )
+        return self
 
 
-class TelegramSettings(_Model):
+class TelegramSettings(SettingsModel):
     """The Telegram gateway."""
 
     token: str = ""
-    api_base_url: str = "https://api.telegram.org/bot"
+    api_base_url: HttpUrl = "https://api.telegram.org/bot"
     allowed_user_ids: AllowedUsers = AllowedUsers()
     poll_timeout_seconds: int = Field(30, ge=0, le=50)
     watchdog_seconds: float = Field(120.0, gt=0)
@@ -140,11 +174,6 @@ class TelegramSettings(_Model):
     def _parse_allowed(cls, raw: object) -> AllowedUsers:
         return AllowedUsers.parse(raw)
 
-    @field_validator("api_base_url")
-    @classmethod
-    def _check_url(cls, raw: str) -> str:
-        return http_url(raw)
-
     @model_validator(mode="after")
     def _watchdog_outlasts_a_poll(self) -> TelegramSettings:
         if self.watchdog_seconds <= self.poll_timeout_seconds:
@@ -155,13 +184,13 @@ class TelegramSettings(_Model):
         return self
 
 
-class LLMSettings(_Model):
+class LLMSettings(SettingsModel):
     """The chat model and the turn loop around it."""
 
-    provider: Literal["openai", "anthropic"] = "openai"
+    provider: Annotated[Literal["openai", "anthropic"], CaseInsensitive] = "openai"
     model: str = ""
     api_key: str = ""
-    base_url: str = ""
+    base_url: OptionalHttpUrl = ""
     temperature: float = Field(0.7, ge=0, le=2)
     max_output_tokens: int = Field(1024, gt=0)
     system_prompt: str = "You are a helpful personal assistant. Answer concisely."
@@ -172,16 +201,6 @@ class LLMSettings(_Model):
     context_tokens: int = Field(16000, ge=256)
     stream: bool = False
 
-    @field_validator("provider", mode="before")
-    @classmethod
-    def _lower(cls, raw: object) -> object:
-        return lowercase(raw)
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_url(cls, raw: str) -> str:
-        return http_url(raw, required=False)
-
     @model_validator(mode="after")
     def _defaults(self) -> LLMSettings:
         if not self.model:
@@ -189,7 +208,7 @@ class LLMSettings(_Model):
         return self
 
 
-class DynamoDBSettings(_Model):
+class DynamoDBSettings(SettingsModel):
     """The DynamoDB conversation store."""
 
     table: str = "assistant-conversations"
@@ -199,7 +218,7 @@ class DynamoDBSettings(_Model):
     ttl_days: int = Field(0, ge=0)
 
 
-class StoreSettings(_Model):
+class StoreSettings(SettingsModel):
     """Where conversations and the ingress log are kept."""
 
     backend: Literal["file", "dynamodb", "memory"] = "file"
@@ -207,7 +226,7 @@ class StoreSettings(_Model):
     dynamodb: DynamoDBSettings = DynamoDBSettings()
 
 
-class ActorSettings(_Model):
+class ActorSettings(SettingsModel):
     """The actor runtime."""
 
     idle_seconds: float = Field(600.0, gt=0)
@@ -217,14 +236,14 @@ class ActorSettings(_Model):
     restart_window_seconds: float = Field(60.0, gt=0)
 
 
-class HealthSettings(_Model):
+class HealthSettings(SettingsModel):
     """The `/healthz` endpoint; port 0 turns it off."""
 
     host: str = "0.0.0.0"  # noqa: S104 - inside a container the endpoint must be reachable by Docker's probe
     port: int = Field(8080, ge=0, le=65535)
 
 
-class LogSettings(_Model):
+class LogSettings(SettingsModel):
     """Logging to stdout."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -241,7 +260,7 @@ class LogSettings(_Model):
         return raw.upper() if isinstance(raw, str) else raw
 
 
-class MetricsSettings(_Model):
+class MetricsSettings(SettingsModel):
     """CloudWatch Embedded Metric Format lines in the log."""
 
     enabled: bool = True
@@ -249,7 +268,7 @@ class MetricsSettings(_Model):
     service: str = "assistant"
 
 
-class Settings(_Model):
+class Settings(SettingsModel):
     """Every setting of the assistant (see CONTRACT.md)."""
 
     telegram: TelegramSettings = TelegramSettings()

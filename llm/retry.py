@@ -6,17 +6,11 @@ import dataclasses
 import time
 
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_before_delay,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_before_delay
 
 from conf.settings import BackoffSettings
 from llm.base import ChatModel, LLMRejected, LLMUnavailable, ModelReply, ModelRequest
+from ops.backoff import Backoff
 
 __all__ = ["RetryingChatModel"]
 
@@ -28,8 +22,7 @@ _MIN_ATTEMPT_SECONDS = 1.0
 class RetryingChatModel:
     """A ChatModel that retries LLMUnavailable (429, 5xx, timeouts, connection errors, malformed replies).
 
-    - Waits grow exponentially from `backoff.initial_seconds` by `backoff.multiplier`, capped at
-      `backoff.max_seconds`, plus up to `backoff.jitter_seconds` of random jitter.
+    - Waits are `backoff`'s: exponential, capped, jittered (plain settings become `Backoff(settings)`).
     - A provider's Retry-After replaces the computed wait (the provider knows when it will take us back).
     - It gives up when the next wait would end past `budget_seconds` after the first attempt started
       (a Retry-After longer than what is left of the budget therefore ends the retries at once), and
@@ -41,12 +34,10 @@ class RetryingChatModel:
     - Cancellation propagates at once, also during a wait.
     """
 
-    def __init__(self, model: ChatModel, backoff: BackoffSettings, budget_seconds: float) -> None:
+    def __init__(self, model: ChatModel, backoff: Backoff | BackoffSettings, budget_seconds: float) -> None:
         self._model = model
         self._budget_seconds = budget_seconds
-        self._backoff_wait = wait_exponential(
-            multiplier=backoff.initial_seconds, exp_base=backoff.multiplier, max=backoff.max_seconds
-        ) + wait_random(0, backoff.jitter_seconds)
+        self._wait = Backoff.of(backoff).wait(_retry_after)
 
     @property
     def model(self) -> ChatModel:
@@ -78,16 +69,13 @@ class RetryingChatModel:
             raise
         raise AssertionError("unreachable: tenacity either returns, re-raises or retries")  # pragma: no cover
 
-    def _wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(error, LLMUnavailable) and error.retry_after is not None:
-            remaining = self._budget_seconds - (state.seconds_since_start or 0.0)
-            return max(0.0, min(error.retry_after, remaining))
-        return float(self._backoff_wait(state))
-
     async def aclose(self) -> None:
         """Close the wrapped model."""
         await self._model.aclose()
+
+
+def _retry_after(error: BaseException) -> float | None:
+    return error.retry_after if isinstance(error, LLMUnavailable) else None
 
 
 def _log_retry(state: RetryCallState) -> None:

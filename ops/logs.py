@@ -41,10 +41,8 @@ __all__ = [
     "NOISY_LOGGERS",
     "REDACTED",
     "add_secrets",
-    "bind_context",
     "configure_logging",
     "redact",
-    "unbind_context",
 ]
 
 REDACTED = "[REDACTED]"
@@ -213,20 +211,6 @@ def _redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -
 
 
 _LEADING_KEYS = ("timestamp", "level", "event")
-
-
-def bind_context(**values: Any) -> None:
-    """Bind key-values (`conversation_id`, `update_id`) to every line logged in this task's context.
-
-    Backed by `structlog.contextvars`: an asyncio task inherits a copy of its creator's context, so
-    binding in a conversation actor's task does not leak into other actors.
-    """
-    structlog.contextvars.bind_contextvars(**values)
-
-
-def unbind_context(*keys: str) -> None:
-    """Remove keys bound with `bind_context` from this context."""
-    structlog.contextvars.unbind_contextvars(*keys)
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -19,9 +19,10 @@ import botocore.exceptions
 import structlog
 from aiobotocore.session import get_session
 from botocore.config import Config
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential, wait_random
+from tenacity import RetryCallState, retry_if_exception
 
-from conf.settings import BackoffSettings, DynamoDBSettings
+from conf.settings import DynamoDBSettings
+from ops.backoff import Backoff
 from stores.base import StoreError
 
 __all__ = [
@@ -78,15 +79,16 @@ class DynamoDBTable:
 
     Region and endpoint come from the settings (an empty one means botocore's default chain);
     credentials always come from botocore's standard chain, never from the settings.
-    Transient failures (throttling, 5xx, connection errors) are retried with `backoff` for at most
-    `retry_budget_seconds`; botocore's own retries are off so that one policy applies.
+    Transient failures (throttling, 5xx, connection errors) are retried under `backoff` for at most
+    `retry_budget_seconds`; botocore's own retries are off so that one policy applies (None: the
+    default `Backoff()`).
     `page_size` limits items per Query page (None: DynamoDB's 1 MB pages), for tests.
     """
 
     def __init__(
         self,
         settings: DynamoDBSettings,
-        backoff: BackoffSettings | None = None,
+        backoff: Backoff | None = None,
         *,
         retry_budget_seconds: float = 20.0,
         request_timeout_seconds: float = 10.0,
@@ -95,7 +97,7 @@ class DynamoDBTable:
         self.settings = settings
         self.name = settings.table
         self.page_size = page_size
-        self._backoff = backoff or BackoffSettings()
+        self._backoff = backoff if backoff is not None else Backoff()
         self._budget = retry_budget_seconds
         self._timeout = request_timeout_seconds
         self._client: Any = None
@@ -135,17 +137,8 @@ class DynamoDBTable:
             raise StoreError(f"the DynamoDB table {self.name!r} is not open")
         method: Callable[..., Awaitable[dict[str, Any]]] = getattr(client, operation)
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_before_delay(self._budget),
-                wait=wait_exponential(
-                    multiplier=self._backoff.initial_seconds,
-                    exp_base=self._backoff.multiplier,
-                    max=self._backoff.max_seconds,
-                )
-                + wait_random(0, self._backoff.jitter_seconds),
-                retry=retry_if_exception(_is_transient),
-                before_sleep=self._log_retry,
-                reraise=True,
+            async for attempt in self._backoff.retrying(
+                retry=retry_if_exception(_is_transient), budget_seconds=self._budget, before_sleep=self._log_retry
             ):
                 with attempt:
                     return await method(**kwargs)
@@ -162,7 +155,7 @@ class DynamoDBTable:
 
     async def sleep_before_retry(self, attempt: int) -> None:
         """Back off before resubmitting unprocessed batch items (attempt is 1-based)."""
-        await asyncio.sleep(self._backoff.delay(attempt))
+        await self._backoff.sleep(self._backoff.delay(attempt))
 
     def _log_retry(self, state: RetryCallState) -> None:
         outcome = state.outcome

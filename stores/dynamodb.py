@@ -27,7 +27,8 @@ from typing import Any
 
 import structlog
 
-from conf.settings import BackoffSettings, DynamoDBSettings
+from conf.settings import DynamoDBSettings
+from ops.backoff import Backoff
 from stores._dynamodb_table import (
     INGRESS_PARTITION,
     PARTITION_KEY,
@@ -60,7 +61,7 @@ class _TableUser:
     def __init__(
         self,
         settings: DynamoDBSettings,
-        backoff: BackoffSettings | None = None,
+        backoff: Backoff | None = None,
         *,
         table: DynamoDBTable | None = None,
     ) -> None:

@@ -31,8 +31,8 @@ import aiofiles
 import aiofiles.os
 import structlog
 
+from ops.aio import KeyedLocks
 from stores._fs import fsync_directory, rename_durably, truncate_durably, unlink_durably, write_all
-from stores._locks import KeyedLocks
 from stores._records import decode_record, encode_batch
 from stores.base import ConflictError, ConversationStore, Record, StoreError
 
@@ -73,7 +73,7 @@ class FileConversationStore(ConversationStore):
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
-        self._locks = KeyedLocks()
+        self._locks: KeyedLocks[str] = KeyedLocks()
         # File name -> last seq on disk (-1: no records). Absent: not yet read in this process.
         self._last_seq: dict[str, int] = {}
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from conf.mcp import McpServerSettings, McpToolFilter
 from conf.settings import BackoffSettings
+from ops.backoff import Backoff
 from tools import McpConnection
 
 FAKE = str(Path(__file__).resolve().parent / "fakes" / "mcp_server.py")
-FAST = BackoffSettings(initial_seconds=0.05, max_seconds=0.3, multiplier=2, jitter_seconds=0.05)
+FAST = Backoff(BackoffSettings(initial_seconds=0.05, max_seconds=0.3, multiplier=2, jitter_seconds=0.05))
 FAKE_TOOLS = ["add", "crash", "echo", "fail", "grow", "image", "pid", "report", "slow"]
 
 

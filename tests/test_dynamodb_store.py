@@ -20,12 +20,13 @@ from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
 from conf.settings import BackoffSettings, DynamoDBSettings, StoreSettings
+from ops.backoff import Backoff
 from stores import ConflictError, StoreError, build_stores
 from stores.dynamodb import CHUNK_BYTES, DynamoDBConversationStore, DynamoDBIngressLog, DynamoDBTable
 from tests.fakes.moto_server import FaultInjectingProxy, closed_port_endpoint, fake_aws_credentials, moto_server
 from tests.test_store_contract import random_text, records
 
-FAST = BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0)
+FAST = Backoff(BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0))
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from conf.settings import LogSettings
 from ops import logs
-from ops.logs import REDACTED, add_secrets, bind_context, configure_logging, redact
+from ops.logs import REDACTED, add_secrets, configure_logging, redact
 
 # Shaped like the real thing, so the patterns (not only registration) are exercised.
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -129,8 +129,7 @@ def test_httpx_request_urls_come_out_as_redacted_json() -> None:
     thread.start()
     try:
         stream = configure(level="DEBUG")  # httpx logs requests at INFO: visible only in DEBUG
-        bind_context(update_id=99)
-        with httpx.Client() as client:
+        with structlog.contextvars.bound_contextvars(update_id=99), httpx.Client() as client:
             response = client.get(f"http://127.0.0.1:{server.server_port}/bot{BOT_TOKEN}/getMe")
         assert response.status_code == 200
     finally:
@@ -173,9 +172,9 @@ async def test_context_is_per_task_so_conversations_do_not_mix() -> None:
     both_bound = asyncio.Barrier(2)
 
     async def conversation(conversation_id: str) -> None:
-        bind_context(conversation_id=conversation_id)
-        await both_bound.wait()
-        log.info("turn_started")
+        with structlog.contextvars.bound_contextvars(conversation_id=conversation_id):
+            await both_bound.wait()
+            log.info("turn_started")
 
     async with asyncio.TaskGroup() as group:
         group.create_task(conversation("a"), name="conversation-a")

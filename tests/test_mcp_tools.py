@@ -106,11 +106,11 @@ async def test_the_server_actor_serves_the_toolbox_the_filtered_tools() -> None:
     task = asyncio.create_task(actor.run())
     try:
         await until(actor.connection, lambda c: c.connected)
-        assert sorted(tool.name for tool in actor.tools()) == ["add", "echo"]
-        toolbox = McpToolbox({"acted": actor})
+        assert sorted(tool.name for tool in actor.connection.tools()) == ["add", "echo"]
+        toolbox = McpToolbox({"acted": actor.connection})
         assert [spec.name for spec in toolbox.specs()] == ["acted__add", "acted__echo"]
         assert (await toolbox.call("acted__echo", {"text": "via actor"})).content == "via actor"
-        refused = await actor.call_tool("crash", {})
+        refused = await actor.connection.call_tool("crash", {})
         assert refused.is_error
         assert actor.connection.connected
     finally:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from conf.settings import LogSettings, MetricsSettings
 from ops import logs
-from ops.logs import bind_context, configure_logging
+from ops.logs import configure_logging
 from ops.metrics import Metrics, MetricsError
 
 # The specification's rules, written out here independently of actors/metrics.py.
@@ -163,8 +163,8 @@ def test_the_tool_name_is_a_property_not_a_dimension(stream: io.StringIO) -> Non
 
 
 def test_the_running_turns_context_rides_along_as_properties(stream: io.StringIO) -> None:
-    bind_context(conversation_id="42", update_id=7)
-    metrics().model_call(100, ok=True, provider="anthropic")
+    with structlog.contextvars.bound_contextvars(conversation_id="42", update_id=7):
+        metrics().model_call(100, ok=True, provider="anthropic")
     [line] = parsed(stream)
     check_emf(line)
     assert (line["conversation_id"], line["update_id"]) == ("42", 7)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from conf.settings import BackoffSettings, DynamoDBSettings
+from ops.backoff import Backoff
 from stores import (
     ConflictError,
     ConversationStore,
@@ -109,7 +110,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
     settings = DynamoDBSettings(
         table=f"contract-{uuid.uuid4().hex[:12]}", region="us-east-1", endpoint_url=endpoint, create_table=True
     )
-    backoff = BackoffSettings(initial_seconds=0.01, max_seconds=0.1, jitter_seconds=0)
+    backoff = Backoff(BackoffSettings(initial_seconds=0.01, max_seconds=0.1, jitter_seconds=0))
 
     def table() -> DynamoDBTable:
         return DynamoDBTable(settings, backoff, retry_budget_seconds=5, page_size=64)

@@ -6,11 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-import tenacity
 from structlog.testing import capture_logs
 
 from actors.runtime import Actor, ActorStopped
-from actors.supervisor import Supervisor, backoff_delay, backoff_wait
+from actors.supervisor import Supervisor
 from app.system import EXIT_FATAL, EXIT_OK, AssistantSystem
 from conf import BackoffSettings, Settings
 
@@ -196,23 +195,6 @@ async def test_the_first_non_zero_exit_code_wins() -> None:
     assert system.exit_code == EXIT_FATAL
 
 
-# -- backoff -----------------------------------------------------------------------------------------
-
-
-def test_backoff_grows_exponentially_up_to_its_cap() -> None:
-    wait = backoff_wait(BackoffSettings(initial_seconds=0.5, max_seconds=8, multiplier=2, jitter_seconds=0))
-    assert [backoff_delay(wait, attempt) for attempt in range(1, 8)] == [0.5, 1, 2, 4, 8, 8, 8]
-
-
-def test_backoff_jitter_stays_within_its_bound() -> None:
-    settings = BackoffSettings(initial_seconds=1, max_seconds=8, multiplier=2, jitter_seconds=0.5)
-    wait = backoff_wait(settings)
-    assert isinstance(wait, tenacity.wait.wait_base)
-    delays = [backoff_delay(wait, 3) for _ in range(200)]
-    assert all(4 <= delay <= 4.5 for delay in delays)
-    assert len(set(delays)) > 1, "jitter spreads restarts apart"
-
-
 # -- stop ------------------------------------------------------------------------------------------
 
 
@@ -315,7 +297,7 @@ async def test_an_actor_waiting_for_its_restart_drains_its_mailbox_on_stop() -> 
     # A long backoff keeps the crashed actor waiting for its restart when the stop comes.
     supervisor = Supervisor(
         "slow-restarts",
-        backoff=BackoffSettings(initial_seconds=30, max_seconds=30, jitter_seconds=0),
+        backoff=BackoffSettings(initial_seconds=10, max_seconds=10, jitter_seconds=0),
         max_restarts=5,
         window_seconds=60,
     )
@@ -353,7 +335,7 @@ async def test_an_actor_waiting_for_its_restart_drains_its_mailbox_on_stop() -> 
 async def test_a_plain_child_waiting_for_its_restart_is_simply_dropped_on_stop() -> None:
     supervisor = Supervisor(
         "slow-restarts",
-        backoff=BackoffSettings(initial_seconds=30, max_seconds=30, jitter_seconds=0),
+        backoff=BackoffSettings(initial_seconds=10, max_seconds=10, jitter_seconds=0),
         max_restarts=5,
         window_seconds=60,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
@@ -20,8 +19,9 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from conf.mcp import McpServerSettings
-from conf.settings import BackoffSettings
 from llm.base import ToolResult
+from ops.aio import wait_event
+from ops.backoff import Backoff
 from tools._convert import convert_result, object_schema
 from tools._transport import open_transport
 
@@ -69,7 +69,7 @@ class McpConnection:
     `run()` owns the SDK session: it is entered and exited in `run()`'s task, as the SDK requires.
     It connects, lists the tools (all pages), relists on `tools/list_changed` and every
     `heartbeat_seconds` (which is also how an idle HTTP server's death is noticed), and reconnects
-    with exponential backoff and jitter when the server dies or forgets the session. While the
+    after `backoff`'s delay when the server dies or forgets the session. While the
     server is down `tools()` is empty and `call_tool` answers with an error result. `call_tool` may
     be used from any task.
     """
@@ -78,7 +78,7 @@ class McpConnection:
         self,
         name: str,
         settings: McpServerSettings,
-        backoff: BackoffSettings,
+        backoff: Backoff,
         *,
         heartbeat_seconds: float = 30.0,
         connect_timeout: float | None = None,
@@ -154,13 +154,13 @@ class McpConnection:
             attempt += 1
             self.failures = attempt
             self._notify()
-            delay = self._backoff.delay(attempt) + random.uniform(0, self._backoff.jitter_seconds)
+            delay = self._backoff.delay(attempt)
             if down_since is None:
                 down_since = time.monotonic()
                 log.warning("mcp_server_unavailable", server=self._name, reason=reason, retry_in_s=round(delay, 2))
             else:
                 log.debug("mcp_server_retry_failed", server=self._name, reason=reason, attempt=attempt)
-            await asyncio.sleep(delay)
+            await self._backoff.sleep(delay)
 
     @staticmethod
     def _raise_if_cancelled() -> None:
@@ -218,10 +218,7 @@ class McpConnection:
                     return "the server closed the connection"
                 if self._lost_reason:
                     return self._lost_reason
-                try:
-                    async with asyncio.timeout(self._heartbeat_seconds):
-                        await self._wake.wait()
-                except TimeoutError:
+                if not await wait_event(self._wake, self._heartbeat_seconds):
                     self._probe_wanted = True
                 self._wake.clear()
                 if self._eof or self._lost_reason:

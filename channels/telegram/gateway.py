@@ -6,34 +6,32 @@ import asyncio
 import time
 import warnings
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
 from typing import Any
 
 import structlog
 from telegram import Bot, BotCommand
-from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
+from tenacity import RetryCallState, retry_if_exception
 
 from actors import texts
+from actors.commands import COMMANDS
 from actors.protocol import DeliveryFailed, Reply, ReplyTarget
 from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
-from actors.supervisor import backoff_delay, backoff_wait
 from channels.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
-from channels.telegram.sender import DeliveryError, Rate, TelegramSender
+from channels.telegram.sender import DeliveryError, Rate, TelegramSender, retry_after_seconds
 from conf import Settings
+from ops.aio import wait_event
+from ops.backoff import Backoff
 from stores import IngressLog, StoreError
 
 __all__ = ["BOT_COMMANDS", "TelegramChannel", "TelegramGateway"]
 
 log = structlog.get_logger(__name__)
 
-BOT_COMMANDS = (
-    BotCommand("new", "Start a new conversation"),
-    BotCommand("reset", "Start a new conversation"),
-    BotCommand("help", "What I can do"),
-)
+BOT_COMMANDS = tuple(BotCommand(command.word, command.menu) for command in COMMANDS if command.menu)
 ALLOWED_UPDATES = ["message"]
 
 # We call getUpdates through do_api_request on purpose: it hands back raw JSON, which goes to the
@@ -79,6 +77,7 @@ class TelegramGateway:
     and one with no success for `watchdog_seconds` rebuilds its connection. A token Telegram
     refuses, or another poller that keeps conflicting, ends `run` with the error, so the
     supervisor restarts it and, past its restart intensity, stops the process with status 1.
+    Polling, start-up calls and the sender wait as `backoff` says (default: `Backoff(settings.backoff)`).
     """
 
     def __init__(
@@ -88,9 +87,10 @@ class TelegramGateway:
         ingress: IngressLog,
         *,
         metrics: Any = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self._settings = settings.telegram
-        self._backoff = settings.backoff
+        self._backoff = backoff if backoff is not None else Backoff(settings.backoff)
         self._registry = registry
         self._ingress = ingress
         self._metrics = metrics
@@ -101,7 +101,7 @@ class TelegramGateway:
         overall = telegram.overall_messages_per_second
         self.sender = TelegramSender(
             self._send_bot,
-            settings.backoff,
+            self._backoff,
             overall_rate=Rate(overall, 1.0) if overall else None,
             group_rate=Rate(telegram.group_messages_per_minute, 60.0),
             max_concurrent_sends=telegram.send_connections,
@@ -202,21 +202,24 @@ class TelegramGateway:
             log.warning("telegram_commands_not_registered", error=repr(exc))
 
     async def _retrying(self, what: str, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        """Retry a start-up call through network trouble; InvalidToken and others propagate."""
-        wait = backoff_wait(self._backoff)
-        attempt = 0
-        while True:
-            try:
+        """Retry a start-up call through network trouble and flood control, for as long as it
+        takes; InvalidToken and other refusals propagate."""
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            wait_s = round(state.upcoming_sleep, 3)
+            log.warning(
+                "telegram_start_retry", call=what, attempt=state.attempt_number, wait_s=wait_s, error=repr(error)
+            )
+
+        async for attempt in self._backoff.retrying(
+            retry=retry_if_exception(_worth_retrying),
+            before_sleep=log_retry,
+            retry_after=lambda exc: retry_after_seconds(exc) if isinstance(exc, RetryAfter) else None,
+        ):
+            with attempt:
                 return await call()
-            except (BadRequest, Forbidden, InvalidToken):
-                raise
-            except RetryAfter as exc:
-                delay = _seconds(exc.retry_after)
-            except NetworkError as exc:
-                attempt += 1
-                delay = backoff_delay(wait, attempt)
-                log.warning("telegram_start_retry", call=what, attempt=attempt, wait_s=round(delay, 3), error=repr(exc))
-            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
     async def _renew_poll_bot(self) -> None:
         """A fresh polling client (a connection of its own), closing the old one if any."""
@@ -238,7 +241,6 @@ class TelegramGateway:
             self._dispatch(update, replay=True)
 
     async def _poll_forever(self) -> None:
-        wait = backoff_wait(self._backoff)
         offset: int | None = None
         failures = 0
         conflict_since: float | None = None
@@ -263,18 +265,18 @@ class TelegramGateway:
                     log.critical("telegram_conflict_persists", since_s=round(now - conflict_since, 1))
                     raise
                 failures += 1
-                delay = backoff_delay(wait, failures)
+                delay = self._backoff.delay(failures)
                 log.warning("telegram_poll_conflict", wait_s=round(delay, 3), error=str(exc))
                 await self._pause(delay)
                 continue
             except RetryAfter as exc:
-                delay = _seconds(exc.retry_after)
+                delay = self._backoff.delay(failures, retry_after=retry_after_seconds(exc))
                 log.warning("telegram_poll_retry_after", wait_s=delay)
                 await self._pause(delay)
                 continue
             except (NetworkError, TimeoutError) as exc:
                 failures += 1
-                delay = backoff_delay(wait, failures)
+                delay = self._backoff.delay(failures)
                 log.warning("telegram_poll_failed", attempt=failures, wait_s=round(delay, 3), error=repr(exc))
                 if isinstance(exc, TimeoutError):
                     # We cut off a poll that hung; its connection may be lost to the pool with it.
@@ -291,7 +293,7 @@ class TelegramGateway:
             except StoreError as exc:
                 # Not durable, so not acknowledged: the next poll asks for the same updates again.
                 log.error("ingress_append_failed", updates=len(updates), error=repr(exc))
-                await self._pause(backoff_delay(wait, 1))
+                await self._pause(self._backoff.delay(1))
                 continue
             offset = max(update["update_id"] for update in updates) + 1
             for update in updates:
@@ -321,11 +323,8 @@ class TelegramGateway:
         return [update for update in result if isinstance(update, dict) and isinstance(update.get("update_id"), int)]
 
     async def _pause(self, seconds: float) -> None:
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-        except TimeoutError:
-            pass
+        """Wait `seconds`, or less if the gateway is asked to stop meanwhile."""
+        await wait_event(self._stopping, seconds)
 
     # -- routing ----------------------------------------------------------------------------------
 
@@ -380,6 +379,6 @@ class TelegramGateway:
             log.error("gateway_task_failed", task=task.get_name(), error=repr(task.exception()))
 
 
-def _seconds(value: int | float | timedelta) -> float:
-    """RetryAfter.retry_after is an int or a timedelta depending on PTB settings."""
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+def _worth_retrying(exc: BaseException) -> bool:
+    """Flood control and network trouble are; a refusal is not (PTB's BadRequest is a NetworkError)."""
+    return isinstance(exc, RetryAfter) or (isinstance(exc, NetworkError) and not isinstance(exc, BadRequest))

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from actors.commands import CommandName, command_named
 from actors.protocol import Command, ConversationMessage, ReplyTarget, UserMessage
 from conf import AllowedUsers
 
 __all__ = ["BotIdentity", "Ignore", "Notify", "Route", "Routed", "route_update"]
 
-_COMMANDS: dict[str, Literal["start", "help", "reset"]] = {
-    "start": "start",
-    "help": "help",
-    "reset": "reset",
-    "new": "reset",
-}
 _GROUP_TYPES = frozenset({"group", "supergroup"})
 
 
@@ -141,14 +136,14 @@ def _addressed_to_bot(message: dict[str, Any], text: str | None, entities: list[
     return False
 
 
-def _command(text: str, entities: list[Any], bot: BotIdentity) -> Literal["start", "help", "reset"] | None:
+def _command(text: str, entities: list[Any], bot: BotIdentity) -> CommandName | None:
     if not text.startswith("/"):
         return None
     head = text.split(maxsplit=1)[0][1:]
     name, _, addressee = head.partition("@")
     if addressee and addressee.lower() != bot.username.lower():
         return None
-    return _COMMANDS.get(name.lower())
+    return command_named(name)
 
 
 def _is_command_for_other_bot(text: str, bot: BotIdentity) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dtm
-import random
 import time
 import warnings
 from collections import deque
@@ -35,14 +34,12 @@ from telegram.error import (
 from telegram.warnings import PTBDeprecationWarning
 
 from channels.telegram.format import MAX_MESSAGE_LENGTH, html_to_plain, split_message, to_telegram_html
-from conf.settings import BackoffSettings
+from ops.aio import KeyedLocks, wait_event
+from ops.backoff import Backoff, Clock, Sleep
 
-__all__ = ["DeliveryError", "Rate", "TelegramSender"]
+__all__ = ["DeliveryError", "Rate", "TelegramSender", "retry_after_seconds"]
 
 log = structlog.get_logger(__name__)
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class DeliveryError(Exception):
@@ -94,21 +91,12 @@ class _Window:
         return not self._lock.locked() and all(now - t >= self._rate.period_s for t in self._times)
 
 
-class _ChatLock:
-    """Serialises the sends of one chat so chunks of two replies never interleave."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
 class TelegramSender:
     """Sends replies to chats: Markdown -> HTML chunks, in order, with per-chat flood control.
 
     `max_concurrent_sends` should equal the connection pool size of the Bot's HTTPXRequest.
-    `on_retry(wait_s, reason)` hears of every retry (for metrics).
+    `backoff` paces retries after network errors and honours Telegram's `retry_after`; its delays
+    are waited out through `sleep`. `on_retry(wait_s, reason)` hears of every retry (for metrics).
     `overall_rate` paces all chats together (None: no proactive overall pacing, only Telegram's
     429s, per chat); `group_rate` paces each group; `clock` and `sleep` are injectable for tests.
 
@@ -120,7 +108,7 @@ class TelegramSender:
     def __init__(
         self,
         bot: Bot,
-        backoff: BackoffSettings,
+        backoff: Backoff,
         *,
         overall_rate: Rate | None = Rate(30, 1.0),
         group_rate: Rate = Rate(20, 60.0),
@@ -145,7 +133,8 @@ class TelegramSender:
         self._in_flight = asyncio.Semaphore(max_concurrent_sends)
         self._typing: set[asyncio.Task[None]] = set()
         self._groups: dict[int, _Window] = {}
-        self._chats: dict[int, _ChatLock] = {}
+        # One lock per chat, so chunks of two replies to a chat never interleave.
+        self._chats: KeyedLocks[int] = KeyedLocks()
 
     # -- messages ----------------------------------------------------------------------------------
 
@@ -166,41 +155,12 @@ class TelegramSender:
         if not chunks:
             log.warning("telegram_empty_reply", chat_id=chat_id)
             return []
-        chat = self._chats.setdefault(chat_id, _ChatLock())
-        chat.users += 1
-        try:
-            async with chat.lock:
-                ids: list[int] = []
-                for index, chunk in enumerate(chunks):
-                    reply_to = reply_to_message_id if index == 0 else None
-                    ids.extend(await self._send_chunk(chat_id, chunk, message_thread_id, reply_to))
-                return ids
-        finally:
-            chat.users -= 1
-            if chat.users == 0:
-                del self._chats[chat_id]
-
-    async def edit_text(self, chat_id: int, message_id: int, markdown: str) -> None:
-        """Replace a sent message's text; "message is not modified" counts as done.
-
-        The converted text must fit in one message (ValueError otherwise).
-        """
-        chunks = split_message(to_telegram_html(markdown))
-        if len(chunks) != 1:
-            raise ValueError("an edit must fit in one message")
-        html = chunks[0]
-
-        async def edit(text: str, parse_mode: str | None) -> list[Message]:
-            try:
-                async with self._in_flight:
-                    result = await self._bot.edit_message_text(text, chat_id, message_id, parse_mode=parse_mode)
-            except BadRequest as exc:
-                if "not modified" in exc.message.lower():
-                    return []
-                raise
-            return [result] if isinstance(result, Message) else []
-
-        await self._deliver(chat_id, html, edit)
+        async with self._chats.hold(chat_id):
+            ids: list[int] = []
+            for index, chunk in enumerate(chunks):
+                reply_to = reply_to_message_id if index == 0 else None
+                ids.extend(await self._send_chunk(chat_id, chunk, message_thread_id, reply_to))
+            return ids
 
     async def _send_chunk(self, chat_id: int, html: str, thread_id: int | None, reply_to: int | None) -> list[int]:
         async def send(text: str, parse_mode: str | None) -> list[Message]:
@@ -232,7 +192,7 @@ class TelegramSender:
             try:
                 return await call(text, parse_mode)
             except RetryAfter as exc:
-                wait_s = _retry_after_seconds(exc)
+                wait_s = self._backoff.delay(attempt, retry_after=retry_after_seconds(exc))
                 log.warning("telegram_retry_after", chat_id=chat_id, wait_s=wait_s)
                 self._report_retry(wait_s, "retry_after")
                 await self._sleep(wait_s)
@@ -260,7 +220,7 @@ class TelegramSender:
                     log.debug("telegram_pool_busy", chat_id=chat_id)
                     continue
                 attempt += 1
-                wait_s = self._backoff.delay(attempt) + random.uniform(0, self._backoff.jitter_seconds)
+                wait_s = self._backoff.delay(attempt)
                 log.warning(
                     "telegram_send_retry", chat_id=chat_id, attempt=attempt, wait_s=round(wait_s, 3), error=exc.message
                 )
@@ -346,27 +306,13 @@ class TelegramSender:
     async def _keep_typing(self, chat_id: int, message_thread_id: int | None, stop: asyncio.Event) -> None:
         # A turn answered within `typing_delay_s` needs no "typing...": the answer is the sign of
         # life, and the chat action would cost a request as dear as the answer itself.
-        if self._typing_delay_s > 0 and await self._stopped_within(stop, self._typing_delay_s):
+        if self._typing_delay_s > 0 and await wait_event(stop, self._typing_delay_s, sleep=self._sleep):
             return
         while not stop.is_set():
             await self.send_typing(chat_id, message_thread_id, unless=stop)
-            if await self._stopped_within(stop, self._typing_interval_s):
+            # Waiting is safe to cancel; an HTTP request is not, which is why stopping is an event.
+            if await wait_event(stop, self._typing_interval_s, sleep=self._sleep):
                 return
-
-    async def _stopped_within(self, stop: asyncio.Event, seconds: float) -> bool:
-        """Wait up to `seconds` (through the injectable sleep) for `stop`; True if it came.
-        Sleeping is safe to cancel; an HTTP request is not, which is why stopping is an event."""
-        if stop.is_set():
-            return True
-        sleeping = asyncio.ensure_future(self._sleep(seconds))
-        stopped = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait([sleeping, stopped], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeping.cancel()
-            stopped.cancel()
-            await asyncio.wait([sleeping, stopped])
-        return stop.is_set()
 
     async def aclose(self) -> None:
         """Let typing keepers finish their last request (a few seconds at most), then cancel them."""
@@ -378,8 +324,9 @@ class TelegramSender:
                 await asyncio.wait(pending)
 
 
-def _retry_after_seconds(exc: RetryAfter) -> float:
-    """`RetryAfter.retry_after` is an int, or a timedelta with PTB_TIMEDELTA set."""
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """The seconds Telegram asks us to wait: `RetryAfter.retry_after` is an int, or a timedelta
+    with PTB_TIMEDELTA set."""
     with warnings.catch_warnings():
         # Reading it as an int is deprecated in PTB 22.2+; both forms are handled here.
         warnings.simplefilter("ignore", PTBDeprecationWarning)

@@ -1,0 +1,41 @@
+"""The bot's commands, once: the word a user types, what it asks for, and its line in Telegram's menu.
+
+The Telegram routing, the console and the command menu registered with Telegram all read this
+table; the conversation actor answers each `CommandName`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["COMMANDS", "CommandName", "CommandWord", "command_named"]
+
+CommandName = Literal["start", "help", "reset"]
+"""What a command asks of the conversation."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandWord:
+    """One word a user may type after `/`."""
+
+    word: str
+    name: CommandName
+    menu: str
+    """Its description in Telegram's command menu; empty keeps it out of the menu."""
+
+
+COMMANDS: tuple[CommandWord, ...] = (
+    CommandWord("new", "reset", "Start a new conversation"),
+    CommandWord("reset", "reset", "Start a new conversation"),
+    CommandWord("help", "help", "What I can do"),
+    # Telegram's own Start button sends /start; it needs no line in the menu.
+    CommandWord("start", "start", ""),
+)
+
+_BY_WORD = {command.word: command.name for command in COMMANDS}
+
+
+def command_named(word: str) -> CommandName | None:
+    """The command `word` (without its `/` or `@bot`) asks for, in any case; None if it is none."""
+    return _BY_WORD.get(word.lower())
