@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -123,6 +124,11 @@ def test_ci_runs_the_readme_test_command_verbatim_then_lint_and_types() -> None:
     for step in (".venv/bin/ruff check .", ".venv/bin/ruff format --check .", ".venv/bin/mypy"):
         assert f"\n{step} || status=1\n" in ci, step
     assert ci.rstrip().endswith('exit "$status"')
+
+
+async def test_tests_run_in_asyncio_debug_mode() -> None:
+    # pyproject.toml's asyncio_debug: never-awaited coroutines and slow callbacks are reported.
+    assert asyncio.get_running_loop().get_debug()
 
 
 # ---- docker-compose ----
