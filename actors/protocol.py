@@ -7,8 +7,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from llm.records import ReplyTarget
 from actors.commands import CommandName
+from llm.records import ReplyTarget
 
 __all__ = [
     "Command",

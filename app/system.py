@@ -1,4 +1,4 @@
-"""The system: builds the store, model, tools, registry and gateway, runs them, stops them in order."""
+"""The system: builds every part from settings, starts them in one order, stops them in the reverse."""
 
 from __future__ import annotations
 
@@ -7,20 +7,33 @@ import signal
 import sys
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 
 from actors.conversation import ConversationActor, TurnSettings
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
-from actors.supervisor import Supervisor
+from actors.supervisor import Child, Supervisor
 from app.metered import MeteredChatModel, MeteredToolbox
 from conf import Settings
-from llm import ChatModel
+from conf.mcp import McpServerSettings
+from llm import ChatModel, Toolbox
+from ops.backoff import Backoff
 from ops.memory import release_free_memory
+from stores import ConversationStore, IngressLog
 
-__all__ = ["EXIT_FATAL", "EXIT_OK", "AssistantSystem"]
+if TYPE_CHECKING:
+    from telegram import Bot
+
+    from actors.mcp import McpServerActor
+    from channels.console import ConsoleChannel, ConsoleGateway
+    from channels.telegram.gateway import TelegramChannel, TelegramGateway
+    from ops.health import HealthServer
+    from ops.metrics import Metrics
+
+__all__ = ["EXIT_FATAL", "EXIT_OK", "AssistantSystem", "ConversationFactory"]
 
 log = structlog.get_logger(__name__)
 
@@ -31,27 +44,71 @@ GAUGE_INTERVAL_SECONDS = 60.0
 Mode = Literal["telegram", "console"]
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationFactory:
+    """Makes the actor of one conversation from what every conversation shares."""
+
+    store: ConversationStore
+    model: ChatModel
+    toolbox: Toolbox
+    channel: ReplyChannel
+    turn: TurnSettings
+    mailbox_size: int
+    metrics: Metrics | None
+
+    def __call__(self, conversation_id: str) -> ConversationActor:
+        """A new (not yet started) actor for `conversation_id`."""
+        return ConversationActor(
+            conversation_id,
+            store=self.store,
+            model=self.model,
+            toolbox=self.toolbox,
+            channel=self.channel,
+            settings=self.turn,
+            mailbox_size=self.mailbox_size,
+            metrics=self.metrics,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _TelegramEdge:
+    """Telegram's side of the system, built before the actors that reply through it."""
+
+    channel: TelegramChannel
+    bot: Bot
+    """The sending client, which the gateway also identifies the bot with."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ConsoleEdge:
+    """The terminal's side of the system."""
+
+    channel: ConsoleChannel
+
+
+_Edge = _TelegramEdge | _ConsoleEdge
+
+
 class AssistantSystem:
-    """Everything `python main.py` runs, wired once.
+    """Everything `python main.py` runs, wired once, in one order (see `run`)."""
 
-    Start order: store and ingress log, model, MCP server actors, registry, gateway (last, so
-    nothing arrives before its destination exists). Stop order is the reverse: the gateway stops
-    taking updates, conversation actors drain their mailboxes within the grace period, MCP
-    actors and the sweeper stop, then the model client and the stores close.
-    """
-
-    def __init__(self, settings: Settings, mcp_servers: Mapping[str, Any], mode: Mode = "telegram") -> None:
+    def __init__(
+        self, settings: Settings, mcp_servers: Mapping[str, McpServerSettings], mode: Mode = "telegram"
+    ) -> None:
         self.settings = settings
         self.mcp_servers = mcp_servers
         self.mode = mode
+        self.backoff = Backoff(settings.backoff)
+        """The one backoff policy every retrying part is given."""
         self.exit_code = EXIT_OK
         self._shutdown = asyncio.Event()
         self.started = asyncio.Event()
         """Set once every part is built and running (for tests and embedders)."""
         self.registry: ConversationRegistry[ConversationActor] | None = None
-        self.gateway: Any = None
-        self.health: Any = None
-        self.mcp_actors: dict[str, Any] = {}
+        self.gateway: TelegramGateway | ConsoleGateway | None = None
+        self.health: HealthServer | None = None
+        self.metrics: Metrics | None = None
+        self.mcp_actors: dict[str, McpServerActor] = {}
 
     def request_stop(self, exit_code: int = EXIT_OK) -> None:
         """Begin a graceful stop; the first non-zero exit code wins."""
@@ -64,151 +121,224 @@ class AssistantSystem:
         self.request_stop(EXIT_FATAL)
 
     async def run(self, *, install_signal_handlers: bool = True) -> int:
-        """Run until a signal, end of console input, or an escalation; returns the exit status."""
-        settings = self.settings
+        """Run until a signal, end of console input, or an escalation; returns the exit status.
+
+        Start order: the stores, the model, the reply channel (Telegram: its sending client and
+        flood-controlled sender), the root supervisor with the MCP server actors, the registry of
+        conversation actors, and the gateway last, so nothing arrives before its destination exists.
+        Each part goes on one AsyncExitStack as it starts, so they stop in the reverse order and
+        every stop step runs even when an earlier one raised: the gateway stops taking updates and
+        finishes its notices, conversation actors drain their mailboxes within the grace period,
+        the sweeper, MCP actors and health endpoint stop, then the sender, the Telegram client,
+        the model client and the stores close.
+        """
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.request_stop)
+        self.metrics = self._build_metrics()
         async with AsyncExitStack() as stack:
-            from stores import build_stores
-
-            store, ingress = build_stores(settings.store, settings.backoff)
-            await stack.enter_async_context(store)
-            await stack.enter_async_context(ingress)
-
-            from llm import build_chat_model, load_system_prompt
-
-            model: ChatModel = build_chat_model(settings.llm, settings.backoff, lazy=True)
-            stack.push_async_callback(model.aclose)
-            system_prompt = load_system_prompt(settings.llm)
-            metrics = self._metrics()
-            if metrics is not None:
-                model = MeteredChatModel(model, metrics, settings.llm.provider)
-
-            root = Supervisor(
-                "root",
-                backoff=settings.backoff,
-                max_restarts=settings.actors.max_restarts,
-                window_seconds=settings.actors.restart_window_seconds,
-                on_escalate=self._escalate,
-            )
+            store, ingress = await self._open_stores(stack)
+            model = self._open_model(stack)
+            edge = await self._open_edge(stack, ingress)
+            root = self._start_root(stack)
             toolbox = self._start_tools(root)
-            if metrics is not None:
-                toolbox = MeteredToolbox(toolbox, metrics)
-            conversations = Supervisor(
-                "conversations",
-                backoff=settings.backoff,
-                max_restarts=settings.actors.max_restarts,
-                window_seconds=settings.actors.restart_window_seconds,
-            )
-            turn = TurnSettings(system_prompt, settings.llm.max_steps, settings.llm.context_tokens)
-            channel_holder: list[ReplyChannel] = []
-
-            def new_actor(conversation_id: str) -> ConversationActor:
-                return ConversationActor(
-                    conversation_id,
-                    store=store,
-                    model=model,
-                    toolbox=toolbox,
-                    channel=channel_holder[0],
-                    settings=turn,
-                    mailbox_size=settings.actors.mailbox_size,
-                    metrics=metrics,
-                )
-
-            registry: ConversationRegistry[ConversationActor] = ConversationRegistry(
-                new_actor,
-                conversations,
-                idle_seconds=settings.actors.idle_seconds,
-                after_evictions=release_free_memory,
-            )
-            self.registry = registry
-            root.start_child(
-                "registry-sweeper", registry.run_evictions, restart="transient", stop=registry.stop_sweeper
-            )
-            if metrics is not None:
-                root.start_child("gauges", lambda: self._report_gauges(registry, metrics), restart="transient")
-
-            gateway_child = self._start_gateway(root, registry, ingress, channel_holder, metrics)
-            log.info(
-                "assistant_started",
-                mode=self.mode,
-                provider=settings.llm.provider,
-                model=settings.llm.model,
-                store=settings.store.backend,
-                mcp_servers=sorted(self.mcp_servers),
-            )
+            factory = self._conversation_factory(store, model, toolbox, edge.channel)
+            registry = self._start_registry(stack, root, factory)
+            self._start_gateway(stack, root, registry, ingress, edge)
+            stack.callback(self._log_stopping)
+            self._log_started()
             self.started.set()
-            try:
-                await self._shutdown.wait()
-            finally:
-                log.info("assistant_stopping", exit_code=self.exit_code)
-                grace = settings.actors.stop_grace_seconds
-                root.stop_child(gateway_child)
-                await asyncio.shield(gateway_child.finished)
-                await registry.stop(grace)
-                await root.stop(grace)
-                if self.gateway is not None and hasattr(self.gateway, "aclose"):
-                    await self.gateway.aclose()
+            await self._shutdown.wait()
         log.info("assistant_stopped", exit_code=self.exit_code)
         return self.exit_code
 
-    async def _report_gauges(self, registry: ConversationRegistry[ConversationActor], metrics: Any) -> None:
-        """Actors alive and the deepest mailbox, once a minute (one line, not one per message)."""
-        while True:
-            await asyncio.sleep(GAUGE_INTERVAL_SECONDS)
-            metrics.actors_alive(len(registry))
-            metrics.mailbox_depth(max((actor.queued for actor in registry), default=0), actor_kind="conversation")
+    # -- start, in order; each step puts its own stop on the stack ----------------------------------
 
-    def _metrics(self) -> Any:
+    def _build_metrics(self) -> Metrics | None:
         if not self.settings.metrics.enabled:
             return None
         from ops.metrics import Metrics
 
         return Metrics(self.settings.metrics)
 
-    def _start_tools(self, root: Supervisor) -> Any:
+    async def _open_stores(self, stack: AsyncExitStack) -> tuple[ConversationStore, IngressLog]:
+        from stores import build_stores
+
+        store, ingress = build_stores(self.settings.store, self.backoff)
+        await stack.enter_async_context(store)
+        await stack.enter_async_context(ingress)
+        return store, ingress
+
+    def _open_model(self, stack: AsyncExitStack) -> ChatModel:
+        from llm import build_chat_model
+
+        model: ChatModel = build_chat_model(self.settings.llm, self.backoff, lazy=True)
+        stack.push_async_callback(model.aclose)
+        if self.metrics is not None:
+            model = MeteredChatModel(model, self.metrics, self.settings.llm.provider)
+        return model
+
+    async def _open_edge(self, stack: AsyncExitStack, ingress: IngressLog) -> _Edge:
+        if self.mode == "console":
+            from channels.console import ConsoleChannel
+
+            return _ConsoleEdge(ConsoleChannel())
+        from channels.telegram.client import TelegramClient
+        from channels.telegram.gateway import TelegramChannel
+        from channels.telegram.sender import Rate, TelegramSender
+
+        telegram = self.settings.telegram
+        client = await stack.enter_async_context(
+            TelegramClient(telegram, pool_size=telegram.send_connections, read_timeout=telegram.send_timeout_seconds)
+        )
+        overall = telegram.overall_messages_per_second
+        sender = TelegramSender(
+            client.bot,
+            self.backoff,
+            overall_rate=Rate(overall, 1.0) if overall else None,
+            group_rate=Rate(telegram.group_messages_per_minute, 60.0),
+            max_concurrent_sends=telegram.send_connections,
+            typing_delay_s=telegram.typing_delay_seconds,
+            on_retry=self._count_telegram_retry if self.metrics is not None else None,
+        )
+        stack.push_async_callback(sender.aclose)
+        return _TelegramEdge(TelegramChannel(sender, ingress), client.bot)
+
+    def _count_telegram_retry(self, wait_s: float, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.telegram_retry(wait_s, method="sendMessage", reason=reason)
+
+    def _start_root(self, stack: AsyncExitStack) -> Supervisor:
+        actors = self.settings.actors
+        root = Supervisor(
+            "root",
+            backoff=self.backoff,
+            max_restarts=actors.max_restarts,
+            window_seconds=actors.restart_window_seconds,
+            on_escalate=self._escalate,
+        )
+        stack.push_async_callback(root.stop, actors.stop_grace_seconds)
+        return root
+
+    def _start_tools(self, root: Supervisor) -> Toolbox:
         from llm import EmptyToolbox
 
-        if not self.mcp_servers:
-            return EmptyToolbox()
-        from actors.mcp import McpServerActor
-        from tools import McpToolbox
+        toolbox: Toolbox = EmptyToolbox()
+        if self.mcp_servers:
+            from actors.mcp import McpServerActor
+            from tools import McpToolbox
 
-        for name, server in self.mcp_servers.items():
-            actor = McpServerActor(name, server, self.settings.backoff)
-            self.mcp_actors[name] = actor
-            root.start_child(f"mcp:{name}", actor.run, restart="permanent")
-        return McpToolbox({name: actor.connection for name, actor in self.mcp_actors.items()})
+            for name, server in self.mcp_servers.items():
+                actor = McpServerActor(name, server, self.backoff)
+                self.mcp_actors[name] = actor
+                root.start_child(f"mcp:{name}", actor.run, restart="permanent")
+            toolbox = McpToolbox({name: actor.connection for name, actor in self.mcp_actors.items()})
+        if self.metrics is not None:
+            toolbox = MeteredToolbox(toolbox, self.metrics)
+        return toolbox
+
+    def _conversation_factory(
+        self, store: ConversationStore, model: ChatModel, toolbox: Toolbox, channel: ReplyChannel
+    ) -> ConversationFactory:
+        from llm import load_system_prompt
+
+        llm = self.settings.llm
+        return ConversationFactory(
+            store=store,
+            model=model,
+            toolbox=toolbox,
+            channel=channel,
+            turn=TurnSettings(load_system_prompt(llm), llm.max_steps, llm.context_tokens),
+            mailbox_size=self.settings.actors.mailbox_size,
+            metrics=self.metrics,
+        )
+
+    def _start_registry(
+        self, stack: AsyncExitStack, root: Supervisor, factory: ConversationFactory
+    ) -> ConversationRegistry[ConversationActor]:
+        actors = self.settings.actors
+        conversations = Supervisor(
+            "conversations",
+            backoff=self.backoff,
+            max_restarts=actors.max_restarts,
+            window_seconds=actors.restart_window_seconds,
+        )
+        registry: ConversationRegistry[ConversationActor] = ConversationRegistry(
+            factory, conversations, idle_seconds=actors.idle_seconds, after_evictions=release_free_memory
+        )
+        self.registry = registry
+        stack.push_async_callback(registry.stop, actors.stop_grace_seconds)
+        root.start_child("registry-sweeper", registry.run_evictions, restart="transient", stop=registry.stop_sweeper)
+        metrics = self.metrics
+        if metrics is not None:
+            root.start_child("gauges", lambda: self._report_gauges(registry, metrics), restart="transient")
+        return registry
 
     def _start_gateway(
         self,
+        stack: AsyncExitStack,
         root: Supervisor,
         registry: ConversationRegistry[ConversationActor],
-        ingress: Any,
-        channel_holder: list[ReplyChannel],
-        metrics: Any,
-    ) -> Any:
-        if self.mode == "console":
-            from channels.console import ConsoleChannel, ConsoleGateway
-
-            channel_holder.append(ConsoleChannel())
-
-            def ask(conversation_id: str, message: ConversationMessage) -> asyncio.Future[object]:
-                return registry.actor_for(conversation_id).ask_future(message)
-
-            console = ConsoleGateway(ask, self.request_stop, stdin=sys.stdin)
-            self.gateway = console
-            return root.start_child("console-gateway", console.run, restart="temporary")
+        ingress: IngressLog,
+        edge: _Edge,
+    ) -> None:
+        if isinstance(edge, _ConsoleEdge):
+            self._start_console_gateway(stack, root, registry)
+            return
         from channels.telegram.gateway import TelegramGateway
 
-        gateway = TelegramGateway(self.settings, registry, ingress, metrics=metrics)
-        channel_holder.append(gateway.channel)
+        gateway = TelegramGateway(
+            self.settings, registry, ingress, bot=edge.bot, channel=edge.channel, backoff=self.backoff
+        )
         self.gateway = gateway
         if self.settings.health.port:
             from ops.health import HealthServer
 
             self.health = HealthServer(self.settings.health.host, self.settings.health.port, gateway.health)
             root.start_child("health", self.health.run, restart="permanent")
-        return root.start_child("telegram-gateway", gateway.run, restart="permanent", stop=gateway.stop)
+        child = root.start_child("telegram-gateway", gateway.run, restart="permanent", stop=gateway.stop)
+        stack.push_async_callback(gateway.aclose)
+        stack.push_async_callback(_stop_child, root, child)
+
+    def _start_console_gateway(
+        self, stack: AsyncExitStack, root: Supervisor, registry: ConversationRegistry[ConversationActor]
+    ) -> None:
+        from channels.console import ConsoleGateway
+
+        def ask(conversation_id: str, message: ConversationMessage) -> asyncio.Future[object]:
+            return registry.actor_for(conversation_id).ask_future(message)
+
+        console = ConsoleGateway(ask, self.request_stop, stdin=sys.stdin)
+        self.gateway = console
+        child = root.start_child("console-gateway", console.run, restart="temporary")
+        stack.push_async_callback(_stop_child, root, child)
+
+    # -- while running ----------------------------------------------------------------------------
+
+    def _log_started(self) -> None:
+        settings = self.settings
+        log.info(
+            "assistant_started",
+            mode=self.mode,
+            provider=settings.llm.provider,
+            model=settings.llm.model,
+            store=settings.store.backend,
+            mcp_servers=sorted(self.mcp_servers),
+        )
+
+    def _log_stopping(self) -> None:
+        log.info("assistant_stopping", exit_code=self.exit_code)
+
+    async def _report_gauges(self, registry: ConversationRegistry[ConversationActor], metrics: Metrics) -> None:
+        """Actors alive and the deepest mailbox, once a minute (one line, not one per message)."""
+        while True:
+            await asyncio.sleep(GAUGE_INTERVAL_SECONDS)
+            metrics.actors_alive(len(registry))
+            metrics.mailbox_depth(max((actor.queued for actor in registry), default=0), actor_kind="conversation")
+
+
+async def _stop_child(supervisor: Supervisor, child: Child) -> None:
+    """Ask one child to finish and wait until it has (a stop step of the exit stack)."""
+    supervisor.stop_child(child)
+    await asyncio.shield(child.finished)

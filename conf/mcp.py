@@ -1,6 +1,6 @@
 """The MCP servers file (`conf/mcp.yml`, or `MCP_CONFIG`) loaded into typed, immutable settings.
 
-The file is a map of named servers under `servers:` (see CONTRACT.md, "MCP servers file").
+The file is a map of named servers under `servers:` (see docs/contract.md, "MCP servers file").
 Each server is either a stdio command (`command`, `args`, `env`, `cwd`) or an HTTP endpoint
 (`url`, `transport`, `headers`); values may read the environment as `${NAME}` / `${NAME:-default}`.
 """

@@ -269,7 +269,7 @@ class MetricsSettings(SettingsModel):
 
 
 class Settings(SettingsModel):
-    """Every setting of the assistant (see CONTRACT.md)."""
+    """Every setting of the assistant (see docs/contract.md)."""
 
     telegram: TelegramSettings = TelegramSettings()
     llm: LLMSettings = LLMSettings()
@@ -373,7 +373,7 @@ def _blank_number(key: object, value: object) -> bool:
 
 
 def _apply_fallbacks(settings: Settings, env: Mapping[str, str]) -> Settings:
-    """`LLM_API_KEY` falls back to the provider's own variable (CONTRACT.md)."""
+    """`LLM_API_KEY` falls back to the provider's own variable (docs/contract.md)."""
     if settings.llm.api_key:
         return settings
     fallback = env.get("OPENAI_API_KEY" if settings.llm.provider == "openai" else "ANTHROPIC_API_KEY", "")

@@ -9,11 +9,12 @@ from pathlib import Path
 from conf.settings import BackoffSettings, ConfigError, LLMSettings
 from llm.base import ChatModel, ModelReply, ModelRequest
 from llm.retry import RetryingChatModel
+from ops.backoff import Backoff
 
 __all__ = ["build_chat_model", "load_system_prompt"]
 
 
-def build_chat_model(settings: LLMSettings, backoff: BackoffSettings, *, lazy: bool = False) -> ChatModel:
+def build_chat_model(settings: LLMSettings, backoff: Backoff | BackoffSettings, *, lazy: bool = False) -> ChatModel:
     """The provider named by `settings.provider`, wrapped in a RetryingChatModel with
     `settings.retry_budget_seconds`. Creating it does no I/O; close it with `aclose()`.
 

@@ -37,10 +37,20 @@ class _Resource(ABC):  # noqa: B024 - abstract only to forbid direct use; every 
         """Open clients and files; create tables or directories where the settings allow."""
 
     async def close(self) -> None:  # noqa: B027 - a backend without resources needs no closing
-        """Flush and close what `open` opened. Safe to call twice."""
+        """Flush and close what `open` opened. Safe to call twice, and after an `open` that failed
+        half-way (`async with` calls it then)."""
 
     async def __aenter__(self) -> Self:
-        await self.open()
+        # As PTB's Application.__aenter__: if opening fails half-way, what was opened is closed,
+        # since `async with` will not call __aexit__ for a resource it never entered.
+        try:
+            await self.open()
+        except BaseException as exc:
+            try:
+                await self.close()
+            except Exception as close_exc:  # the failed open is the error to report; this rides along
+                exc.add_note(f"closing after the failed open also failed: {close_exc!r}")
+            raise
         return self
 
     async def __aexit__(

@@ -6,12 +6,12 @@ import asyncio
 import time
 import warnings
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import structlog
 from telegram import Bot, BotCommand
 from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
-from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 from tenacity import RetryCallState, retry_if_exception
 
@@ -20,8 +20,9 @@ from actors.commands import COMMANDS
 from actors.protocol import DeliveryFailed, Reply, ReplyTarget
 from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
+from channels.telegram.client import TelegramClient
 from channels.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
-from channels.telegram.sender import DeliveryError, Rate, TelegramSender, retry_after_seconds
+from channels.telegram.sender import DeliveryError, TelegramSender, retry_after_seconds
 from conf import Settings
 from ops.aio import wait_event
 from ops.backoff import Backoff
@@ -59,7 +60,7 @@ class TelegramChannel:
         except DeliveryError as exc:
             raise DeliveryFailed(reply.conversation_id, type(exc).__name__) from exc
 
-    def typing(self, target: ReplyTarget) -> Any:
+    def typing(self, target: ReplyTarget) -> AbstractAsyncContextManager[None]:
         """ "typing..." in the chat while the block runs."""
         return self._sender.typing_while(target.chat_id, target.message_thread_id)
 
@@ -77,7 +78,11 @@ class TelegramGateway:
     and one with no success for `watchdog_seconds` rebuilds its connection. A token Telegram
     refuses, or another poller that keeps conflicting, ends `run` with the error, so the
     supervisor restarts it and, past its restart intensity, stops the process with status 1.
-    Polling, start-up calls and the sender wait as `backoff` says (default: `Backoff(settings.backoff)`).
+    Polling and start-up calls wait as `backoff` says (default: `Backoff(settings.backoff)`).
+
+    `bot` is the sending client (built, and closed, by whoever owns it): the gateway identifies
+    the bot and registers its commands through it; `channel` delivers its own notices. Polling
+    uses a client of its own, which the gateway opens and closes.
     """
 
     def __init__(
@@ -86,61 +91,23 @@ class TelegramGateway:
         registry: ConversationRegistry[Any],
         ingress: IngressLog,
         *,
-        metrics: Any = None,
+        bot: Bot,
+        channel: TelegramChannel,
         backoff: Backoff | None = None,
     ) -> None:
         self._settings = settings.telegram
         self._backoff = backoff if backoff is not None else Backoff(settings.backoff)
         self._registry = registry
         self._ingress = ingress
-        self._metrics = metrics
-        self._requests: dict[int, tuple[HTTPXRequest, HTTPXRequest]] = {}
-        telegram = self._settings
-        self._send_bot = self._new_bot(pool_size=telegram.send_connections, read_timeout=telegram.send_timeout_seconds)
+        self._send_bot = bot
+        self._poll_client: TelegramClient | None = None
         self._poll_bot: Bot | None = None
-        overall = telegram.overall_messages_per_second
-        self.sender = TelegramSender(
-            self._send_bot,
-            self._backoff,
-            overall_rate=Rate(overall, 1.0) if overall else None,
-            group_rate=Rate(telegram.group_messages_per_minute, 60.0),
-            max_concurrent_sends=telegram.send_connections,
-            typing_delay_s=telegram.typing_delay_seconds,
-            on_retry=self._count_retry if metrics is not None else None,
-        )
-        self.channel = TelegramChannel(self.sender, ingress)
+        self.channel = channel
         self.identity: BotIdentity | None = None
         self.last_poll_ok = time.monotonic()
         self.polls = 0
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._send_bot_ready = False
-
-    def _count_retry(self, wait_s: float, reason: str) -> None:
-        self._metrics.telegram_retry(wait_s, method="sendMessage", reason=reason)
-
-    def _new_bot(self, *, pool_size: int, read_timeout: float) -> Bot:
-        requests = (
-            HTTPXRequest(connection_pool_size=pool_size, read_timeout=read_timeout, connect_timeout=10.0),
-            HTTPXRequest(connection_pool_size=1, read_timeout=10.0, connect_timeout=10.0),
-        )
-        bot = Bot(
-            self._settings.token,
-            base_url=self._settings.api_base_url,
-            request=requests[0],
-            get_updates_request=requests[1],
-        )
-        self._requests[id(bot)] = requests
-        return bot
-
-    async def _close_bot(self, bot: Bot) -> None:
-        # Closed through its requests: Bot.shutdown() does nothing for a bot that was never
-        # initialised (the polling bot, or one whose getMe failed) and would leak its sockets.
-        for request in self._requests.pop(id(bot), ()):
-            try:
-                await request.shutdown()
-            except Exception as exc:  # closing a broken connection must not mask why we stopped
-                log.debug("telegram_client_close_failed", error=repr(exc))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -159,16 +126,13 @@ class TelegramGateway:
         self._stopping.set()
 
     async def aclose(self) -> None:
-        """After the actors have drained: finish direct notices and close the sending client."""
+        """Once polling has stopped: finish the notices in flight (a few seconds at most)."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks))
-        await self.sender.aclose()
-        await self._close_bot(self._send_bot)
-        self._send_bot_ready = False
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Alive while a poll succeeded within the watchdog period."""
@@ -179,9 +143,7 @@ class TelegramGateway:
 
     async def _start(self) -> None:
         bot = self._send_bot
-        if not self._send_bot_ready:
-            await self._retrying("getMe", bot.initialize)
-            self._send_bot_ready = True
+        await self._retrying("getMe", bot.initialize)  # once: a Bot already initialised returns at once
         me = bot.bot
         self.identity = BotIdentity(me.id, me.username or "")
         log.info("telegram_bot_identified", bot_id=me.id, username=me.username)
@@ -224,12 +186,13 @@ class TelegramGateway:
     async def _renew_poll_bot(self) -> None:
         """A fresh polling client (a connection of its own), closing the old one if any."""
         await self._shutdown_poll_bot()
-        self._poll_bot = self._new_bot(pool_size=1, read_timeout=10.0)
+        self._poll_client = TelegramClient(self._settings, pool_size=1, read_timeout=10.0)
+        self._poll_bot = self._poll_client.bot
 
     async def _shutdown_poll_bot(self) -> None:
-        bot, self._poll_bot = self._poll_bot, None
-        if bot is not None:
-            await self._close_bot(bot)
+        client, self._poll_client, self._poll_bot = self._poll_client, None, None
+        if client is not None:
+            await client.aclose()
 
     # -- polling ----------------------------------------------------------------------------------
 
