@@ -13,6 +13,14 @@ streaming SSE events, error JSON), and rejects what they reject (400 with the pr
 401 without a key header). By default it answers "echo: <last user text>", or "tool said: <results>"
 when the conversation ends with tool results. A scripted handler that raises makes the server answer
 500 and makes `close()` raise, so a broken test fails loudly.
+
+Usage is reported as each provider reports it, with prompt caching (_llm_tokens.py): OpenAI's
+`prompt_tokens_details.cached_tokens` (automatic, 128-token steps from 1024), Anthropic's
+`cache_creation_input_tokens` / `cache_read_input_tokens` (up to 4 `cache_control` breakpoints).
+Image input is checked as each provider checks it and kept on the request (`request.images`);
+`refuse_images` makes the model refuse it (_llm_images.py, _llm_input.py). Speech endpoints
+(`/v1/audio/transcriptions`, `/v1/audio/speech`) are in _llm_speech.py. Streamed answers can be
+paced like a real model: `first_token_delay` and `chars_per_second` (server-wide or per Reply).
 """
 
 from __future__ import annotations
@@ -24,18 +32,26 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.fakes._llm_images import FakeImage
+from tests.fakes._llm_input import Rejection, inspect
+from tests.fakes._llm_speech import FakeAudioRequest, SpeechMixin
+from tests.fakes._llm_tokens import FakeUsage, PromptCache, tokens
+
 __all__ = [
     "CallTools",
     "Fail",
+    "FakeAudioRequest",
+    "FakeImage",
     "FakeLLMRequest",
     "FakeLLMServer",
     "FakeToolResult",
+    "FakeUsage",
     "Hang",
     "Malformed",
     "Reply",
@@ -48,9 +64,12 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """Answer with text (streamed as several deltas when the client streams)."""
+    """Answer with text (streamed as several deltas when the client streams). `first_token_delay` and
+    `chars_per_second` override the server's pacing for this answer."""
 
     text: str
+    first_token_delay: float | None = None
+    chars_per_second: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +79,8 @@ class CallTools:
 
     calls: Sequence[tuple[str, Mapping[str, Any] | str]]
     text: str = ""
+    first_token_delay: float | None = None
+    chars_per_second: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +129,10 @@ class FakeLLMRequest:
     json: Any
     received_at: float = field(default_factory=time.monotonic)
     rejection: str | None = None
+    images: list[FakeImage] = field(default_factory=list)
+    """Images the request carried (checked, decoded), in order."""
+    usage: FakeUsage | None = None
+    """The usage the server reported (None if the request was refused)."""
 
     @property
     def stream(self) -> bool:
@@ -194,12 +219,24 @@ def default_answer(request: FakeLLMRequest) -> ResponseSpec:
 # --------------------------------------------------------------------------------------------- server
 
 
-class FakeLLMServer:
+class FakeLLMServer(SpeechMixin):
     """Both providers' completion endpoints on one port (see the module docstring)."""
 
     def __init__(self) -> None:
         self.latency: float = 0.0
         """Seconds each answer waits (asyncio.sleep in the server: concurrent requests overlap)."""
+        self.first_token_delay: float = 0.0
+        """Seconds from a request to its first text (streamed: the first delta; the preamble goes at once)."""
+        self.chars_per_second: float = 0.0
+        """Pace of streamed text after the first token (0: all at once). Non-streamed answers take as long."""
+        self.refuse_images: bool | Collection[str] = False
+        """True: the model refuses image input (400, as a text-only model); a collection: those models do."""
+        self.anthropic_min_cache_tokens: int = 1024
+        """The smallest prefix Anthropic caches (1024 for Sonnet/Opus-class models, 2048 for Haiku)."""
+        self.clock: Callable[[], float] = time.monotonic
+        """The prompt cache's clock (entries expire after 5 minutes unused; replace it to test expiry)."""
+        self.prompt_cache = PromptCache(lambda: self.clock())
+        """The prompt cache (`prompt_cache.enabled = False` for a run without caching; `clear()`)."""
         self.on_request: Callable[[FakeLLMRequest], None] | None = None
         """Run in the server thread as each request arrives, before it is answered."""
         self.requests: list[FakeLLMRequest] = []
@@ -215,6 +252,7 @@ class FakeLLMServer:
         self._started = threading.Event()
         self._startup_error: BaseException | None = None
         self.port = 0
+        self._init_speech()
 
     # lifecycle ----------------------------------------------------------------------------------
 
@@ -309,9 +347,11 @@ class FakeLLMServer:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/audio/speech", self._speech)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)
         try:
             await runner.setup()
@@ -364,13 +404,14 @@ class FakeLLMServer:
             body = None
         request = FakeLLMRequest(provider, http.path, {k.lower(): v for k, v in http.headers.items()}, body)
         status, problem = _check(request)
-        request.rejection = problem
+        rejection = Rejection(status, problem) if problem is not None else self._inspect(request)
+        request.rejection = rejection.message if rejection is not None else None
         self._arrive(request)
         try:
             if self.on_request is not None:
                 self.on_request(request)
-            if problem is not None:
-                return _error_response(provider, status, problem)
+            if rejection is not None:
+                return _rejection_response(provider, rejection)
             spec = self._next_spec(request)
         except Exception as exc:  # a broken test handler: answer 500 now, fail the test at close()
             self.handler_errors.append(exc)
@@ -381,7 +422,24 @@ class FakeLLMServer:
             return _error_response(provider, 503, "server shutting down")
         if self.latency > 0:
             await asyncio.sleep(self.latency)
-        return await _respond(http, request, spec)
+        return await _respond(http, request, spec, self._pace(spec))
+
+    def _inspect(self, request: FakeLLMRequest) -> Rejection | None:
+        return inspect(
+            request,
+            refuse_images=self.refuse_images,
+            cache=self.prompt_cache,
+            min_cache_tokens=self.anthropic_min_cache_tokens,
+        )
+
+    def _pace(self, spec: ResponseSpec) -> tuple[float, float]:
+        """(first token delay, characters per second) for an answer: the spec's, else the server's."""
+        first = getattr(spec, "first_token_delay", None)
+        rate = getattr(spec, "chars_per_second", None)
+        return (
+            self.first_token_delay if first is None else first,
+            self.chars_per_second if rate is None else rate,
+        )
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -571,6 +629,14 @@ def _error_body(provider: str, status: int, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
+def _rejection_response(provider: str, rejection: Rejection) -> web.Response:
+    body = _error_body(provider, rejection.status, rejection.message)
+    if provider == "openai":
+        body["error"]["param"] = rejection.param
+        body["error"]["code"] = rejection.code or body["error"]["code"]
+    return _error_response(provider, rejection.status, rejection.message, body=body)
+
+
 def _error_response(
     provider: str, status: int, message: str, retry_after: float | None = None, body: Any = None
 ) -> web.Response:
@@ -583,25 +649,33 @@ def _error_response(
     return web.Response(status=status, text=text, content_type="application/json", headers=headers)
 
 
-async def _respond(http: web.Request, request: FakeLLMRequest, spec: ResponseSpec) -> web.StreamResponse:
+async def _respond(
+    http: web.Request, request: FakeLLMRequest, spec: ResponseSpec, pace: tuple[float, float]
+) -> web.StreamResponse:
     if isinstance(spec, Fail):
         return _error_response(request.provider, spec.status, "fake failure", spec.retry_after, spec.body)
     if isinstance(spec, Malformed) and not request.stream:
         return await _malformed_body(http, request.provider, spec)
     text, calls = _reply_parts(spec)
     model = str(request.json.get("model"))
-    usage_in = max(1, len(json.dumps(request.json)) // 4)
-    usage_out = max(1, (len(text) + len(json.dumps([c[1] for c in calls]))) // 4)
+    written = len(text) + sum(len(_arguments_json(args)) for _, _, args in calls)
+    prompt = request.usage or FakeUsage(0, 0)
+    usage = FakeUsage(prompt.input_tokens, max(1, tokens(written)), prompt.cache_read, prompt.cache_write)
+    request.usage = usage
+    if not request.stream:
+        first, rate = pace
+        wait = first + (written / rate if rate > 0 else 0.0)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if request.provider == "openai":
+            return web.json_response(_openai_completion(model, text, calls, usage))
+        return web.json_response(_anthropic_message(model, text, calls, usage))
     if request.provider == "openai":
-        if not request.stream:
-            return web.json_response(_openai_completion(model, text, calls, usage_in, usage_out))
         include_usage = bool((request.json.get("stream_options") or {}).get("include_usage"))
-        events = _openai_events(model, text, calls, usage_in, usage_out, include_usage)
+        events = _openai_events(model, text, calls, usage, include_usage)
     else:
-        if not request.stream:
-            return web.json_response(_anthropic_message(model, text, calls, usage_in, usage_out))
-        events = _anthropic_events(model, text, calls, usage_in, usage_out)
-    return await _stream(http, events, spec if isinstance(spec, Malformed) else None)
+        events = _anthropic_events(model, text, calls, usage)
+    return await _stream(http, events, spec if isinstance(spec, Malformed) else None, pace)
 
 
 def _reply_parts(spec: ResponseSpec) -> tuple[str, list[tuple[str, str, Mapping[str, Any] | str]]]:
@@ -617,8 +691,36 @@ def _arguments_json(arguments: Mapping[str, Any] | str) -> str:
     return arguments if isinstance(arguments, str) else json.dumps(arguments)
 
 
+def _openai_usage(usage: FakeUsage) -> dict[str, Any]:
+    """OpenAI's usage object: cached tokens are part of prompt_tokens."""
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _anthropic_usage(usage: FakeUsage, output_tokens: int | None = None) -> dict[str, Any]:
+    """Anthropic's usage object: `input_tokens` excludes what was read from or written to the cache."""
+    return {
+        "input_tokens": usage.uncached_input,
+        "cache_creation_input_tokens": usage.cache_write,
+        "cache_read_input_tokens": usage.cache_read,
+        "cache_creation": {"ephemeral_5m_input_tokens": usage.cache_write, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": usage.output_tokens if output_tokens is None else output_tokens,
+        "service_tier": "standard",
+    }
+
+
 def _openai_completion(
-    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage_in: int, usage_out: int
+    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage: FakeUsage
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
     if calls:
@@ -634,45 +736,51 @@ def _openai_completion(
         "choices": [
             {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls" if calls else "stop"}
         ],
-        "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out},
+        "usage": _openai_usage(usage),
         "system_fingerprint": "fp_fake",
     }
+
+
+# A streamed event: its SSE text and how many characters of the answer it carries (None: preamble,
+# sent before the first token delay).
+Event = tuple[str, int | None]
 
 
 def _openai_events(
     model: str,
     text: str,
     calls: list[tuple[str, str, Mapping[str, Any] | str]],
-    usage_in: int,
-    usage_out: int,
+    usage: FakeUsage,
     include_usage: bool,
-) -> list[str]:
+) -> list[Event]:
     completion_id = new_id("chatcmpl-")
     created = int(time.time())
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
-        body |= {"system_fingerprint": "fp_fake", "choices": [choice], **extra}
+        body |= {"system_fingerprint": "fp_fake", "choices": [choice]}
+        if include_usage:
+            body["usage"] = None  # as OpenAI sends it on every chunk but the last
         return f"data: {json.dumps(body)}\n\n"
 
-    events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    events: list[Event] = [(chunk({"role": "assistant", "content": "", "refusal": None}), None)]
     if text:
-        events += [chunk({"content": piece}) for piece in split_text(text)]
+        events += [(chunk({"content": piece}), len(piece)) for piece in split_text(text)]
     for index, (name, _, arguments) in enumerate(calls):
         start = {"index": index, "id": new_id("call_"), "type": "function", "function": {"name": name, "arguments": ""}}
-        events.append(chunk({"tool_calls": [start]}))
+        events.append((chunk({"tool_calls": [start]}), 0))
         encoded = _arguments_json(arguments)
         half = len(encoded) // 2
         for piece in (encoded[:half], encoded[half:]):
             if piece:
-                events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
-    events.append(chunk({}, "tool_calls" if calls else "stop"))
+                events.append((chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}), len(piece)))
+    events.append((chunk({}, "tool_calls" if calls else "stop"), 0))
     if include_usage:
-        usage = {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out}
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
-        events.append(f"data: {json.dumps(body | {'choices': [], 'usage': usage})}\n\n")
-    events.append("data: [DONE]\n\n")
+        body |= {"system_fingerprint": "fp_fake", "choices": [], "usage": _openai_usage(usage)}
+        events.append((f"data: {json.dumps(body)}\n\n", 0))
+    events.append(("data: [DONE]\n\n", 0))
     return events
 
 
@@ -686,7 +794,7 @@ def _anthropic_input(arguments: Mapping[str, Any] | str) -> Any:
 
 
 def _anthropic_message(
-    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage_in: int, usage_out: int
+    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage: FakeUsage
 ) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
     content += [
@@ -701,13 +809,13 @@ def _anthropic_message(
         "content": content,
         "stop_reason": "tool_use" if calls else "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
+        "usage": _anthropic_usage(usage),
     }
 
 
 def _anthropic_events(
-    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage_in: int, usage_out: int
-) -> list[str]:
+    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage: FakeUsage
+) -> list[Event]:
     def event(kind: str, **data: Any) -> str:
         return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
 
@@ -719,34 +827,38 @@ def _anthropic_events(
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": usage_in, "output_tokens": 1},
+        "usage": _anthropic_usage(usage, output_tokens=1),
     }
-    events = [event("message_start", message=start), event("ping")]
+    events: list[Event] = [(event("message_start", message=start), None), (event("ping"), None)]
     index = 0
     if text:
-        events.append(event("content_block_start", index=index, content_block={"type": "text", "text": ""}))
+        events.append((event("content_block_start", index=index, content_block={"type": "text", "text": ""}), 0))
         for piece in split_text(text):
-            events.append(event("content_block_delta", index=index, delta={"type": "text_delta", "text": piece}))
-        events.append(event("content_block_stop", index=index))
+            delta = {"type": "text_delta", "text": piece}
+            events.append((event("content_block_delta", index=index, delta=delta), len(piece)))
+        events.append((event("content_block_stop", index=index), 0))
         index += 1
     for name, _, arguments in calls:
         block = {"type": "tool_use", "id": new_id("toolu_"), "name": name, "input": {}}
-        events.append(event("content_block_start", index=index, content_block=block))
+        events.append((event("content_block_start", index=index, content_block=block), 0))
         encoded = _arguments_json(arguments)
         half = len(encoded) // 2
         for piece in (encoded[:half], encoded[half:]):
             if piece:
                 delta = {"type": "input_json_delta", "partial_json": piece}
-                events.append(event("content_block_delta", index=index, delta=delta))
-        events.append(event("content_block_stop", index=index))
+                events.append((event("content_block_delta", index=index, delta=delta), len(piece)))
+        events.append((event("content_block_stop", index=index), 0))
         index += 1
     final: dict[str, Any] = {"stop_reason": "tool_use" if calls else "end_turn", "stop_sequence": None}
-    events.append(event("message_delta", delta=final, usage={"output_tokens": usage_out}))
-    events.append(event("message_stop"))
+    cumulative = {k: v for k, v in _anthropic_usage(usage).items() if k not in ("cache_creation", "service_tier")}
+    events.append((event("message_delta", delta=final, usage=cumulative), 0))
+    events.append((event("message_stop"), 0))
     return events
 
 
-async def _stream(http: web.Request, events: list[str], broken: Malformed | None) -> web.StreamResponse:
+async def _stream(
+    http: web.Request, events: list[Event], broken: Malformed | None, pace: tuple[float, float]
+) -> web.StreamResponse:
     response = web.StreamResponse(
         status=200, headers={"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
     )
@@ -755,8 +867,18 @@ async def _stream(http: web.Request, events: list[str], broken: Malformed | None
         # Keep the first event or two (deltas the client may already pass on), then break the stream.
         events = events[:2]
         if broken.kind == "json":
-            events.append('event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "del\n\n')
-    for chunk in events:
+            events.append(('event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "del\n\n', 0))
+    first_delay, rate = pace
+    begun = time.monotonic()
+    written = 0
+    for chunk, chars in events:
+        if chars is not None and (first_delay > 0 or rate > 0):
+            # Pace against the clock from the start, so sleeping overheads do not add up.
+            due = begun + first_delay + (written / rate if rate > 0 else 0.0)
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            written += chars
         await response.write(chunk.encode())
     if broken is not None and broken.kind == "disconnect":
         assert http.transport is not None
