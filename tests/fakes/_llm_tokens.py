@@ -214,17 +214,16 @@ def anthropic_segments(body: dict[str, Any], placeholders: dict[str, str]) -> li
     segments: list[Segment] = []
     for tool in body.get("tools") or ():
         segments.append(Segment(canonical(tool), *_marked(tool)))
+    # A string is the same prompt as one text block holding it, as the API reads it.
     system = body.get("system")
-    if isinstance(system, str) and system:
-        segments.append(Segment(system))
-    elif isinstance(system, list):
-        segments += [Segment(canonical(block), *_marked(block)) for block in system]
+    if isinstance(system, str):
+        system = [{"type": "text", "text": system}] if system else []
+    segments += [Segment(canonical(block), *_marked(block)) for block in system or ()]
     for message in body.get("messages") or ():
         role = message.get("role", "")
         content = message.get("content")
         if isinstance(content, str):
-            segments.append(Segment(f"{role}|{content}"))
-            continue
+            content = [{"type": "text", "text": content}]
         for block in content or ():
             text = _substitute(block, placeholders)
             segments.append(Segment(f"{role}|{text if isinstance(text, str) else canonical(text)}", *_marked(block)))
