@@ -210,7 +210,8 @@ class SpeechMixin:
     async def _answer_audio(
         self: FakeLLMServer, request: FakeAudioRequest, respond: Callable[[Any], web.StreamResponse]
     ) -> web.StreamResponse:
-        from tests.fakes.llm_server import Fail, Hang, _error_response
+        from tests.fakes._llm_responses import _error_response
+        from tests.fakes._llm_specs import Fail, Hang
 
         self._arrive_audio(request)
         try:
