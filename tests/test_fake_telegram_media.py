@@ -220,6 +220,8 @@ async def test_send_photo_and_document_check_and_record_bytes(tg: FakeTelegramSe
     assert photo.photo[-1].width == 400
     with pytest.raises(BadRequest, match="Image_process_failed"):
         await bot.send_photo(42, media.corrupt_png())
+    with pytest.raises(BadRequest, match="Photo_invalid_dimensions"):
+        await bot.send_photo(42, media.decompression_bomb_png())
     document = await bot.send_document(42, b"a,b\n1,2\n", filename="table.csv")
     assert document.document is not None
     assert document.document.file_name == "table.csv"

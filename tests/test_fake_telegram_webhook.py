@@ -179,3 +179,11 @@ async def test_a_webhook_answer_may_carry_a_method(tg: FakeTelegramServer, bot: 
     tg.add_text_message(42, "hi")
     [sent] = await tg.await_sent(42)
     assert sent.text == "answered inline"
+
+
+async def test_allowed_updates_filter_what_is_posted(tg: FakeTelegramServer, bot: Bot, receiver: Receiver) -> None:
+    await bot.set_webhook(receiver.url, allowed_updates=["message"])
+    tg.add_callback_query(42, "button")
+    message = tg.add_text_message(42, "kept")
+    await tg.await_webhook_delivered(message)
+    assert receiver.update_ids() == [message]

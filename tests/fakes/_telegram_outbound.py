@@ -277,13 +277,19 @@ def _check_photo(server: FakeTelegramServer, data: bytes) -> list[dict[str, Any]
     """Telegram's photo rules: at most 10 MB, width + height at most 10000, ratio at most 20."""
     from PIL import Image, UnidentifiedImageError
 
+    from tests.fakes._llm_images import header_size, image_format
+
     if len(data) > MAX_PHOTO:
         raise ApiError(400, "Bad Request: PHOTO_SAVE_FILE_INVALID")
+    # Dimensions from the header first, so a pixel bomb is refused before anything decodes it.
+    size = header_size(data, image_format(data))
+    if size is None:
+        raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
+    width, height = size
+    if width + height > 10_000 or max(width, height) > 20 * max(1, min(width, height)):
+        raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if width + height > 10_000 or max(width, height) > 20 * min(width, height):
-                raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
             image.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from exc
