@@ -34,15 +34,21 @@ def _renditions(data: bytes) -> tuple[tuple[int, int, bytes], ...]:
     with Image.open(io.BytesIO(data)) as original:
         original.load()
         image = original.convert("RGB")
-    out: list[tuple[int, int, bytes]] = []
+    boxes: list[int] = []
     for box in PHOTO_BOXES:
-        copy = image.copy()
-        copy.thumbnail((box, box))
-        encoded = io.BytesIO()
-        copy.save(encoded, "JPEG", quality=87)
-        out.append((copy.width, copy.height, encoded.getvalue()))
+        boxes.append(box)
         if box >= max(image.size):
             break
+    out: list[tuple[int, int, bytes]] = []
+    # Largest first, each size made from the one above it: a 12 MP photo is scaled down once.
+    current = image
+    for box in reversed(boxes):
+        current = current.copy()
+        current.thumbnail((box, box), reducing_gap=2.0)
+        encoded = io.BytesIO()
+        current.save(encoded, "JPEG", quality=87)
+        out.append((current.width, current.height, encoded.getvalue()))
+    out.reverse()
     return tuple(out)
 
 
