@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -92,8 +91,10 @@ async def test_the_reported_usage_counts_cached_input_and_the_model(llm: FakeLLM
     await model.aclose()
     assert reply.model == "claude-test"
     # The API counts cached input beside `input_tokens`; Usage counts it within.
-    uncached = max(1, len(json.dumps(llm.requests[0].json)) // 4)
-    assert reply.usage == Usage(uncached + 5 + 3, reply.usage.output_tokens, 5, 3)
+    reported = llm.requests[0].usage
+    assert reported is not None
+    assert reported.uncached_input > 0
+    assert reply.usage == Usage(reported.uncached_input + 5 + 3, reported.output_tokens, 5, 3)
     assert reply.usage.output_tokens > 1
 
 

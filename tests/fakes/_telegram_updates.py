@@ -1,4 +1,7 @@
-"""Builders of Bot API update objects, shaped as Telegram sends them (used by FakeTelegramServer)."""
+"""Builders of Bot API update objects, shaped as Telegram sends them (used by FakeTelegramServer).
+
+Media messages (voice, photos, documents, ...) are built in _telegram_media_updates.py.
+"""
 
 from __future__ import annotations
 
@@ -194,66 +197,6 @@ class UpdateBuilder(ABC):
                 )
             }
         )
-
-    def add_sticker(self, chat_id: int, **kwargs: Any) -> int:
-        """Queue a sticker message."""
-        sticker = {
-            "file_id": "CAACAgIAAxkBAAEB",
-            "file_unique_id": "AgADsticker",
-            "type": "regular",
-            "width": 512,
-            "height": 512,
-            "is_animated": False,
-            "is_video": False,
-            "emoji": "👍",
-        }
-        return self.add_update({"message": self.message(chat_id, sticker=sticker, **kwargs)})
-
-    def add_photo(self, chat_id: int, caption: str | None = None, **kwargs: Any) -> int:
-        """Queue a photo message, with a caption if given."""
-        photo = [
-            {
-                "file_id": "AgACAgIAAxkBAAEsmall",
-                "file_unique_id": "AQADsmall",
-                "width": 90,
-                "height": 67,
-                "file_size": 1200,
-            },
-            {
-                "file_id": "AgACAgIAAxkBAAElarge",
-                "file_unique_id": "AQADlarge",
-                "width": 1280,
-                "height": 960,
-                "file_size": 98000,
-            },
-        ]
-        extra: dict[str, Any] = {"photo": photo}
-        if caption is not None:
-            extra["caption"] = caption
-            entities = text_entities(caption)
-            if entities:
-                extra["caption_entities"] = entities
-        return self.add_update({"message": self.message(chat_id, **extra, **kwargs)})
-
-    def add_voice(self, chat_id: int, **kwargs: Any) -> int:
-        """Queue a voice message."""
-        voice = {
-            "file_id": "AwACAgIAAxkBAAEvoice",
-            "file_unique_id": "AgADvoice",
-            "duration": 3,
-            "mime_type": "audio/ogg",
-        }
-        return self.add_update({"message": self.message(chat_id, voice=voice, **kwargs)})
-
-    def add_document(self, chat_id: int, file_name: str = "report.pdf", **kwargs: Any) -> int:
-        """Queue a document message."""
-        document = {
-            "file_id": "BQACAgIAAxkBAAEdoc",
-            "file_unique_id": "AgADdoc",
-            "file_name": file_name,
-            "mime_type": "application/pdf",
-        }
-        return self.add_update({"message": self.message(chat_id, document=document, **kwargs)})
 
     def add_edited_message(self, chat_id: int, text: str, **kwargs: Any) -> int:
         """Queue an edited_message update."""

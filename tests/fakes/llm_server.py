@@ -13,6 +13,14 @@ streaming SSE events, error JSON), and rejects what they reject (400 with the pr
 401 without a key header). By default it answers "echo: <last user text>", or "tool said: <results>"
 when the conversation ends with tool results. A scripted handler that raises makes the server answer
 500 and makes `close()` raise, so a broken test fails loudly.
+
+Usage is reported as each provider reports it, with prompt caching (_llm_tokens.py): OpenAI's
+`prompt_tokens_details.cached_tokens` (automatic, 128-token steps from 1024), Anthropic's
+`cache_creation_input_tokens` / `cache_read_input_tokens` (up to 4 `cache_control` breakpoints).
+Image input is checked as each provider checks it and kept on the request (`request.images`);
+`refuse_images` makes the model refuse it (_llm_images.py, _llm_input.py). Speech endpoints
+(`/v1/audio/transcriptions`, `/v1/audio/speech`) are in _llm_speech.py. Streamed answers can be
+paced like a real model: `first_token_delay` and `chars_per_second` (server-wide or per Reply).
 """
 
 from __future__ import annotations
@@ -20,189 +28,75 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import re
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.fakes._llm_images import FakeImage
+from tests.fakes._llm_input import Rejection, inspect
+from tests.fakes._llm_responses import _error_response, _rejection_response, _respond, new_id, split_text
+from tests.fakes._llm_specs import (
+    CallTools,
+    Fail,
+    FakeLLMRequest,
+    FakeToolResult,
+    Handler,
+    Hang,
+    Malformed,
+    Reply,
+    ResponseSpec,
+    default_answer,
+)
+from tests.fakes._llm_speech import FakeAudioRequest, SpeechMixin
+from tests.fakes._llm_tokens import FakeUsage, PromptCache
+
 __all__ = [
     "CallTools",
     "Fail",
+    "FakeAudioRequest",
+    "FakeImage",
     "FakeLLMRequest",
     "FakeLLMServer",
     "FakeToolResult",
+    "FakeUsage",
     "Hang",
     "Malformed",
     "Reply",
     "ResponseSpec",
+    "default_answer",
+    "new_id",
+    "split_text",
 ]
-
-
-# ---------------------------------------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """Answer with text (streamed as several deltas when the client streams)."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallTools:
-    """Ask for tool calls: (name, arguments) pairs; a str is sent verbatim as the arguments JSON
-    (so it may be invalid), a mapping is encoded. `text` goes before the calls."""
-
-    calls: Sequence[tuple[str, Mapping[str, Any] | str]]
-    text: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Fail:
-    """Answer with an HTTP error in the provider's error shape; `retry_after` sets Retry-After (seconds)."""
-
-    status: int
-    retry_after: float | None = None
-    body: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class Hang:
-    """Never answer (until the server closes): for client timeouts."""
-
-
-@dataclass(frozen=True, slots=True)
-class Malformed:
-    """A broken answer. `json`: a body (or SSE event) that is not JSON; `shape`: JSON that is not a
-    completion (a stream that ends without its final event); `disconnect`: the connection drops half-way."""
-
-    kind: Literal["json", "shape", "disconnect"] = "json"
-
-
-ResponseSpec = Reply | CallTools | Fail | Hang | Malformed
-Handler = Callable[["FakeLLMRequest"], "ResponseSpec | None"]
-
-
-@dataclass(frozen=True, slots=True)
-class FakeToolResult:
-    """A tool result the client sent back."""
-
-    tool_call_id: str
-    content: str
-    is_error: bool
-
-
-@dataclass(slots=True)
-class FakeLLMRequest:
-    """A request the server received. `headers` has lower-case names; `json` is the parsed body (None
-    if it was not JSON); `rejection` is the error message when the server refused it (400/401)."""
-
-    provider: Literal["openai", "anthropic"]
-    path: str
-    headers: Mapping[str, str]
-    json: Any
-    received_at: float = field(default_factory=time.monotonic)
-    rejection: str | None = None
-
-    @property
-    def stream(self) -> bool:
-        """True if the client asked for a streamed answer."""
-        return isinstance(self.json, dict) and bool(self.json.get("stream"))
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        """The request's messages (empty if missing)."""
-        messages = self.json.get("messages") if isinstance(self.json, dict) else None
-        return messages if isinstance(messages, list) else []
-
-    @property
-    def system(self) -> str:
-        """The system prompt (OpenAI: the system messages; Anthropic: `system`)."""
-        if self.provider == "anthropic":
-            system = self.json.get("system", "") if isinstance(self.json, dict) else ""
-            return system if isinstance(system, str) else "".join(_texts(system))
-        return "\n".join(_content_text(m.get("content")) for m in self.messages if m.get("role") == "system")
-
-    @property
-    def tool_names(self) -> list[str]:
-        """Names of the tools offered."""
-        tools = self.json.get("tools") if isinstance(self.json, dict) else None
-        if not isinstance(tools, list):
-            return []
-        if self.provider == "openai":
-            return [t.get("function", {}).get("name", "") for t in tools]
-        return [t.get("name", "") for t in tools]
-
-    @property
-    def last_user_text(self) -> str:
-        """The text of the last user message that has text."""
-        for message in reversed(self.messages):
-            if message.get("role") == "user":
-                text = _content_text(message.get("content"))
-                if text:
-                    return text
-        return ""
-
-    @property
-    def tool_results(self) -> list[FakeToolResult]:
-        """The tool results at the end of the conversation (what the model is asked to react to)."""
-        messages = self.messages
-        if self.provider == "openai":
-            results: list[FakeToolResult] = []
-            for message in reversed(messages):
-                if message.get("role") != "tool":
-                    break
-                text = _content_text(message.get("content"))
-                results.append(FakeToolResult(str(message.get("tool_call_id")), text, False))
-            return results[::-1]
-        if not messages or not isinstance(messages[-1].get("content"), list):
-            return []
-        return [
-            FakeToolResult(
-                str(block.get("tool_use_id")), _content_text(block.get("content")), bool(block.get("is_error"))
-            )
-            for block in messages[-1]["content"]
-            if isinstance(block, dict) and block.get("type") == "tool_result"
-        ]
-
-
-def _texts(blocks: Any) -> list[str]:
-    return [b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(_texts(content))
-    return ""
-
-
-def default_answer(request: FakeLLMRequest) -> ResponseSpec:
-    """Echo the user, or report the tool results when the conversation ends with them."""
-    results = request.tool_results
-    if results:
-        return Reply("tool said: " + " | ".join(result.content for result in results))
-    return Reply(f"echo: {request.last_user_text}")
 
 
 # --------------------------------------------------------------------------------------------- server
 
 
-class FakeLLMServer:
+class FakeLLMServer(SpeechMixin):
     """Both providers' completion endpoints on one port (see the module docstring)."""
 
     def __init__(self) -> None:
         self.latency: float = 0.0
         """Seconds each answer waits (asyncio.sleep in the server: concurrent requests overlap)."""
-        self.cache_tokens: tuple[int, int] = (0, 0)
-        """Input tokens every answer reports as read from and written to the prompt cache (OpenAI
-        reports reads only, within `prompt_tokens`; Anthropic both, beside `input_tokens`)."""
+        self.cache_tokens: tuple[int, int] | None = None
+        """If set, every answer reports these (read, written) prompt-cache tokens instead of what the
+        prompt cache computed (OpenAI reports reads only, within `prompt_tokens`; Anthropic both,
+        beside `input_tokens`): for tests of how usage is read."""
+        self.first_token_delay: float = 0.0
+        """Seconds from a request to its first text (streamed: the first delta; the preamble goes at once)."""
+        self.chars_per_second: float = 0.0
+        """Pace of streamed text after the first token (0: all at once). Non-streamed answers take as long."""
+        self.refuse_images: bool | Collection[str] = False
+        """True: the model refuses image input (400, as a text-only model); a collection: those models do."""
+        self.anthropic_min_cache_tokens: int = 1024
+        """The smallest prefix Anthropic caches (1024 for Sonnet/Opus-class models, 2048 for Haiku)."""
+        self.clock: Callable[[], float] = time.monotonic
+        """The prompt cache's clock (entries expire after 5 minutes unused; replace it to test expiry)."""
+        self.prompt_cache = PromptCache(lambda: self.clock())
+        """The prompt cache (`prompt_cache.enabled = False` for a run without caching; `clear()`)."""
         self.on_request: Callable[[FakeLLMRequest], None] | None = None
         """Run in the server thread as each request arrives, before it is answered."""
         self.requests: list[FakeLLMRequest] = []
@@ -218,6 +112,7 @@ class FakeLLMServer:
         self._started = threading.Event()
         self._startup_error: BaseException | None = None
         self.port = 0
+        self._init_speech()
 
     # lifecycle ----------------------------------------------------------------------------------
 
@@ -312,9 +207,11 @@ class FakeLLMServer:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/audio/speech", self._speech)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)
         try:
             await runner.setup()
@@ -367,13 +264,14 @@ class FakeLLMServer:
             body = None
         request = FakeLLMRequest(provider, http.path, {k.lower(): v for k, v in http.headers.items()}, body)
         status, problem = _check(request)
-        request.rejection = problem
+        rejection = Rejection(status, problem) if problem is not None else self._inspect(request)
+        request.rejection = rejection.message if rejection is not None else None
         self._arrive(request)
         try:
             if self.on_request is not None:
                 self.on_request(request)
-            if problem is not None:
-                return _error_response(provider, status, problem)
+            if rejection is not None:
+                return _rejection_response(provider, rejection)
             spec = self._next_spec(request)
         except Exception as exc:  # a broken test handler: answer 500 now, fail the test at close()
             self.handler_errors.append(exc)
@@ -384,25 +282,34 @@ class FakeLLMServer:
             return _error_response(provider, 503, "server shutting down")
         if self.latency > 0:
             await asyncio.sleep(self.latency)
-        return await _respond(http, request, spec, self.cache_tokens)
+        if self.cache_tokens is not None:
+            read, written = self.cache_tokens
+            written = 0 if provider == "openai" else written
+            uncached = request.usage.uncached_input if request.usage is not None else 1
+            request.usage = FakeUsage(uncached + read + written, 0, read, written)
+        return await _respond(http, request, spec, self._pace(spec))
+
+    def _inspect(self, request: FakeLLMRequest) -> Rejection | None:
+        return inspect(
+            request,
+            refuse_images=self.refuse_images,
+            cache=self.prompt_cache,
+            min_cache_tokens=self.anthropic_min_cache_tokens,
+        )
+
+    def _pace(self, spec: ResponseSpec) -> tuple[float, float]:
+        """(first token delay, characters per second) for an answer: the spec's, else the server's."""
+        first = getattr(spec, "first_token_delay", None)
+        rate = getattr(spec, "chars_per_second", None)
+        return (
+            self.first_token_delay if first is None else first,
+            self.chars_per_second if rate is None else rate,
+        )
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-_WORDS = re.compile(r"\S+\s*|\s+")
-
-
-def split_text(text: str) -> list[str]:
-    """Text as stream deltas: word by word, as models stream."""
-    return _WORDS.findall(text) or [""]
-
-
-def new_id(prefix: str) -> str:
-    """An id in the provider's style (`call_...`, `toolu_...`, `chatcmpl-...`, `msg_...`)."""
-    return f"{prefix}{uuid.uuid4().hex[:24]}"
 
 
 # ---------------------------------------------------------------------------------------- validation
@@ -543,250 +450,3 @@ def _check_anthropic(body: Any) -> str | None:
     if uses_tools and not body.get("tools"):
         return "Requests which include `tool_use` or `tool_result` blocks must define tools."
     return None
-
-
-# ---------------------------------------------------------------------------------------- responses
-
-_OPENAI_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    429: "requests",
-}
-_ANTHROPIC_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
-
-
-def _error_body(provider: str, status: int, message: str) -> dict[str, Any]:
-    if provider == "openai":
-        kind = _OPENAI_ERROR_TYPES.get(status, "server_error")
-        code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
-        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
-    return {"type": "error", "error": {"type": kind, "message": message}}
-
-
-def _error_response(
-    provider: str, status: int, message: str, retry_after: float | None = None, body: Any = None
-) -> web.Response:
-    headers: dict[str, str] = {}
-    if retry_after is not None:
-        headers["retry-after"] = f"{retry_after:g}"
-        headers["retry-after-ms"] = str(round(retry_after * 1000))
-    payload = _error_body(provider, status, message) if body is None else body
-    text = payload if isinstance(payload, str) else json.dumps(payload)
-    return web.Response(status=status, text=text, content_type="application/json", headers=headers)
-
-
-async def _respond(
-    http: web.Request, request: FakeLLMRequest, spec: ResponseSpec, cache: tuple[int, int] = (0, 0)
-) -> web.StreamResponse:
-    if isinstance(spec, Fail):
-        return _error_response(request.provider, spec.status, "fake failure", spec.retry_after, spec.body)
-    if isinstance(spec, Malformed) and not request.stream:
-        return await _malformed_body(http, request.provider, spec)
-    text, calls = _reply_parts(spec)
-    model = str(request.json.get("model"))
-    usage_in = max(1, len(json.dumps(request.json)) // 4)
-    usage_out = max(1, (len(text) + len(json.dumps([c[1] for c in calls]))) // 4)
-    usage: dict[str, Any]
-    if request.provider == "openai":
-        usage = {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out}
-        if cache[0]:
-            usage["prompt_tokens_details"] = {"cached_tokens": cache[0]}
-        if not request.stream:
-            return web.json_response(_openai_completion(model, text, calls, usage))
-        include_usage = bool((request.json.get("stream_options") or {}).get("include_usage"))
-        events = _openai_events(model, text, calls, usage if include_usage else None)
-    else:
-        usage = {"input_tokens": usage_in, "output_tokens": usage_out}
-        if any(cache):
-            usage |= {"cache_read_input_tokens": cache[0], "cache_creation_input_tokens": cache[1]}
-        if not request.stream:
-            return web.json_response(_anthropic_message(model, text, calls, usage))
-        events = _anthropic_events(model, text, calls, usage)
-    return await _stream(http, events, spec if isinstance(spec, Malformed) else None)
-
-
-def _reply_parts(spec: ResponseSpec) -> tuple[str, list[tuple[str, str, Mapping[str, Any] | str]]]:
-    """(text, [(name, id-less placeholder, arguments)]) for Reply / CallTools (Malformed streams a reply)."""
-    if isinstance(spec, CallTools):
-        return spec.text, [(name, "", arguments) for name, arguments in spec.calls]
-    if isinstance(spec, Reply):
-        return spec.text, []
-    return "this reply will break", []
-
-
-def _arguments_json(arguments: Mapping[str, Any] | str) -> str:
-    return arguments if isinstance(arguments, str) else json.dumps(arguments)
-
-
-def _openai_completion(
-    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage: dict[str, Any]
-) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
-    if calls:
-        message["tool_calls"] = [
-            {"id": new_id("call_"), "type": "function", "function": {"name": name, "arguments": _arguments_json(args)}}
-            for name, _, args in calls
-        ]
-    return {
-        "id": new_id("chatcmpl-"),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls" if calls else "stop"}
-        ],
-        "usage": usage,
-        "system_fingerprint": "fp_fake",
-    }
-
-
-def _openai_events(
-    model: str,
-    text: str,
-    calls: list[tuple[str, str, Mapping[str, Any] | str]],
-    usage: dict[str, Any] | None,
-) -> list[str]:
-    completion_id = new_id("chatcmpl-")
-    created = int(time.time())
-
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
-        body |= {"system_fingerprint": "fp_fake", "choices": [choice], **extra}
-        return f"data: {json.dumps(body)}\n\n"
-
-    events = [chunk({"role": "assistant", "content": "", "refusal": None})]
-    if text:
-        events += [chunk({"content": piece}) for piece in split_text(text)]
-    for index, (name, _, arguments) in enumerate(calls):
-        start = {"index": index, "id": new_id("call_"), "type": "function", "function": {"name": name, "arguments": ""}}
-        events.append(chunk({"tool_calls": [start]}))
-        encoded = _arguments_json(arguments)
-        half = len(encoded) // 2
-        for piece in (encoded[:half], encoded[half:]):
-            if piece:
-                events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
-    events.append(chunk({}, "tool_calls" if calls else "stop"))
-    if usage is not None:
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
-        events.append(f"data: {json.dumps(body | {'choices': [], 'usage': usage})}\n\n")
-    events.append("data: [DONE]\n\n")
-    return events
-
-
-def _anthropic_input(arguments: Mapping[str, Any] | str) -> Any:
-    if not isinstance(arguments, str):
-        return dict(arguments)
-    try:
-        return json.loads(arguments)
-    except ValueError:
-        return arguments  # not what the real API sends, but the closest a non-streamed reply can get
-
-
-def _anthropic_message(
-    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage: dict[str, Any]
-) -> dict[str, Any]:
-    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-    content += [
-        {"type": "tool_use", "id": new_id("toolu_"), "name": name, "input": _anthropic_input(args)}
-        for name, _, args in calls
-    ]
-    return {
-        "id": new_id("msg_"),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": "tool_use" if calls else "end_turn",
-        "stop_sequence": None,
-        "usage": usage,
-    }
-
-
-def _anthropic_events(
-    model: str, text: str, calls: list[tuple[str, str, Mapping[str, Any] | str]], usage: dict[str, Any]
-) -> list[str]:
-    def event(kind: str, **data: Any) -> str:
-        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
-
-    start: dict[str, Any] = {
-        "id": new_id("msg_"),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": usage | {"output_tokens": 1},
-    }
-    events = [event("message_start", message=start), event("ping")]
-    index = 0
-    if text:
-        events.append(event("content_block_start", index=index, content_block={"type": "text", "text": ""}))
-        for piece in split_text(text):
-            events.append(event("content_block_delta", index=index, delta={"type": "text_delta", "text": piece}))
-        events.append(event("content_block_stop", index=index))
-        index += 1
-    for name, _, arguments in calls:
-        block = {"type": "tool_use", "id": new_id("toolu_"), "name": name, "input": {}}
-        events.append(event("content_block_start", index=index, content_block=block))
-        encoded = _arguments_json(arguments)
-        half = len(encoded) // 2
-        for piece in (encoded[:half], encoded[half:]):
-            if piece:
-                delta = {"type": "input_json_delta", "partial_json": piece}
-                events.append(event("content_block_delta", index=index, delta=delta))
-        events.append(event("content_block_stop", index=index))
-        index += 1
-    final: dict[str, Any] = {"stop_reason": "tool_use" if calls else "end_turn", "stop_sequence": None}
-    events.append(event("message_delta", delta=final, usage={"output_tokens": usage["output_tokens"]}))
-    events.append(event("message_stop"))
-    return events
-
-
-async def _stream(http: web.Request, events: list[str], broken: Malformed | None) -> web.StreamResponse:
-    response = web.StreamResponse(
-        status=200, headers={"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
-    )
-    await response.prepare(http)
-    if broken is not None:
-        # Keep the first event or two (deltas the client may already pass on), then break the stream.
-        events = events[:2]
-        if broken.kind == "json":
-            events.append('event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "del\n\n')
-    for chunk in events:
-        await response.write(chunk.encode())
-    if broken is not None and broken.kind == "disconnect":
-        assert http.transport is not None
-        http.transport.abort()
-        return response
-    await response.write_eof()
-    return response
-
-
-async def _malformed_body(http: web.Request, provider: str, spec: Malformed) -> web.StreamResponse:
-    if spec.kind == "shape":
-        body = {"object": "chat.completion"} if provider == "openai" else {"type": "message", "role": "assistant"}
-        return web.json_response(body)
-    full = b'{"id": "broken", "choices": [{"index": 0, "message": {"role": "assistant", "content": "tru'
-    if spec.kind == "json":
-        return web.Response(status=200, body=full, content_type="application/json")
-    # disconnect: promise a longer body than is sent, then drop the connection.
-    response = web.StreamResponse(status=200, headers={"content-type": "application/json"})
-    response.content_length = len(full) * 2
-    await response.prepare(http)
-    await response.write(full)
-    assert http.transport is not None
-    http.transport.abort()
-    return response

@@ -12,7 +12,13 @@ without ever blocking the caller's loop. Everything public is thread-safe.
 
 It rejects what Telegram rejects (HTML that Telegram's parser refuses, texts over 4096
 characters, empty texts, unknown tokens and methods), and injects faults on demand
-(`fail_next`, `getupdates_outage`, `conflict`, `send_latency`, `block_chat`).
+(`fail_next`, `getupdates_outage`, `conflict`, `send_latency`, `block_chat`, `refuse_drafts`,
+`edit_flood_interval`).
+
+More in the mixin modules: files and downloads (_telegram_files.py: `add_file`, getFile, the
+`/file/bot<token>/...` route), drafts and sent files (_telegram_outbound.py: sendMessageDraft,
+sendVoice, sendAudio, sendPhoto, sendDocument), webhooks (_telegram_webhook.py), and updates
+with media (_telegram_media_updates.py: `add_voice`, `add_photo`, `add_album`, ...).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,13 +36,41 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.telegram._html import TelegramHtmlError, parse_html
-from tests.fakes._telegram_updates import UpdateBuilder
+from tests.fakes._telegram_common import (
+    MAX_TEXT,
+    ApiError,
+    Described,
+    chat_id_of,
+    content_signature,
+    error_response,
+    int_or_zero,
+    int_param,
+    json_list,
+    json_param,
+    markup_key,
+    optional_int,
+    read_params,
+    reply_to,
+    text_of,
+)
+from tests.fakes._telegram_files import Download, FileRef, FilesMixin
+from tests.fakes._telegram_media_updates import MediaUpdateBuilder
+from tests.fakes._telegram_outbound import Draft, OutboundMixin, SentFile
+from tests.fakes._telegram_webhook import WEBHOOK_CONFLICT, WebhookAttempt, WebhookMixin
 
-__all__ = ["ChatAction", "FakeTelegramServer", "SentMessage"]
+__all__ = [
+    "MAX_TEXT",
+    "ChatAction",
+    "Download",
+    "Draft",
+    "FakeTelegramServer",
+    "FileRef",
+    "SentFile",
+    "SentMessage",
+    "WebhookAttempt",
+]
 
 DEFAULT_TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
-MAX_TEXT = 4096
 UPDATE_TYPES = (
     "message",
     "edited_message",
@@ -46,6 +81,20 @@ UPDATE_TYPES = (
     "chat_member",
     "inline_query",
     "message_reaction",
+    "message_reaction_count",
+    "shipping_query",
+    "pre_checkout_query",
+    "poll",
+    "poll_answer",
+    "chosen_inline_result",
+    "chat_join_request",
+    "chat_boost",
+    "removed_chat_boost",
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+    "purchased_paid_media",
 )
 CHAT_ACTIONS = frozenset(
     {
@@ -114,12 +163,7 @@ class _Waiter:
     future: asyncio.Future[None]
 
 
-class _ApiError(Exception):
-    def __init__(self, status: int, description: str, parameters: dict[str, Any] | None = None) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-        self.parameters = parameters
+_ApiError = ApiError
 
 
 @dataclass
@@ -129,7 +173,8 @@ class _State:
     confirmed_offset: int = 0
     sent: list[SentMessage] = field(default_factory=list)
     edits: list[SentMessage] = field(default_factory=list)
-    current_text: dict[tuple[int | str, int], tuple[str, str | None]] = field(default_factory=dict)
+    current_text: dict[tuple[int | str, int], tuple[str, str | None, str]] = field(default_factory=dict)
+    user_messages: set[tuple[int, int]] = field(default_factory=set)
     chat_actions: list[ChatAction] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     call_times: list[float] = field(default_factory=list)
@@ -140,9 +185,10 @@ class _State:
     outage: bool = False
     conflict: bool = False
     poll_generation: int = 0
+    poll_abort: str | None = None
 
 
-class FakeTelegramServer(UpdateBuilder):
+class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBuilder):
     """The fake Bot API. Use as a context manager (or `start()` / `stop()`)."""
 
     def __init__(self, token: str = DEFAULT_TOKEN, bot_username: str = "test_assistant_bot") -> None:
@@ -155,6 +201,9 @@ class FakeTelegramServer(UpdateBuilder):
         """If True, sending to a chat no update came from answers 400 "chat not found"."""
         self.bad_gateway_html = True
         """502 answers are nginx's HTML page, as Telegram's are; False answers Bot API JSON instead."""
+        self.edit_flood_interval = 0.0
+        """If > 0, an editMessageText in a chat sooner than this many seconds after the previous edit there
+        answers 429 with retry_after (Telegram's flood control; groups allow about 20 messages a minute)."""
         self._lock = threading.RLock()
         self._state = _State()
         self._message_ids = itertools.count(1)
@@ -168,6 +217,9 @@ class FakeTelegramServer(UpdateBuilder):
         self._stopping: asyncio.Event | None = None
         self._startup_error: BaseException | None = None
         self.port = 0
+        self._init_files()
+        self._init_outbound()
+        self._init_webhook()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -217,15 +269,26 @@ class FakeTelegramServer(UpdateBuilder):
         app.router.add_route("*", "/{path:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
         await site.start()
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        webhook = asyncio.get_running_loop().create_task(self._webhook_loop(), name="fake-telegram-webhook")
         self._ready.set()
-        await self._stopping.wait()
-        self._new_update.set()
-        await runner.cleanup()
+        try:
+            await self._stopping.wait()
+        finally:
+            webhook.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await webhook
+            self._new_update.set()
+            await runner.cleanup()
+
+    def _loop_call(self, callback: Callable[[], object]) -> None:
+        """Run `callback` on the server's loop (from any thread)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback)
 
     # -- fault injection ---------------------------------------------------------------------------
 
@@ -270,11 +333,15 @@ class FakeTelegramServer(UpdateBuilder):
                 update["update_id"] = next(self._update_ids)
             self._state.updates.append(update)
             for key in ("message", "edited_message", "channel_post"):
-                chat = update.get(key, {}).get("chat") if isinstance(update.get(key), dict) else None
+                message = update.get(key)
+                chat = message.get("chat") if isinstance(message, dict) else None
                 if chat:
                     self._state.chat_types[chat["id"]] = chat.get("type", "private")
-        if self._loop is not None and self._new_update is not None:
-            self._loop.call_soon_threadsafe(self._new_update.set)
+                    if isinstance(message.get("message_id"), int):
+                        self._state.user_messages.add((chat["id"], message["message_id"]))
+        if self._new_update is not None:
+            self._loop_call(self._new_update.set)
+        self._wake_webhook()
         return int(update["update_id"])
 
     def _next_message_id(self) -> int:
@@ -299,9 +366,35 @@ class FakeTelegramServer(UpdateBuilder):
 
     @property
     def edits(self) -> list[SentMessage]:
-        """Successful editMessageText calls, as the new message content."""
+        """Successful editMessageText calls, as the new message content (`time` is when it was accepted)."""
         with self._lock:
             return list(self._state.edits)
+
+    def edits_to(self, chat_id: int) -> list[SentMessage]:
+        """Successful edits in one chat, in order."""
+        with self._lock:
+            return [m for m in self._state.edits if m.chat_id == chat_id]
+
+    def edit_intervals(self, chat_id: int) -> list[float]:
+        """Seconds between consecutive accepted edits in one chat (for checking a per-chat edit rate)."""
+        times = [m.time for m in self.edits_to(chat_id)]
+        return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+    def message_text(self, chat_id: int, message_id: int) -> str | None:
+        """The current text of a bot message (after its edits), as sent; None if there is no such message."""
+        with self._lock:
+            current = self._state.current_text.get((chat_id, message_id))
+            return current[0] if current else None
+
+    async def await_edits(self, chat_id: int | None = None, count: int = 1, timeout: float = 5.0) -> list[SentMessage]:
+        """Await until `count` edits were accepted (in `chat_id`, if given); return them."""
+
+        def enough() -> bool:
+            return sum(1 for m in self._state.edits if chat_id is None or m.chat_id == chat_id) >= count
+
+        await self._await(enough, timeout, f"{count} edit(s) in {chat_id}")
+        with self._lock:
+            return [m for m in self._state.edits if chat_id is None or m.chat_id == chat_id]
 
     @property
     def chat_actions(self) -> list[ChatAction]:
@@ -419,8 +512,10 @@ class FakeTelegramServer(UpdateBuilder):
 
     # -- HTTP --------------------------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
+        if path.startswith("file/"):
+            return await self._download(path)
         prefix, _, method = path.partition("/")
         if not prefix.startswith("bot") or not method or "/" in method:
             return _error(404, "Not Found")
@@ -429,7 +524,7 @@ class FakeTelegramServer(UpdateBuilder):
         handler = _HANDLERS.get(method.lower())
         canonical = handler.__name__.removeprefix("_m_") if handler else method
         try:
-            params = await _read_params(request)
+            params = await read_params(request)
         except ValueError as exc:
             return _error(400, f"Bad Request: {exc}")
         except ConnectionResetError:  # the client went away mid-request (a killed bot): nobody to answer
@@ -447,14 +542,30 @@ class FakeTelegramServer(UpdateBuilder):
             if exc.status == 502 and self.bad_gateway_html:
                 return web.Response(status=502, text=_BAD_GATEWAY_PAGE, content_type="text/html")
             return _error(exc.status, exc.description, exc.parameters)
+        if isinstance(result, Described):
+            return web.json_response({"ok": True, "result": result.result, "description": result.description})
         return web.json_response({"ok": True, "result": result})
+
+    async def _run_method(self, method: str, params: dict[str, Any]) -> None:
+        """Run a method named in a webhook answer, as Telegram does (errors are not reported to anyone)."""
+        handler = _HANDLERS.get(method.lower())
+        name = method.lower()
+        if handler is None or name.startswith("get") or name in ("setwebhook", "deletewebhook", "close", "logout"):
+            return
+        with self._lock:
+            self._state.calls.append(handler.__name__.removeprefix("_m_"))
+            self._state.call_times.append(time.monotonic())
+            self._notify()
+        with contextlib.suppress(_ApiError):
+            self._check_fault(handler.__name__.removeprefix("_m_"), params)
+            await handler(self, params)
 
     def _check_fault(self, method: str, params: dict[str, Any]) -> None:
         with self._lock:
             for fault in self._state.faults:
                 if fault.method != method.lower():
                     continue
-                if fault.chat_id is not None and _chat_id(params.get("chat_id")) != fault.chat_id:
+                if fault.chat_id is not None and chat_id_of(params.get("chat_id")) != fault.chat_id:
                     continue
                 fault.count -= 1
                 if fault.count <= 0:
@@ -473,20 +584,23 @@ class FakeTelegramServer(UpdateBuilder):
         return self.bot_user(full=True)
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
-        offset = _int(params.get("offset"), "offset", 0)
-        limit = max(1, min(100, _int(params.get("limit"), "limit", 100)))
-        timeout = max(0, _int(params.get("timeout"), "timeout", 0))
-        allowed = _json_list(params.get("allowed_updates"))
+        offset = int_param(params.get("offset"), "offset", 0)
+        limit = max(1, min(100, int_param(params.get("limit"), "limit", 100)))
+        timeout = max(0, int_param(params.get("timeout"), "timeout", 0))
+        allowed = json_list(params.get("allowed_updates"))
         with self._lock:
             if self._state.outage:
                 raise _ApiError(502, "Bad Gateway")
             if self._state.conflict:
                 raise _ApiError(409, _DEFAULT_DESCRIPTIONS[409])
+            if self._webhook.url:
+                raise _ApiError(409, WEBHOOK_CONFLICT)
             if allowed is not None:
                 self._state.allowed_updates = allowed
             self._confirm(offset)
             # A newer getUpdates terminates an older one, as on Telegram.
             self._state.poll_generation += 1
+            self._state.poll_abort = None
             generation = self._state.poll_generation
         assert self._new_update is not None
         assert self._stopping is not None
@@ -495,7 +609,7 @@ class FakeTelegramServer(UpdateBuilder):
         while True:
             with self._lock:
                 if generation != self._state.poll_generation:
-                    raise _ApiError(409, _DEFAULT_DESCRIPTIONS[409])
+                    raise _ApiError(409, self._state.poll_abort or _DEFAULT_DESCRIPTIONS[409])
                 ready = self._deliverable(offset)[:limit]
                 self._new_update.clear()
             remaining = deadline - time.monotonic()
@@ -513,9 +627,9 @@ class FakeTelegramServer(UpdateBuilder):
         self._state.updates = [u for u in self._state.updates if u["update_id"] >= offset]
 
     def _deliverable(self, offset: int) -> list[dict[str, Any]]:
-        allowed = set(self._state.allowed_updates or UPDATE_TYPES) - (
-            set() if self._state.allowed_updates else {"chat_member", "message_reaction"}
-        )
+        # Unknown names are ignored; a list naming no known type means the default, as in tdlib.
+        asked = set(self._state.allowed_updates) & set(UPDATE_TYPES)
+        allowed = asked or set(UPDATE_TYPES) - {"chat_member", "message_reaction", "message_reaction_count"}
         # Updates of types not asked for are dropped by Telegram, never delivered later.
         self._state.updates = [u for u in self._state.updates if _update_type(u) in allowed]
         return [dict(u) for u in self._state.updates if u["update_id"] >= offset]
@@ -524,52 +638,69 @@ class FakeTelegramServer(UpdateBuilder):
         if self.send_latency:
             await asyncio.sleep(self.send_latency)
         chat_id = self._check_chat(params)
-        text, visible, parse_mode = _text_of(params)
-        thread = _optional_int(params.get("message_thread_id"), "message_thread_id")
-        reply_to = _reply_to(params)
+        text, visible, parse_mode = text_of(params)
+        thread = optional_int(params.get("message_thread_id"), "message_thread_id")
+        replied = reply_to(params)
         message_id = self._next_message_id()
         with self._lock:
-            self._state.current_text[(chat_id, message_id)] = (text, parse_mode)
+            self._state.current_text[(chat_id, message_id)] = (text, parse_mode, markup_key(params))
         self._record_sent(
-            SentMessage(chat_id, message_id, text, parse_mode, thread, reply_to, time.monotonic(), visible)
+            SentMessage(chat_id, message_id, text, parse_mode, thread, replied, time.monotonic(), visible)
         )
-        return self.bot_message(chat_id, message_id, visible, self._state.chat_types.get(_int_or_zero(chat_id)))
+        return self.bot_message(chat_id, message_id, visible, self._state.chat_types.get(int_or_zero(chat_id)))
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
         if self.send_latency:
             await asyncio.sleep(self.send_latency)
+        if params.get("inline_message_id"):
+            raise _ApiError(400, "Bad Request: the fake server has no inline messages")
         chat_id = self._check_chat(params)
-        message_id = _int(params.get("message_id"), "message_id", -1)
-        text, visible, parse_mode = _text_of(params)
+        message_id = int_param(params.get("message_id"), "message_id", -1)
+        text, visible, parse_mode = text_of(params)
+        markup = markup_key(params)
         with self._lock:
             current = self._state.current_text.get((chat_id, message_id))
             if current is None:
+                if (chat_id, message_id) in self._state.user_messages:
+                    raise _ApiError(400, "Bad Request: message can't be edited")
                 raise _ApiError(400, "Bad Request: message to edit not found")
-            if current == (text, parse_mode) or _visible(*current) == visible:
+            if content_signature(*current[:2]) == content_signature(text, parse_mode) and current[2] == markup:
                 raise _ApiError(
                     400,
                     "Bad Request: message is not modified: specified new message content and reply markup "
                     "are exactly the same as a current content and reply markup of the message",
                 )
-            self._state.current_text[(chat_id, message_id)] = (text, parse_mode)
+            self._check_edit_flood(chat_id)
+            self._state.current_text[(chat_id, message_id)] = (text, parse_mode, markup)
             self._state.edits.append(
                 SentMessage(chat_id, message_id, text, parse_mode, None, None, time.monotonic(), visible)
             )
-        return self.bot_message(chat_id, message_id, visible, self._state.chat_types.get(_int_or_zero(chat_id)))
+            self._notify()
+        return self.bot_message(chat_id, message_id, visible, self._state.chat_types.get(int_or_zero(chat_id)))
+
+    def _check_edit_flood(self, chat_id: int | str) -> None:
+        if self.edit_flood_interval <= 0:
+            return
+        last = next((m.time for m in reversed(self._state.edits) if m.chat_id == chat_id), None)
+        if last is not None:
+            wait = self.edit_flood_interval - (time.monotonic() - last)
+            if wait > 0:
+                seconds = max(1, math.ceil(wait))
+                raise _ApiError(429, f"Too Many Requests: retry after {seconds}", {"retry_after": seconds})
 
     async def _m_sendChatAction(self, params: dict[str, Any]) -> Any:
         chat_id = self._check_chat(params)
         action = str(params.get("action") or "")
         if action not in CHAT_ACTIONS:
             raise _ApiError(400, "Bad Request: wrong parameter action in request")
-        thread = _optional_int(params.get("message_thread_id"), "message_thread_id")
+        thread = optional_int(params.get("message_thread_id"), "message_thread_id")
         with self._lock:
             self._state.chat_actions.append(ChatAction(chat_id, action, thread, time.monotonic()))
             self._notify()
         return True
 
     async def _m_setMyCommands(self, params: dict[str, Any]) -> Any:
-        commands = _json_value(params.get("commands"), "commands")
+        commands = json_param(params.get("commands"), "commands")
         if not isinstance(commands, list) or len(commands) > 100:
             raise _ApiError(400, "Bad Request: commands must be a list of at most 100 commands")
         for command in commands:
@@ -578,31 +709,21 @@ class FakeTelegramServer(UpdateBuilder):
                 raise _ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
             if not (1 <= len(str(command.get("description", ""))) <= 256):
                 raise _ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
-        key = _scope_key(_json_value(params.get("scope"), "scope"), str(params.get("language_code") or ""))
+        key = _scope_key(json_param(params.get("scope"), "scope"), str(params.get("language_code") or ""))
         with self._lock:
             self._state.commands[key] = [{"command": c["command"], "description": c["description"]} for c in commands]
         return True
 
     async def _m_getMyCommands(self, params: dict[str, Any]) -> Any:
-        key = _scope_key(_json_value(params.get("scope"), "scope"), str(params.get("language_code") or ""))
+        key = _scope_key(json_param(params.get("scope"), "scope"), str(params.get("language_code") or ""))
         with self._lock:
             return list(self._state.commands.get(key, []))
 
     async def _m_deleteMyCommands(self, params: dict[str, Any]) -> Any:
-        key = _scope_key(_json_value(params.get("scope"), "scope"), str(params.get("language_code") or ""))
+        key = _scope_key(json_param(params.get("scope"), "scope"), str(params.get("language_code") or ""))
         with self._lock:
             self._state.commands.pop(key, None)
         return True
-
-    async def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:
-        if _bool(params.get("drop_pending_updates")):
-            with self._lock:
-                self._state.updates.clear()
-        return True
-
-    async def _m_getWebhookInfo(self, params: dict[str, Any]) -> Any:
-        with self._lock:
-            return {"url": "", "has_custom_certificate": False, "pending_update_count": len(self._state.updates)}
 
     async def _m_close(self, params: dict[str, Any]) -> Any:
         raise _ApiError(400, "Bad Request: close is not supported by the fake server")
@@ -614,7 +735,7 @@ class FakeTelegramServer(UpdateBuilder):
         raw = params.get("chat_id")
         if raw is None or raw == "":
             raise _ApiError(400, "Bad Request: chat_id is empty")
-        chat_id = _chat_id(raw)
+        chat_id = chat_id_of(raw)
         if chat_id is None:
             raise _ApiError(400, "Bad Request: chat not found")
         with self._lock:
@@ -637,60 +758,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
-    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
-    if parameters:
-        body["parameters"] = parameters
-    return web.json_response(body, status=status)
-
-
-async def _read_params(request: web.Request) -> dict[str, Any]:
-    """Parameters as Telegram reads them: query string, JSON body, or form / multipart fields."""
-    params: dict[str, Any] = dict(request.query)
-    if request.content_type == "application/json":
-        body = await request.read()
-        if body:
-            try:
-                data = json.loads(body)
-            except json.JSONDecodeError as exc:
-                raise ValueError("can't parse JSON body") from exc
-            if not isinstance(data, dict):
-                raise ValueError("JSON body must be an object")
-            params.update(data)
-    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
-        params.update({key: value for key, value in form.items() if isinstance(value, str)})
-    return params
-
-
-def _text_of(params: dict[str, Any]) -> tuple[str, str, str | None]:
-    text = params.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise _ApiError(400, "Bad Request: message text is empty")
-    parse_mode = params.get("parse_mode") or None
-    if parse_mode is not None and str(parse_mode).lower() not in ("html", "markdown", "markdownv2"):
-        raise _ApiError(400, f"Bad Request: unsupported parse_mode {parse_mode}")
-    try:
-        visible = _visible(text, parse_mode)
-    except TelegramHtmlError as exc:
-        raise _ApiError(400, f"Bad Request: can't parse entities: {exc.reason}") from exc
-    if not visible.strip():
-        raise _ApiError(400, "Bad Request: message text is empty")
-    if len(visible) > MAX_TEXT:
-        raise _ApiError(400, "Bad Request: message is too long")
-    return text, visible, parse_mode
-
-
-def _visible(text: str, parse_mode: str | None) -> str:
-    # Markdown modes are passed through unparsed: the assistant sends HTML only.
-    return parse_html(text).strip() if parse_mode and parse_mode.lower() == "html" else text.strip()
-
-
-def _reply_to(params: dict[str, Any]) -> int | None:
-    reply = _json_value(params.get("reply_parameters"), "reply_parameters")
-    if isinstance(reply, dict) and "message_id" in reply:
-        return int(reply["message_id"])
-    return _optional_int(params.get("reply_to_message_id"), "reply_to_message_id")
+_error = error_response
 
 
 def _update_type(update: dict[str, Any]) -> str:
@@ -700,52 +768,3 @@ def _update_type(update: dict[str, Any]) -> str:
 def _scope_key(scope: Any, language_code: str) -> str:
     kind = json.dumps(scope or {"type": "default"}, sort_keys=True)
     return f"{kind}|{language_code}"
-
-
-def _chat_id(raw: Any) -> int | str | None:
-    if isinstance(raw, int):
-        return raw
-    text = str(raw).strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
-    return text if text.startswith("@") else None
-
-
-def _int_or_zero(chat_id: int | str) -> int:
-    return chat_id if isinstance(chat_id, int) else 0
-
-
-def _int(raw: Any, name: str, default: int) -> int:
-    value = _optional_int(raw, name)
-    return default if value is None else value
-
-
-def _optional_int(raw: Any, name: str) -> int | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise _ApiError(400, f'Bad Request: field "{name}" must be of type Integer') from None
-
-
-def _bool(raw: Any) -> bool:
-    return raw is True or str(raw).lower() == "true"
-
-
-def _json_value(raw: Any, name: str) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        raise _ApiError(400, f"Bad Request: can't parse {name} JSON object") from None
-
-
-def _json_list(raw: Any) -> list[str] | None:
-    value = _json_value(raw, "allowed_updates")
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise _ApiError(400, "Bad Request: can't parse allowed_updates")
-    return [str(item) for item in value]
