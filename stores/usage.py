@@ -53,9 +53,13 @@ class Usage:
 
 def check_day(day: str) -> str:
     """`day` if it is a `YYYY-MM-DD` date, else ValueError."""
+    problem = f"a day is YYYY-MM-DD, not {day!r}"
     if not _DAY.match(day):
-        raise ValueError(f"a day is YYYY-MM-DD, not {day!r}")
-    date.fromisoformat(day)  # rejects 2026-02-30
+        raise ValueError(problem)
+    try:
+        date.fromisoformat(day)  # rejects 2026-02-30
+    except ValueError:
+        raise ValueError(problem) from None
     return day
 
 
