@@ -14,7 +14,6 @@ import pytest
 from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
-from stores._dynamodb_table import _LOADER
 from conf.settings import DynamoDBSettings, StoreSettings, load_settings
 from stores import (
     FactSource,
@@ -28,6 +27,7 @@ from stores import (
     Usage,
     build_feature_stores,
 )
+from stores._dynamodb_table import _LOADER
 from stores.factory import build_feature_stores as from_factory
 from tests.fakes.moto_serialised import serialised_moto_server
 from tests.fakes.moto_server import FaultInjectingProxy, fake_aws_credentials
@@ -214,8 +214,7 @@ def test_the_state_table_is_named_after_the_conversation_table_unless_set() -> N
 
 def test_building_file_feature_stores_does_not_import_aiobotocore() -> None:
     code = (
-        "import sys, stores; from stores._dynamodb_table import _LOADER
-from conf.settings import StoreSettings;"
+        "import sys, stores; from conf.settings import StoreSettings;"
         " stores.build_feature_stores(StoreSettings()); print('aiobotocore' in sys.modules)"
     )
     result = subprocess.run(
