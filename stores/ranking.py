@@ -26,44 +26,59 @@ _WORD = re.compile(r"\w+")
 # Porter stemming over Unicode words, accents folded: "likes" finds "like", "cafe" finds "café".
 _TOKENIZER = "porter unicode61 remove_diacritics 2"
 _MAX_QUERY_TERMS = 64
+_PRUNE_FROM = 50  # facts; below this every term is kept (and scoring them all costs nothing)
 
 
 class _UserIndex:
-    """One user's facts in an in-memory FTS5 table; rowid -> fact id kept beside it."""
+    """One user's facts in an in-memory FTS5 table, and which fact id each rowid holds."""
 
     def __init__(self) -> None:
         self.connection = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self.connection.execute(f"CREATE VIRTUAL TABLE facts USING fts5(text, tokenize='{_TOKENIZER}')")
-        self.rows: dict[str, tuple[int, str]] = {}  # fact id -> (rowid, indexed text)
+        self.texts: dict[str, str] = {}  # fact id -> the text indexed for it
+        self.rows: dict[str, int] = {}  # fact id -> rowid
+        self.ids: dict[int, str] = {}  # rowid -> fact id
         self.next_row = 1
 
-    def follow(self, facts: Sequence[Fact]) -> dict[int, Fact]:
-        """Make the index hold exactly `facts` (one per id); their facts by rowid."""
-        wanted = {fact.id: fact for fact in facts}
-        stale = {
-            fact_id: row
-            for fact_id, (row, text) in self.rows.items()
-            if fact_id not in wanted or wanted[fact_id].text != text
-        }
-        fresh = [fact for fact in wanted.values() if fact.id not in self.rows or fact.id in stale]
-        if stale or fresh:
-            self.connection.execute("BEGIN")
-            self.connection.executemany("DELETE FROM facts WHERE rowid = ?", [(row,) for row in stale.values()])
-            for fact_id in stale:
-                del self.rows[fact_id]
-            for fact in fresh:
-                self.connection.execute("INSERT INTO facts(rowid, text) VALUES (?, ?)", (self.next_row, fact.text))
-                self.rows[fact.id] = (self.next_row, fact.text)
-                self.next_row += 1
-            self.connection.execute("COMMIT")
-        return {self.rows[fact_id][0]: fact for fact_id, fact in wanted.items()}
+    def follow(self, facts: dict[str, Fact]) -> None:
+        """Make the index hold exactly `facts` (by id)."""
+        texts = self.texts
+        if len(facts) == len(texts) and all(texts.get(fact_id) == fact.text for fact_id, fact in facts.items()):
+            return  # the usual case: nothing changed since the last recall
+        stale = [fact_id for fact_id, text in texts.items() if fact_id not in facts or facts[fact_id].text != text]
+        fresh = [fact for fact_id, fact in facts.items() if texts.get(fact_id) != fact.text]
+        self.connection.execute("BEGIN")
+        self.connection.executemany("DELETE FROM facts WHERE rowid = ?", [(self.rows[fact_id],) for fact_id in stale])
+        for fact_id in stale:
+            del self.ids[self.rows.pop(fact_id)]
+            del texts[fact_id]
+        for fact in fresh:
+            self.connection.execute("INSERT INTO facts(rowid, text) VALUES (?, ?)", (self.next_row, fact.text))
+            texts[fact.id], self.rows[fact.id], self.ids[self.next_row] = fact.text, self.next_row, fact.id
+            self.next_row += 1
+        self.connection.execute("COMMIT")
 
-    def search(self, match: str, limit: int) -> list[int]:
-        """Rowids of the facts matching `match`, best first."""
+    def search(self, terms: list[str], limit: int) -> list[str]:
+        """Ids of the facts matching any of `terms`, best first.
+
+        Among many facts, a term found in more than a quarter of them is left out of the query
+        (unless all are): BM25 gives such a term little weight (none above half: FTS5 clamps
+        its IDF), yet matching it makes SQLite score most facts, and brings back facts that share
+        only a word like "the" or "my" with the query. This is stop-word removal, measured per user.
+        """
+        if len(self.ids) >= _PRUNE_FROM:
+            common = len(self.ids) / 4
+            terms = [term for term in terms if self._count(term) <= common] or terms
+        # Each term quoted: words like AND, OR, NEAR or a leading '-' are text to FTS5, not syntax.
+        match = " OR ".join(f'"{term}"' for term in terms)
         cursor = self.connection.execute(
             "SELECT rowid FROM facts WHERE facts MATCH ? ORDER BY bm25(facts), rowid LIMIT ?", (match, limit)
         )
-        return [row for (row,) in cursor]
+        return [self.ids[row] for (row,) in cursor]
+
+    def _count(self, term: str) -> int:
+        (count,) = self.connection.execute("SELECT count(*) FROM facts WHERE facts MATCH ?", (f'"{term}"',)).fetchone()
+        return int(count)
 
 
 class FactRanker:
@@ -90,19 +105,18 @@ class FactRanker:
         terms = list(dict.fromkeys(word.lower() for word in _WORD.findall(query)))[:_MAX_QUERY_TERMS]
         if not facts or not terms or limit == 0:
             return []
-        # Each term quoted: words like AND, OR, NEAR or a leading '-' are text to FTS5, not syntax.
-        match = " OR ".join(f'"{term}"' for term in terms)
         try:
-            return await asyncio.to_thread(self._rank, users.pop(), match, facts, limit or len(facts))
+            return await asyncio.to_thread(self._rank, users.pop(), terms, facts, limit or len(facts))
         except sqlite3.Error as exc:
             raise StoreError(f"ranking facts failed: {exc}") from exc
 
-    def _rank(self, user_id: int, match: str, facts: Sequence[Fact], limit: int) -> list[Fact]:
+    def _rank(self, user_id: int, terms: list[str], facts: Sequence[Fact], limit: int) -> list[Fact]:
         with self._mutex:
             index = self._index(user_id)
+            by_id = {fact.id: fact for fact in facts}
             try:
-                by_row = index.follow(facts)
-                return [by_row[row] for row in index.search(match, limit)]
+                index.follow(by_id)
+                return [by_id[fact_id] for fact_id in index.search(terms, limit)]
             except sqlite3.Error:
                 # The index may no longer match its rows: build it afresh next time.
                 del self._indexes[user_id]
