@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from stores import (
@@ -20,10 +22,13 @@ from stores import (
     FileReminderStore,
     FileUsageStore,
     NewReminder,
+    Reminder,
+    ReminderState,
     ReplyTarget,
     StoreError,
     Usage,
 )
+from stores.file_reminders import _Reminders
 
 HERE = FactSource("chat")
 START = datetime(2026, 5, 1, 7, 0, tzinfo=UTC)
@@ -193,3 +198,36 @@ async def test_two_processes_claiming_the_same_firings_each_win_distinct_ones(tm
     assert won[0] | won[1] == made
     async with FileReminderStore(tmp_path) as store:
         assert await store.due(START) == []
+
+
+# The file store's heap of due times against a plain scan of every reminder (hypothesis).
+
+CHANGES = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "due", "next"]),
+        st.integers(0, 5),  # which reminder
+        st.sampled_from(list(ReminderState)),
+        st.integers(0, 8),  # due time, in minutes after START
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=CHANGES)
+def test_the_due_heap_answers_as_a_scan_of_every_reminder_would(
+    changes: list[tuple[str, int, ReminderState, int]],
+) -> None:
+    state = _Reminders()
+    for kind, which, reminder_state, minutes in changes:
+        at = START + timedelta(minutes=minutes)
+        if kind == "put":
+            item = Reminder(
+                f"r{which}", f"chat-{which % 2}", ReplyTarget(1), 1, "x", at, "UTC", None, False, reminder_state, START
+            )
+            state.put(item)
+        active = sorted(state.all_active(), key=lambda item: (item.next_due, item.conversation_id, item.id))
+        if kind == "due":
+            assert state.due(at) == [item for item in active if item.next_due <= at]
+        elif kind == "next":
+            assert state.next_due() == (active[0].next_due if active else None)
