@@ -1,4 +1,5 @@
-"""Conversation stores and the ingress log: file (default), DynamoDB and in-memory backends.
+"""Conversation stores, the ingress log, and the stores of facts, reminders, usage and preferences:
+file (default), DynamoDB and in-memory backends.
 
 The DynamoDB classes are loaded on first use, so that `import stores` does not import
 aiobotocore (slow to import, and unused with the file backend).
