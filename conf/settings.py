@@ -216,6 +216,13 @@ class DynamoDBSettings(SettingsModel):
     endpoint_url: str = ""
     create_table: bool = False
     ttl_days: int = Field(0, ge=0)
+    state_table: str = ""
+    """Table of the facts, reminders, usage and preferences; empty: `<table>-state`."""
+
+    @property
+    def state_table_name(self) -> str:
+        """The state table's name: `state_table`, or `<table>-state`."""
+        return self.state_table or f"{self.table}-state"
 
 
 class StoreSettings(SettingsModel):

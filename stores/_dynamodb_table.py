@@ -19,6 +19,7 @@ import botocore.exceptions
 import structlog
 from aiobotocore.session import get_session
 from botocore.config import Config
+from botocore.loaders import create_loader
 from tenacity import RetryCallState, retry_if_exception
 
 from conf.settings import DynamoDBSettings
@@ -36,6 +37,10 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+# One loader for every client: it caches the parsed service model (JSON of several MB), so a
+# second client (the state table's, a reopened store's) costs milliseconds and no more memory.
+_LOADER = create_loader()
 
 PARTITION_KEY = "conversation_id"
 SORT_KEY = "seq"
@@ -179,6 +184,7 @@ class DynamoDBTable:
         )
         try:
             session = get_session()
+            session.register_component("data_loader", _LOADER)
             self._client = await stack.enter_async_context(
                 session.create_client(
                     "dynamodb",

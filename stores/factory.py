@@ -7,8 +7,9 @@ from pathlib import Path
 from conf.settings import BackoffSettings, StoreSettings
 from ops.backoff import Backoff
 from stores.base import ConversationStore, IngressLog, StoreError
+from stores.features import FeatureStores, build_feature_stores
 
-__all__ = ["build_stores"]
+__all__ = ["FeatureStores", "build_feature_stores", "build_stores"]
 
 
 def build_stores(

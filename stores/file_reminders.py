@@ -1,0 +1,181 @@
+"""The file backend of the reminder store: every conversation's reminders in one change log,
+`reminders.jsonl` (see stores/_shared_log.py). Every change is `fsync`ed before it returns; store
+objects sharing the directory (in one process or several) see one another's changes, and a claim
+(`advance`) is checked and written under the log's lock, so exactly one of them wins it.
+Compaction keeps only active reminders: a finished one is forgotten then.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from stores._shared_log import Line, SharedLog, make_directory
+from stores._time import Clock, require_aware, utc_now
+from stores.reminders import (
+    NewReminder,
+    Reminder,
+    ReminderLimitReached,
+    ReminderState,
+    ReminderStore,
+    advanced,
+    build_reminder,
+    reminder_from_json,
+    reminder_to_json,
+    soonest_first,
+)
+
+__all__ = ["FileReminderStore"]
+
+
+class _Reminders:
+    """Reminders by conversation id, then by reminder id, and a heap of the active ones by due time.
+
+    The heap is tidied lazily: a change pushes the reminder's new entry and leaves the old one,
+    which is dropped when it reaches the top (an entry counts only while its reminder is active
+    and still due at the entry's time). So `next_due` is O(1) and `due` O(k log n) for k due, not
+    a scan of every reminder. Tidying changes no reminder, so reads may do it.
+    """
+
+    __slots__ = ("by_conversation", "heap")
+
+    def __init__(self) -> None:
+        self.by_conversation: dict[str, dict[str, Reminder]] = {}
+        self.heap: list[tuple[datetime, str, str]] = []
+
+    def of(self, conversation_id: str) -> dict[str, Reminder]:
+        """The conversation's reminders by id (do not change the dict)."""
+        return self.by_conversation.get(conversation_id, {})
+
+    def put(self, reminder: Reminder) -> None:
+        """Add or replace a reminder."""
+        self.by_conversation.setdefault(reminder.conversation_id, {})[reminder.id] = reminder
+        if _active(reminder):
+            heapq.heappush(self.heap, (reminder.next_due, reminder.conversation_id, reminder.id))
+
+    def next_due(self) -> datetime | None:
+        """The earliest due time of the active reminders."""
+        while self.heap and self._current(self.heap[0]) is None:
+            heapq.heappop(self.heap)
+        return self.heap[0][0] if self.heap else None
+
+    def due(self, before: datetime) -> list[Reminder]:
+        """Active reminders due at or before `before`, soonest first."""
+        found: dict[tuple[str, str], tuple[tuple[datetime, str, str], Reminder]] = {}
+        while self.heap and self.heap[0][0] <= before:
+            entry = heapq.heappop(self.heap)
+            reminder = self._current(entry)
+            if reminder is not None:
+                found.setdefault(entry[1:], (entry, reminder))  # a second equal entry is dropped
+        for entry, _ in found.values():
+            heapq.heappush(self.heap, entry)
+        return [reminder for _, reminder in found.values()]
+
+    def all_active(self) -> list[Reminder]:
+        """Every active reminder."""
+        return [item for items in self.by_conversation.values() for item in items.values() if _active(item)]
+
+    def _current(self, entry: tuple[datetime, str, str]) -> Reminder | None:
+        reminder = self.of(entry[1]).get(entry[2])
+        if reminder is None or not _active(reminder) or reminder.next_due != entry[0]:
+            return None
+        return reminder
+
+
+class _ReminderLog(SharedLog[_Reminders]):
+    """Every conversation's reminders. Lines: `put` (a reminder's whole new state)."""
+
+    def empty(self) -> _Reminders:
+        return _Reminders()
+
+    def fold(self, state: _Reminders, line: Line) -> None:
+        if line["op"] != "put":
+            raise ValueError(f"unknown change {line['op']!r}")
+        state.put(reminder_from_json(line["reminder"]))
+
+    def snapshot(self, state: _Reminders) -> list[Line]:
+        # Finished reminders are dropped here: only active ones are needed again.
+        return [_put(item) for item in state.all_active()]
+
+
+def _put(reminder: Reminder) -> Line:
+    return {"op": "put", "reminder": reminder_to_json(reminder)}
+
+
+def _active(reminder: Reminder) -> bool:
+    return reminder.state is ReminderState.ACTIVE
+
+
+class FileReminderStore(ReminderStore):
+    """Reminders in `directory/reminders.jsonl`, all held in memory (about 600 bytes each) with a
+    heap by due time: fine for the thousands one process serves; DynamoDB's index serves more."""
+
+    def __init__(
+        self, directory: str | os.PathLike[str], *, clock: Clock = utc_now, max_active_per_conversation: int = 100
+    ) -> None:
+        super().__init__(clock=clock, max_active_per_conversation=max_active_per_conversation)
+        self.directory = Path(directory)
+        self._log = _ReminderLog(self.directory / "reminders.jsonl")
+
+    async def open(self) -> None:
+        """Create the directory if needed."""
+        await make_directory(self.directory)
+
+    async def _create(self, new: NewReminder) -> Reminder:
+        now, limit = self.clock(), self.max_active_per_conversation
+
+        def step(state: _Reminders) -> tuple[list[Line], Reminder]:
+            reminders = state.of(new.conversation_id)
+            if sum(map(_active, reminders.values())) >= limit:
+                raise ReminderLimitReached(new.conversation_id, limit)
+            reminder = build_reminder(new, reminders.keys(), now)
+            return [_put(reminder)], reminder
+
+        return await self._log.transact(step)
+
+    async def get(self, conversation_id: str, reminder_id: str) -> Reminder | None:
+        """The reminder, or None (also for a finished one after the file was compacted)."""
+        return await self._log.read(lambda state: state.of(conversation_id).get(reminder_id))
+
+    async def cancel(self, conversation_id: str, reminder_id: str) -> bool:
+        """Cancel an active reminder of this conversation; False if there is none with this id."""
+
+        def step(state: _Reminders) -> tuple[list[Line], bool]:
+            reminder = state.of(conversation_id).get(reminder_id)
+            if reminder is None or not _active(reminder):
+                return [], False
+            return [_put(_replace_state(reminder, ReminderState.CANCELLED))], True
+
+        return await self._log.transact(step)
+
+    async def list_for_conversation(self, conversation_id: str) -> list[Reminder]:
+        """The conversation's active reminders, soonest first."""
+        return await self._log.read(
+            lambda state: soonest_first([item for item in state.of(conversation_id).values() if _active(item)])
+        )
+
+    async def due(self, before: datetime) -> list[Reminder]:
+        """Active reminders due at or before `before`, soonest first."""
+        limit = require_aware(before, "before")
+        return await self._log.read(lambda state: state.due(limit))
+
+    async def next_due(self) -> datetime | None:
+        """The earliest next due time of the active reminders."""
+        return await self._log.read(lambda state: state.next_due())
+
+    async def _advance(
+        self, conversation_id: str, reminder_id: str, expected_due: datetime, new_due: datetime | None
+    ) -> bool:
+        def step(state: _Reminders) -> tuple[list[Line], bool]:
+            reminder = state.of(conversation_id).get(reminder_id)
+            after = advanced(reminder, expected_due, new_due) if reminder is not None else None
+            return ([_put(after)], True) if after is not None else ([], False)
+
+        return await self._log.transact(step)
+
+
+def _replace_state(reminder: Reminder, state: ReminderState) -> Reminder:
+    return replace(reminder, state=state)
