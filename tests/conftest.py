@@ -6,6 +6,7 @@ import os
 # RetryAfter raises no deprecation warning (which filterwarnings=error would make an error).
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -34,3 +35,12 @@ async def bot(tg: FakeTelegramServer) -> AsyncIterator[Bot]:
     """A python-telegram-bot Bot talking to the fake server."""
     async with Bot(tg.token, base_url=tg.base_url) as client:
         yield client
+
+
+@pytest.fixture
+async def asyncio_debug_off() -> AsyncIterator[None]:
+    """asyncio's debug mode (on for every test: pyproject.toml) off for one test; say why beside each use."""
+    loop = asyncio.get_running_loop()
+    loop.set_debug(False)
+    yield
+    loop.set_debug(True)
