@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["COMMANDS", "CommandName", "CommandWord", "command_named"]
+__all__ = ["COMMANDS", "CommandName", "CommandWord", "command_args", "command_named"]
 
 CommandName = Literal["start", "help", "reset"]
 """What a command asks of the conversation."""
@@ -39,3 +39,9 @@ _BY_WORD = {command.word: command.name for command in COMMANDS}
 def command_named(word: str) -> CommandName | None:
     """The command `word` (without its `/` or `@bot`) asks for, in any case; None if it is none."""
     return _BY_WORD.get(word.lower())
+
+
+def command_args(text: str) -> str:
+    """What follows the command word in `text` (`/model  gpt-4o ` gives `gpt-4o`)."""
+    parts = text.strip().split(maxsplit=1)
+    return parts[1].strip() if len(parts) > 1 else ""

@@ -42,6 +42,8 @@ class Command:
     target: ReplyTarget
     update_id: int | None = None
     user_id: int | None = None
+    args: str = ""
+    """What the user wrote after the command word (`/forget 3f2a` has args `3f2a`), stripped."""
 
 
 ConversationMessage = UserMessage | Command

@@ -11,7 +11,7 @@ from typing import TextIO
 
 import structlog
 
-from actors.commands import command_named
+from actors.commands import command_args, command_named
 from actors.protocol import Command, ConversationMessage, Reply, ReplyTarget, UserMessage
 from actors.runtime import ActorStopped, PoisonMessage
 
@@ -31,7 +31,7 @@ def parse_console_line(line: str) -> ConversationMessage | None:
     first = text.split()[0]
     command = command_named(first[1:]) if first.startswith("/") else None
     if command is not None:
-        return Command(CONSOLE_CONVERSATION_ID, command, _TARGET)
+        return Command(CONSOLE_CONVERSATION_ID, command, _TARGET, args=command_args(text))
     return UserMessage(CONSOLE_CONVERSATION_ID, text, _TARGET)
 
 

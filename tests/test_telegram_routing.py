@@ -68,6 +68,14 @@ def test_commands_become_commands_and_new_is_reset() -> None:
         assert route.message.name == name
 
 
+def test_what_follows_a_command_word_is_its_arguments() -> None:
+    for text, args in [("/reset", ""), ("/reset  now please ", "now please"), ("/help@test_assistant_bot x", "x")]:
+        route = route_update(message(text), BOT, ALLOWED)
+        assert isinstance(route, Routed)
+        assert isinstance(route.message, Command)
+        assert route.message.args == args
+
+
 def test_an_unknown_command_is_text_for_the_model() -> None:
     route = route_update(message("/weather Oslo"), BOT, ALLOWED)
     assert isinstance(route, Routed)

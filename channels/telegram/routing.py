@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from actors.commands import CommandName, command_named
+from actors.commands import CommandName, command_args, command_named
 from actors.protocol import Command, ConversationMessage, ReplyTarget, UserMessage
 from conf import AllowedUsers
 
@@ -103,7 +103,9 @@ def route_update(update: dict[str, Any], bot: BotIdentity, allowed: AllowedUsers
 
     command = _command(text, entities, bot)
     if command is not None:
-        return Routed(conversation_id, Command(conversation_id, command, target, update_id, user_id))
+        return Routed(
+            conversation_id, Command(conversation_id, command, target, update_id, user_id, command_args(text))
+        )
     if command is None and text.startswith("/") and _is_command_for_other_bot(text, bot):
         return Ignore("command_for_another_bot")
     if in_group:
