@@ -115,7 +115,8 @@ class TelegramGateway:
         """The gateway's task: identify the bot, replay unanswered updates, then poll until stopped."""
         await self._renew_poll_bot()
         try:
-            await self._start()
+            if not await self._unless_stopped(self._start()):
+                return  # stopped while still trying to reach Telegram
             await self._replay_pending()
             await self._poll_forever()
         finally:
@@ -151,6 +152,24 @@ class TelegramGateway:
             log.warning("telegram_nobody_allowed", hint="set TELEGRAM_ALLOWED_USER_IDS to serve someone")
         await self._retrying("deleteWebhook", lambda: bot.delete_webhook(drop_pending_updates=False))
         await self._register_commands()
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run `work` until it ends or the gateway is asked to stop (then it is cancelled: start-up
+        retries Telegram for as long as it takes, and a stop must not wait for that). True if it ended."""
+        task = asyncio.get_running_loop().create_task(work, name="telegram-gateway-start")
+        stop = asyncio.get_running_loop().create_task(self._stopping.wait(), name="telegram-gateway-stop-watch")
+        try:
+            await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (task, stop):
+                if not pending.done():
+                    pending.cancel()
+            await asyncio.wait([task, stop])
+        if task.cancelled():
+            log.info("telegram_start_abandoned")
+            return False
+        task.result()  # its failure, if any, is the gateway's
+        return True
 
     async def _register_commands(self) -> None:
         # setMyCommands at every start draws long 429s from Telegram; only call it on a change.
