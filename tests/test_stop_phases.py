@@ -20,7 +20,8 @@ async def wait_for_log(process: AssistantProcess, event: str, timeout: float = 2
     """Until the process has logged `event` (its log is a file: there is no event to wait on)."""
     deadline = time.monotonic() + timeout
     while f'"event": "{event}"' not in process.log_text():
-        assert process.process is not None and process.process.poll() is None, process.log_text()[-2000:]
+        assert process.process is not None
+        assert process.process.poll() is None, process.log_text()[-2000:]
         assert time.monotonic() < deadline, f"no {event} within {timeout} s: {process.log_text()[-2000:]}"
         await asyncio.sleep(0.05)
 
