@@ -192,6 +192,8 @@ class AssistantSystem:
         client = await stack.enter_async_context(
             TelegramClient(telegram, pool_size=telegram.send_connections, read_timeout=telegram.send_timeout_seconds)
         )
+        # "typing..." has connections of its own: a chat action must never delay a reply.
+        actions = await stack.enter_async_context(TelegramClient(telegram, pool_size=2, read_timeout=5.0))
         overall = telegram.overall_messages_per_second
         sender = TelegramSender(
             client.bot,
@@ -201,6 +203,7 @@ class AssistantSystem:
             max_concurrent_sends=telegram.send_connections,
             typing_delay_s=telegram.typing_delay_seconds,
             on_retry=self._count_telegram_retry if self.metrics is not None else None,
+            typing_bot=actions.bot,
         )
         stack.push_async_callback(sender.aclose)
         return _TelegramEdge(TelegramChannel(sender, ingress), client.bot)

@@ -99,6 +99,8 @@ class TelegramSender:
     are waited out through `sleep`. `on_retry(wait_s, reason)` hears of every retry (for metrics).
     `overall_rate` paces all chats together (None: no proactive overall pacing, only Telegram's
     429s, per chat); `group_rate` paces each group; `clock` and `sleep` are injectable for tests.
+    `typing_bot` (with its own pool of `typing_connections`) sends "typing...", so that chat actions
+    never hold a connection a reply is waiting for; without it they share the sending pool.
 
     `send_text` returns once every chunk was accepted; it waits out `RetryAfter` (for that chat
     only) and retries network errors with capped backoff, forever, so nothing is dropped for a
@@ -118,8 +120,11 @@ class TelegramSender:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         on_retry: Callable[[float, str], None] | None = None,
+        typing_bot: Bot | None = None,
+        typing_connections: int = 2,
     ) -> None:
         self._bot = bot
+        self._typing_bot = typing_bot if typing_bot is not None else bot
         self._on_retry = on_retry
         self._backoff = backoff
         self._group_rate = group_rate
@@ -131,6 +136,7 @@ class TelegramSender:
         # Requests beyond the HTTP pool's size would fail with a pool timeout after waiting for a
         # connection; queueing them here instead keeps hundreds of chats from retrying in lockstep.
         self._in_flight = asyncio.Semaphore(max_concurrent_sends)
+        self._typing_in_flight = asyncio.Semaphore(typing_connections) if typing_bot is not None else self._in_flight
         self._typing: set[asyncio.Task[None]] = set()
         self._groups: dict[int, _Window] = {}
         # One lock per chat, so chunks of two replies to a chat never interleave.
@@ -272,10 +278,10 @@ class TelegramSender:
         """Show "typing..." in the chat. Best effort: failures are logged at debug, never raised.
         With `unless`, nothing is sent if that event is set by the time a connection is free."""
         try:
-            async with self._in_flight:
+            async with self._typing_in_flight:
                 if unless is not None and unless.is_set():
                     return
-                await self._bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=message_thread_id)
+                await self._typing_bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=message_thread_id)
         except TelegramError as exc:
             log.debug("telegram_typing_failed", chat_id=chat_id, error=exc.message)
 
