@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -10,8 +12,10 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from actors import texts
+from actors._ledger import UpdateLedger
+from actors._parking import Parking, RetryParked
 from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
-from actors.runtime import Actor
+from actors.runtime import Actor, ActorStopped
 from llm import (
     AssistantRecord,
     ChatModel,
@@ -24,18 +28,20 @@ from llm import (
     Toolbox,
     TurnContext,
     TurnRecord,
+    TurnTimedOut,
     UserRecord,
     decode_history,
     record_to_json,
     run_turn,
 )
-from stores import ConversationStore
+from ops.backoff import Backoff
+from stores import ConflictError, ConversationStore, StoreError
 
 __all__ = ["ConversationActor", "TurnSettings"]
 
 log = structlog.get_logger(__name__)
 
-Stage = Literal["received", "answered", "delivered"]
+Inbox = ConversationMessage | RetryParked
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,8 @@ class TurnSettings:
     system_prompt: str
     max_steps: int = 8
     context_tokens: int = 16000
+    reply_within_seconds: float = 45.0
+    """The deadline of a message's turn, from its arrival: past it, the user is told it took too long."""
 
 
 class TurnMetrics(Protocol):
@@ -53,7 +61,7 @@ class TurnMetrics(Protocol):
     def turn(self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool) -> None: ...
 
 
-class ConversationActor(Actor[ConversationMessage]):
+class ConversationActor(Actor[Inbox]):
     """One conversation: loads its history once per activation and writes every record through.
 
     The records (see `llm.records`) each carry `seq`, and `update_id` where a Telegram update caused
@@ -62,7 +70,11 @@ class ConversationActor(Actor[ConversationMessage]):
     user), reset (the model sees nothing before it; older records stay in the store as an archive).
     An update is answered at most once: after a restart, a replayed update that is already delivered
     is skipped, one answered but not delivered is delivered, and one only received gets its turn run
-    again from the stored history.
+    again from the stored history. Which it is, the conversation's own records say (`UpdateLedger`).
+
+    When the store fails (StoreError, other than a conflict), the message is parked with the ones
+    after it, the user is told once, its update stays pending, and the actor retries with backoff
+    until the store works again, then answers them in order (`Parking`).
     """
 
     def __init__(
@@ -76,6 +88,7 @@ class ConversationActor(Actor[ConversationMessage]):
         settings: TurnSettings,
         mailbox_size: int = 64,
         metrics: TurnMetrics | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         super().__init__(f"conversation:{conversation_id}", mailbox_size)
         self.conversation_id = conversation_id
@@ -87,23 +100,45 @@ class ConversationActor(Actor[ConversationMessage]):
         self._metrics = metrics
         self._history: list[Record] = []
         self._next_seq = 0
-        self._last_update: int | None = None
-        self._stage: Stage = "delivered"
-        self._answer: AssistantRecord | NoticeRecord | None = None
+        self._ledger = UpdateLedger()
+        self._loaded = False
+        self._parking = Parking(backoff if backoff is not None else Backoff(), mailbox_size, self._retry_soon)
+        self._unrecorded_deliveries: set[int] = set()
+        """Updates whose answer reached the user while recording that failed: a retry only records it."""
 
     # -- state ------------------------------------------------------------------------------------
 
+    @property
+    def idle(self) -> bool:
+        """Not while messages are parked: evicting the actor would leave them until the next start."""
+        return super().idle and not self._parking
+
     async def on_start(self) -> None:
-        """Load the history from the store (again, after a crash)."""
+        """Load the history from the store (again, after a crash). A store fault is not a crash: the
+        messages that come are parked until the store can be read."""
         # For the life of this actor's task: every line it logs names its conversation.
         structlog.contextvars.bind_contextvars(conversation_id=self.conversation_id)
+        try:
+            await self._load()
+        except StoreError as exc:
+            self._loaded = False
+            log.warning("conversation_load_failed", error=repr(exc))
+
+    async def on_stop(self) -> None:
+        """Disarm the retry timer; parked messages stay pending in the ingress log for the next start."""
+        self._parking.cancel()
+        if self._parking:
+            log.warning("conversation_stopped_with_parked_messages", messages=len(self._parking.messages))
+
+    async def _load(self) -> None:
         started = time.perf_counter()
         stored = await self._store.load(self.conversation_id)
         self._history = []
         self._next_seq = _seq_after(stored)
-        self._last_update, self._stage, self._answer = None, "delivered", None
+        self._ledger = UpdateLedger()
         for record in decode_history(stored):
             self._track(record)
+        self._loaded = True
         log.debug(
             "conversation_loaded",
             records=len(stored),
@@ -117,19 +152,7 @@ class ConversationActor(Actor[ConversationMessage]):
             # The model never sees what came before a reset (llm.context), so it need not stay in memory.
             self._history = []
         self._history.append(record)
-        update_id = record.update_id
-        if update_id is None:
-            return
-        if self._last_update is None or update_id > self._last_update:
-            # Update ids only grow, so the first record of a newer update starts its handling.
-            self._last_update, self._stage, self._answer = update_id, "received", None
-        elif update_id < self._last_update:
-            return
-        if isinstance(record, NoticeRecord) or (isinstance(record, AssistantRecord) and not record.tool_calls):
-            self._stage, self._answer = "answered", record
-        elif isinstance(record, DeliveredRecord):
-            # Delivered answers are never needed again; thousands of idle actors need not keep them.
-            self._stage, self._answer = "delivered", None
+        self._ledger.track(record)
 
     async def _append(self, record: Record) -> None:
         record = dataclasses.replace(record, seq=self._next_seq)
@@ -139,22 +162,43 @@ class ConversationActor(Actor[ConversationMessage]):
 
     # -- messages ---------------------------------------------------------------------------------
 
-    async def handle(self, message: ConversationMessage) -> str | None:
-        """Answer one message; returns the answer's text (None when it was a duplicate)."""
+    async def handle(self, message: Inbox) -> str | None:
+        """Answer one message; returns the answer's text (None when it was a duplicate, or parked)."""
+        if isinstance(message, RetryParked):
+            await self._retry_parked()
+            return None
+        if self._parking:
+            await self._park(message, None)  # behind the parked ones: the conversation's order holds
+            return None
+        try:
+            if not self._loaded:
+                await self._load()
+            return await self._handle_update(message)
+        except ConflictError:
+            raise  # another writer: a crash reloads the history and retries the message
+        except StoreError as exc:
+            await self._park(message, exc)
+            return None
+
+    async def _handle_update(self, message: ConversationMessage) -> str | None:
         update_id = message.update_id
         with structlog.contextvars.bound_contextvars(update_id=update_id):
-            if update_id is not None and self._last_update is not None:
-                if update_id < self._last_update or (update_id == self._last_update and self._stage == "delivered"):
-                    log.info("update_already_answered", stage=self._stage)
-                    await self._channel.done(update_id)
-                    return None
-                if update_id == self._last_update and self._stage == "answered" and self._answer is not None:
-                    log.info("update_answer_redelivered")
-                    return await self._deliver(_reply(self.conversation_id, self._answer, message.target))
-                if update_id == self._last_update and isinstance(message, UserMessage):
-                    # Tool calls a crash left without results are answered in what the model sees (llm.context).
-                    log.info("update_turn_resumed")
-                    return await self._run_turn(message)
+            stage = self._ledger.stage(update_id) if update_id is not None else None
+            if update_id is not None and stage == "delivered":
+                log.info("update_already_answered")
+                await self._channel.done(update_id)
+                return None
+            answer = self._ledger.answer(update_id) if update_id is not None else None
+            if update_id is not None and answer is not None:
+                if update_id in self._unrecorded_deliveries:
+                    await self._record_delivered(update_id)
+                    return answer.text
+                log.info("update_answer_redelivered")
+                return await self._deliver(_reply(self.conversation_id, answer, message.target))
+            if stage == "received" and isinstance(message, UserMessage):
+                # Tool calls a crash left without results are answered in what the model sees (llm.context).
+                log.info("update_turn_resumed")
+                return await self._run_turn(message)
             if isinstance(message, Command):
                 return await self._command(message)
             await self._append(_user_record(message))
@@ -162,7 +206,8 @@ class ConversationActor(Actor[ConversationMessage]):
 
     async def _command(self, command: Command) -> str:
         if command.name == "reset":
-            await self._append(ResetRecord(update_id=command.update_id, target=command.target))
+            if not self._ledger.reset_recorded(command.update_id):  # a replay stores no second marker
+                await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
         else:
             text = texts.START if command.name == "start" else texts.HELP
@@ -179,7 +224,16 @@ class ConversationActor(Actor[ConversationMessage]):
     def _turn_context(self, message: UserMessage) -> TurnContext:
         """What this turn asks of the model: the instructions are built here, per turn."""
         settings = self._settings
-        return TurnContext(settings.system_prompt, settings.max_steps, settings.context_tokens)
+        return TurnContext(
+            settings.system_prompt, settings.max_steps, settings.context_tokens, deadline=self._deadline(message)
+        )
+
+    def _deadline(self, message: UserMessage) -> float:
+        """When the model work of the message's turn must end (the loop's clock): one deadline per
+        message, counted from its arrival, so a message queued behind a slow turn hears in time too."""
+        now = asyncio.get_running_loop().time()
+        arrived = message.received_at if message.received_at is not None else now
+        return min(now, arrived) + self._settings.reply_within_seconds
 
     async def _run_turn(self, message: UserMessage) -> str:
         started = time.perf_counter()
@@ -207,6 +261,9 @@ class ConversationActor(Actor[ConversationMessage]):
             )
             answer = Reply(self.conversation_id, result.text, message.target, update_id)
             return await self._deliver(answer)
+        except TurnTimedOut as exc:
+            log.warning("turn_failed_deadline", steps=exc.steps, error=str(exc))
+            return await self._answer_with_notice(update_id, message.target, texts.TURN_TIMED_OUT, "error")
         except LLMUnavailable as exc:
             log.warning("turn_failed_model_unavailable", status=exc.status, error=str(exc))
             return await self._answer_with_notice(update_id, message.target, texts.MODEL_UNAVAILABLE, "error")
@@ -227,12 +284,82 @@ class ConversationActor(Actor[ConversationMessage]):
         except DeliveryFailed as exc:
             log.error("reply_undeliverable", reason=exc.reason)
         if reply.update_id is not None:
-            await self._append(DeliveredRecord(update_id=reply.update_id))
-            await self._channel.done(reply.update_id)
+            # Should recording it fail (the store), the retry records it and sends nothing again.
+            self._unrecorded_deliveries.add(reply.update_id)
+            await self._record_delivered(reply.update_id)
         return reply.text
 
-    async def on_dead_letter(self, message: ConversationMessage, error: BaseException) -> None:
+    async def _record_delivered(self, update_id: int) -> None:
+        await self._append(DeliveredRecord(update_id=update_id))
+        self._unrecorded_deliveries.discard(update_id)
+        await self._channel.done(update_id)
+
+    # -- store faults -----------------------------------------------------------------------------
+
+    async def _park(self, message: ConversationMessage, error: StoreError | None) -> None:
+        """Keep the message until the store works again; tell the user once per fault."""
+        self._loaded = False  # what a failed write left is read back from the store before going on
+        if isinstance(message, UserMessage):
+            message = dataclasses.replace(message, received_at=None)  # its deadline starts with its retry
+        if not self._parking.park(message):
+            log.warning("message_refused", update_id=message.update_id, reason="parked_full")
+            await self._notify(message, texts.BUSY, done=True)
+            return
+        delay = self._parking.schedule()
+        log.warning(
+            "conversation_store_unavailable",
+            update_id=message.update_id,
+            parked=len(self._parking.messages),
+            retry_in_s=round(delay, 3),
+            error=repr(error) if error is not None else None,
+        )
+        if not self._parking.told:
+            self._parking.told = True
+            await self._notify(message, texts.STORE_UNAVAILABLE, done=False)
+
+    def _retry_soon(self) -> None:
+        # Stopping: the parked updates stay pending, and are replayed at the next start.
+        with contextlib.suppress(ActorStopped):
+            self.tell_self(RetryParked())
+
+    async def _retry_parked(self) -> None:
+        if await self._parking.drain(self._handle_parked, self.on_dead_letter):
+            log.info("conversation_store_recovered")
+
+    async def _handle_parked(self, message: ConversationMessage) -> None:
+        try:
+            if not self._loaded:
+                await self._load()
+            await self._handle_update(message)
+        except StoreError:
+            self._loaded = False
+            raise
+
+    async def _notify(self, message: ConversationMessage, text: str, *, done: bool) -> None:
+        """A notice that is not an answer (nothing is recorded); `done` marks the update handled."""
+        try:
+            await self._channel.deliver(Reply(self.conversation_id, text, message.target, None, kind="error"))
+        except DeliveryFailed as exc:
+            log.warning("notice_undeliverable", update_id=message.update_id, reason=exc.reason)
+        if done and message.update_id is not None:
+            await self._channel.done(message.update_id)
+
+    async def on_given_up(self, messages: list[Inbox]) -> None:
+        """The actor crashed past its restart intensity: tell the users of what it was told (and of
+        what it had parked) that their messages were skipped, so none is dropped in silence."""
+        self._parking.cancel()
+        left = [*self._parking.messages, *messages]
+        self._parking.messages.clear()
+        log.error("conversation_given_up_with_messages", conversation_id=self.conversation_id, messages=len(left))
+        for message in left:
+            if not isinstance(message, RetryParked):
+                await self._notify(message, texts.DEAD_LETTER, done=True)
+
+    async def on_dead_letter(self, message: Inbox, error: BaseException) -> None:
         """Tell the user the message was skipped, and mark it handled so a replay skips it too."""
+        if isinstance(message, RetryParked):  # the retry itself kept crashing: try again later
+            self._parking.schedule()
+            return
         reply = Reply(self.conversation_id, texts.DEAD_LETTER, message.target, message.update_id, kind="error")
         try:
             await self._channel.deliver(reply)

@@ -10,6 +10,8 @@ __all__ = [
     "NOT_ALLOWED",
     "RESET",
     "START",
+    "STORE_UNAVAILABLE",
+    "TURN_TIMED_OUT",
     "UNREADABLE",
 ]
 
@@ -41,3 +43,7 @@ NOT_ALLOWED = "Sorry, this assistant is private. Your Telegram user id is {user_
 UNREADABLE = "I can only read text messages for now. Please write your message as text."
 
 EMPTY_ANSWER = "(The model answered with nothing. Please ask again, perhaps in other words.)"
+
+STORE_UNAVAILABLE = "I can't reach my storage right now; I'll answer as soon as I can."
+
+TURN_TIMED_OUT = "This is taking too long (the model or a tool is too slow right now). Please try again in a moment."

@@ -55,6 +55,7 @@ class ConversationFactory:
     turn: TurnSettings
     mailbox_size: int
     metrics: Metrics | None
+    backoff: Backoff | None = None
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
@@ -67,6 +68,7 @@ class ConversationFactory:
             settings=self.turn,
             mailbox_size=self.mailbox_size,
             metrics=self.metrics,
+            backoff=self.backoff,
         )
 
 
@@ -252,9 +254,15 @@ class AssistantSystem:
             model=model,
             toolbox=toolbox,
             channel=channel,
-            turn=TurnSettings(load_system_prompt(llm), llm.max_steps, llm.context_tokens),
+            turn=TurnSettings(
+                load_system_prompt(llm),
+                llm.max_steps,
+                llm.context_tokens,
+                reply_within_seconds=llm.retry_budget_seconds,
+            ),
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
+            backoff=self.backoff,
         )
 
     def _start_registry(

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import structlog
 
-from llm.base import ChatModel, DeltaCallback, ModelReply, ModelRequest, RecordSink, Toolbox, ToolCall, ToolResult
+from llm.base import (
+    ChatModel,
+    DeltaCallback,
+    LLMError,
+    ModelReply,
+    ModelRequest,
+    RecordSink,
+    Toolbox,
+    ToolCall,
+    ToolResult,
+)
 from llm.context import trim_history
 from llm.records import AssistantRecord, Record, ToolResultRecord, Usage
 
-__all__ = ["STEP_LIMIT_TEXT", "TurnContext", "TurnResult", "run_turn"]
+__all__ = ["STEP_LIMIT_TEXT", "TurnContext", "TurnResult", "TurnTimedOut", "run_turn"]
 
 log = structlog.get_logger(__name__)
 
@@ -32,13 +43,25 @@ class TurnContext:
     system prompt, and whatever it adds for this user and moment), and how far the turn may go.
 
     `on_delta` receives the answer's text as the model writes it (see `RetryingChatModel` for what a
-    retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`).
+    retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`);
+    `deadline` (the event loop's clock, `loop.time()`) is when the turn's model and tool work must
+    have ended, across all its steps (None: no deadline).
     """
 
     instructions: str
     max_steps: int = 8
     context_tokens: int = 16000
     on_delta: DeltaCallback | None = None
+    deadline: float | None = None
+
+
+class TurnTimedOut(LLMError):
+    """The turn's deadline passed while the model or its tools were still at work. What the turn
+    recorded before stays recorded; `steps` counts the model calls it started."""
+
+    def __init__(self, message: str, *, steps: int) -> None:
+        super().__init__(message)
+        self.steps = steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +102,10 @@ async def run_turn(
     Tool failures, unknown tools and arguments that are not a JSON object go back to the model as error
     results. LLMError from the model propagates (nothing is recorded for the failed step), and so does
     cancellation (tool calls in flight are cancelled).
+
+    Deadline: every model call and every step's tool calls run under `context.deadline` (whatever
+    the transport's own timeouts: a server that trickles bytes defeats a per-read timeout); when it
+    passes, the work in flight is cancelled and TurnTimedOut raised. Recording is never cut off.
     """
     working: list[Record] = list(history)
     model_ms = tool_ms = 0.0
@@ -87,7 +114,8 @@ async def run_turn(
         specs = list(toolbox.specs())
         messages = trim_history(working, context.context_tokens, context.instructions)
         started = time.perf_counter()
-        reply = await model.complete(ModelRequest(context.instructions, messages, specs, context.on_delta))
+        async with _within(context.deadline, step, "the model"):
+            reply = await model.complete(ModelRequest(context.instructions, messages, specs, context.on_delta))
         model_ms += (time.perf_counter() - started) * 1000
         usage += reply.usage
         if not reply.tool_calls or step == context.max_steps:
@@ -98,7 +126,8 @@ async def run_turn(
         await record(asking)
         working.append(asking)
         started = time.perf_counter()
-        results = await _call_tools(toolbox, reply.tool_calls, {spec.name for spec in specs})
+        async with _within(context.deadline, step, "the tools"):
+            results = await _call_tools(toolbox, reply.tool_calls, {spec.name for spec in specs})
         tool_ms += (time.perf_counter() - started) * 1000
         for call, result in zip(reply.tool_calls, results, strict=True):
             tool_record = ToolResultRecord(
@@ -111,6 +140,22 @@ async def run_turn(
             await record(tool_record)
             working.append(tool_record)
     raise AssertionError("unreachable: the last step returns")  # pragma: no cover
+
+
+@asynccontextmanager
+async def _within(deadline: float | None, step: int, what: str) -> AsyncIterator[None]:
+    """The block under the turn's deadline; TurnTimedOut if it passes first."""
+    if deadline is None:
+        yield
+        return
+    scope = asyncio.timeout_at(deadline)
+    try:
+        async with scope:
+            yield
+    except TimeoutError as exc:
+        if not scope.expired():
+            raise  # a timeout of the work's own, not the deadline's
+        raise TurnTimedOut(f"the turn's deadline passed while {what} worked (step {step})", steps=step) from exc
 
 
 def _answer(reply: ModelReply, max_steps: int) -> AssistantRecord:
