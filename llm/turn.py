@@ -22,6 +22,7 @@ from llm.base import (
     ToolResult,
 )
 from llm.context import trim_history
+from llm.images import fit_images
 from llm.records import AssistantRecord, Record, ToolResultRecord, Usage
 
 __all__ = ["STEP_LIMIT_TEXT", "TurnContext", "TurnResult", "TurnTimedOut", "run_turn"]
@@ -129,6 +130,7 @@ async def run_turn(
         async with _within(context.deadline, step, "the tools"):
             results = await _call_tools(toolbox, reply.tool_calls, {spec.name for spec in specs})
         tool_ms += (time.perf_counter() - started) * 1000
+        results = [await _fitted(result) for result in results]
         for call, result in zip(reply.tool_calls, results, strict=True):
             tool_record = ToolResultRecord(
                 tool_call_id=call.id,
@@ -166,6 +168,16 @@ def _answer(reply: ModelReply, max_steps: int) -> AssistantRecord:
         text = "\n\n".join(part for part in (reply.text.strip(), STEP_LIMIT_TEXT.format(steps=max_steps)) if part)
         log.warning("turn_step_limit_reached", max_steps=max_steps)
     return AssistantRecord(text=text, usage=reply.usage, model=reply.model)
+
+
+async def _fitted(result: ToolResult) -> ToolResult:
+    """The result with its images fitted to what every provider takes (converted in a thread, as
+    Pillow blocks), so the history holds them as they will be sent; unreadable ones become a note."""
+    if not result.images:
+        return result
+    images, notes = await asyncio.to_thread(fit_images, result.images)
+    content = "\n".join([result.content, *notes]) if notes else result.content
+    return ToolResult(content, result.is_error, images)
 
 
 async def _call_tools(toolbox: Toolbox, calls: Sequence[ToolCall], known: set[str]) -> list[ToolResult]:
