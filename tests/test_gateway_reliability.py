@@ -223,3 +223,22 @@ async def test_a_busy_notice_is_not_sent_again_after_a_restart(
     # The message that was taken is answered once (before the stop or after the restart); those
     # refused as busy stay refused, and their notices, lost with the stop, are not sent again.
     assert [message.text for message in sent] == ["echo: m0", "echo: after"]
+
+
+async def test_a_send_telegram_may_have_taken_is_sent_again_and_logged_as_uncertain(
+    tg: FakeTelegramServer, env: dict[str, str]
+) -> None:
+    # The decision for a sendMessage that timed out: at least once. Telegram took the first copy but
+    # its answer came too late; the Bot API cannot tell us so, and losing the answer would be worse.
+    settings = with_changes(fast_settings(env), telegram={"send_timeout_seconds": 0.3})
+    tg.send_latency = 1.0
+    with capture_logs() as logs:
+        async with running(settings):
+            tg.add_text_message(42, "hello")
+            await tg.await_calls("sendMessage", count=1, timeout=10)
+            tg.send_latency = 0.0  # the retry is answered at once
+            sent = await tg.await_sent(chat_id=42, count=2, timeout=10)
+    assert [message.text for message in sent] == ["echo: hello", "echo: hello"]
+    assert [entry["event"] for entry in logs if entry["event"].startswith("telegram_send_")] == [
+        "telegram_send_uncertain"
+    ]

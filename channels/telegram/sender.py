@@ -5,6 +5,12 @@ Limits follow python-telegram-bot's `AIORateLimiter` defaults: at most 30 messag
 drew it: one chat's flood wait never stalls the others. Private chats are not paced proactively:
 Telegram's ~1 message/s per chat is guidance it enforces with 429 + `retry_after`, which we honour
 for that chat; pacing every private chat at 1/s would add up to a second to each quick exchange.
+
+Retries are at-least-once. A failure before the request was whole on the wire (connecting,
+writing, our own pool) certainly left the message untaken and is retried; so is one after it
+(a read timeout, a dropped connection), where Telegram may have taken it: the Bot API has no
+idempotency key and no way to ask, so the message is sent again and may arrive twice
+(`telegram_send_uncertain` in the log). A duplicate is the lesser harm than a lost answer.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ from ops.backoff import Backoff, Clock, Sleep
 __all__ = ["DeliveryError", "Rate", "TelegramSender", "retry_after_seconds"]
 
 log = structlog.get_logger(__name__)
+
+_MAYBE_TAKEN = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+"""Failures after the whole request was written: Telegram may have taken the message. Every other
+network failure (connecting, writing, the pool, an HTTP error status) certainly left it untaken."""
 
 
 class DeliveryError(Exception):
@@ -219,7 +229,7 @@ class TelegramSender:
             except (Forbidden, InvalidToken) as exc:
                 log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
                 raise DeliveryError(chat_id, exc.message) from exc
-            except NetworkError as exc:  # TimedOut included; a timed-out send may have arrived (at-least-once)
+            except NetworkError as exc:  # TimedOut included
                 if isinstance(exc.__cause__, httpx.PoolTimeout):
                     # Not sent at all: our own pool was busy. Try again at once; backing off would
                     # only make the waiting chats retry together later.
@@ -227,10 +237,18 @@ class TelegramSender:
                     continue
                 attempt += 1
                 wait_s = self._backoff.delay(attempt)
+                # Sent, but no answer came back (read timeout, connection lost): Telegram may have
+                # taken it, and the Bot API cannot tell. Sending again risks a duplicate; not sending
+                # risks losing the answer to an acknowledged message, which is worse.
+                uncertain = isinstance(exc.__cause__, _MAYBE_TAKEN)
                 log.warning(
-                    "telegram_send_retry", chat_id=chat_id, attempt=attempt, wait_s=round(wait_s, 3), error=exc.message
+                    "telegram_send_uncertain" if uncertain else "telegram_send_retry",
+                    chat_id=chat_id,
+                    attempt=attempt,
+                    wait_s=round(wait_s, 3),
+                    error=exc.message,
                 )
-                self._report_retry(wait_s, "network")
+                self._report_retry(wait_s, "uncertain" if uncertain else "network")
                 await self._sleep(wait_s)
             except TelegramError as exc:
                 log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
