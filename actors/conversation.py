@@ -103,7 +103,7 @@ class ConversationActor(Actor[Inbox]):
         self._ledger = UpdateLedger()
         self._loaded = False
         self._parking = Parking(backoff if backoff is not None else Backoff(), mailbox_size, self._retry_soon)
-        self._unrecorded_deliveries: set[int] = set()
+        self._unrecorded_deliveries: dict[int, None] = {}  # a dict: empty, a third of an empty set
         """Updates whose answer reached the user while recording that failed: a retry only records it."""
 
     # -- state ------------------------------------------------------------------------------------
@@ -285,13 +285,13 @@ class ConversationActor(Actor[Inbox]):
             log.error("reply_undeliverable", reason=exc.reason)
         if reply.update_id is not None:
             # Should recording it fail (the store), the retry records it and sends nothing again.
-            self._unrecorded_deliveries.add(reply.update_id)
+            self._unrecorded_deliveries[reply.update_id] = None
             await self._record_delivered(reply.update_id)
         return reply.text
 
     async def _record_delivered(self, update_id: int) -> None:
         await self._append(DeliveredRecord(update_id=update_id))
-        self._unrecorded_deliveries.discard(update_id)
+        self._unrecorded_deliveries.pop(update_id, None)
         await self._channel.done(update_id)
 
     # -- store faults -----------------------------------------------------------------------------
@@ -323,6 +323,8 @@ class ConversationActor(Actor[Inbox]):
             self.tell_self(RetryParked())
 
     async def _retry_parked(self) -> None:
+        if not self._parking:
+            return
         if await self._parking.drain(self._handle_parked, self.on_dead_letter):
             log.info("conversation_store_recovered")
 

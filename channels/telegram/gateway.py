@@ -67,8 +67,12 @@ class TelegramChannel:
         return self._sender.typing_while(target.chat_id, target.message_thread_id)
 
     async def done(self, update_id: int) -> None:
-        """The update is answered: it leaves the ingress log."""
-        await self._ingress.done(update_id)
+        """The update is answered: it leaves the ingress log. A mark that cannot be written only
+        means a replay, which the conversation recognises: it is logged, not raised."""
+        try:
+            await self._ingress.done(update_id)
+        except StoreError as exc:
+            log.warning("ingress_done_failed", update_id=update_id, error=repr(exc))
 
 
 class TelegramGateway:
@@ -342,7 +346,7 @@ class TelegramGateway:
             reply = Reply(route.conversation_id, route.text, route.target, update_id, kind="notice")
             self._spawn(self._notify(reply), f"notice:{update_id}")
         elif replay:  # logged by an older version, which kept every update: clear it
-            self._spawn(self._ingress.done(update_id), f"ingress-done:{update_id}")
+            self._spawn(self.channel.done(update_id), f"ingress-done:{update_id}")
         elif isinstance(route, Notify) and self._strangers.admit(route.user_id):
             log.info("update_refused", update_id=update_id, user_id=route.user_id)
             reply = Reply(route.conversation_id, route.text, route.target, None, kind="notice")
@@ -373,10 +377,10 @@ class TelegramGateway:
         except DeliveryFailed as exc:
             log.warning("notice_undeliverable", update_id=reply.update_id, reason=exc.reason)
         if reply.update_id is not None:
-            await self._ingress.done(reply.update_id)
+            await self.channel.done(reply.update_id)
 
     async def _done_then_notify(self, reply: Reply, update_id: int) -> None:
-        await self._ingress.done(update_id)
+        await self.channel.done(update_id)
         await self._notify(dataclasses.replace(reply, update_id=None))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
