@@ -115,8 +115,9 @@ async def run_turn(
         specs = list(toolbox.specs())
         messages = trim_history(working, context.context_tokens, context.instructions)
         started = time.perf_counter()
+        request = ModelRequest(context.instructions, messages, specs, context.on_delta, _left(context.deadline))
         async with _within(context.deadline, step, "the model"):
-            reply = await model.complete(ModelRequest(context.instructions, messages, specs, context.on_delta))
+            reply = await model.complete(request)
         model_ms += (time.perf_counter() - started) * 1000
         usage += reply.usage
         if not reply.tool_calls or step == context.max_steps:
@@ -142,6 +143,11 @@ async def run_turn(
             await record(tool_record)
             working.append(tool_record)
     raise AssertionError("unreachable: the last step returns")  # pragma: no cover
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds left until the deadline, as a model request's timeout (a retry policy stops in time)."""
+    return None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
 
 
 @asynccontextmanager
