@@ -84,4 +84,5 @@ async def _timezone(user_id: int, args: str, setup: TurnSetup) -> str:
 
 def _at(now: datetime, zone: ZoneInfo) -> str:
     """The local time, as a person says it: `Tuesday, 10 March 2026, 14:05`."""
-    return f"{now.astimezone(zone):%A, %d %B %Y, %H:%M}"
+    local = now.astimezone(zone)
+    return f"{local:%A}, {local.day} {local:%B %Y, %H:%M}"

@@ -9,6 +9,7 @@ facts or the user's zone (logged), never the answer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,8 +73,11 @@ class TurnSetup:
     async def prepare(self, conversation_id: str, message: UserMessage) -> PreparedTurn:
         """The instructions and toolbox of the turn that answers `message`."""
         now = self.clock()
-        zone = await self.zone_for(message.user_id)
-        facts, left_out = await self._facts_for(message.user_id, message.text)
+        # Two independent reads: together, a turn waits for the slower one only.
+        async with asyncio.TaskGroup() as group:
+            zone_read = group.create_task(self.zone_for(message.user_id), name="turn-setup-zone")
+            facts_read = group.create_task(self._facts_for(message.user_id, message.text), name="turn-setup-facts")
+        zone, (facts, left_out) = zone_read.result(), facts_read.result()
         instructions = build_instructions(self.system_prompt, now=now, zone=zone, facts=facts, facts_left_out=left_out)
         context = ToolContext(message.user_id, conversation_id, message.target, zone, now, message.update_id)
         return PreparedTurn(instructions, self.toolkit.for_turn(context), context)

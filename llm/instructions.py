@@ -68,7 +68,7 @@ def describe_now(now: datetime, zone: ZoneInfo) -> str:
     local = now.astimezone(zone)
     offset = local.strftime("%z")
     offset = f"{offset[:3]}:{offset[3:]}" if offset else "+00:00"
-    return f"{local:%A, %d %B %Y, %H:%M} ({zone.key}, UTC{offset})"
+    return f"{local:%A}, {local.day} {local:%B %Y, %H:%M} ({zone.key}, UTC{offset})"
 
 
 def build_instructions(
