@@ -47,7 +47,8 @@ from tools.memory import memory_tools
 NOW = datetime(2026, 3, 10, 13, 5, tzinfo=UTC)
 FAST = BackoffSettings(initial_seconds=0.001, max_seconds=0.005, jitter_seconds=0)
 SUMMARY_PREFIX = SUMMARY_INSTRUCTIONS.split("{", 1)[0]
-REMEMBER = re.compile(r"^remember: (.+)$", re.DOTALL)
+REMEMBER = re.compile(r"remember: (.+)$", re.DOTALL)
+RECALL = re.compile(r"recall: (.+)$", re.DOTALL)
 KEEP_LINE = re.compile(r"FACT:[^\n]*")
 
 
@@ -66,9 +67,9 @@ class MemoryModel:
 
     A summary request is answered with the `FACT:` lines of its transcript (the earlier summary's
     included), deduplicated, after a line naming how many lines it read: deterministic and bounded.
-    A user message `remember: X` makes it call the remember tool with X, then answer `noted`. Any
-    other message is echoed. `summary_gate`, when set, holds summary calls until it is set;
-    `fail_summaries` fails that many summary calls first.
+    A user message ending in `remember: X` (or `recall: X`) makes it call the remember (recall) tool
+    with X, then answer `noted (<the tool's result>)`. Any other message is echoed. `summary_gate`,
+    when set, holds summary calls until it is set; `fail_summaries` fails that many summary calls first.
     """
 
     requests: list[ModelRequest] = field(default_factory=list)
@@ -93,11 +94,12 @@ class MemoryModel:
         if isinstance(last, ToolResultRecord):
             return ModelReply(text=f"noted ({last.content})")
         assert isinstance(last, UserRecord)
-        match = REMEMBER.match(last.text)
-        if match is not None:
-            self._calls += 1
-            call = ToolCall(f"call-{self._calls}", "remember", {"fact": match.group(1)})
-            return ModelReply(text="", tool_calls=(call,))
+        for pattern, tool, argument in ((REMEMBER, "remember", "fact"), (RECALL, "recall", "query")):
+            match = pattern.search(last.text)
+            if match is not None:
+                self._calls += 1
+                call = ToolCall(f"call-{self._calls}", tool, {argument: match.group(1)})
+                return ModelReply(text="", tool_calls=(call,))
         return ModelReply(text=f"echo: {last.text}")
 
     async def _summarise(self, request: ModelRequest) -> ModelReply:
