@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -127,7 +128,8 @@ class ConversationActor(Actor[ConversationMessage]):
         self._history = History(cap)
         self._next_seq = _seq_after(stored)
         self._last_update, self._stage, self._answer = None, "delivered", None
-        for record in decode_history(stored):
+        # Decoding is CPU work proportional to what was read: off the event loop, which other chats share.
+        for record in await asyncio.to_thread(decode_history, stored):
             self._track(record)
         log.debug(
             "conversation_loaded",

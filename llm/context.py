@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from llm.record_json import record_to_json
 from llm.records import (
@@ -20,6 +21,7 @@ from llm.records import (
 __all__ = [
     "INTERRUPTED_TOOL_RESULT",
     "SUMMARY_HEADER",
+    "estimate_stored_tokens",
     "estimate_text_tokens",
     "estimate_tokens",
     "summary_message",
@@ -63,6 +65,25 @@ def estimate_tokens(message: ModelMessage) -> int:
         case ToolResultRecord():
             tokens = _MESSAGE_OVERHEAD + estimate_text_tokens(message.content) + estimate_text_tokens(message.name)
             return tokens + _IMAGE_TOKENS * len(message.images)
+
+
+def estimate_stored_tokens(data: Mapping[str, Any]) -> int:
+    """`estimate_tokens` of a stored record, read off its JSON (`llm.record_json`) without decoding it
+    (an activation estimates many records it may never decode); markers and malformed fields cost 0."""
+    role = data.get("role")
+    if role not in ("user", "assistant", "tool"):
+        return 0
+    tokens = _MESSAGE_OVERHEAD + _text_tokens(data.get("content"))
+    if role == "assistant" and data.get("tool_calls"):
+        tokens += estimate_text_tokens(json.dumps(data["tool_calls"], ensure_ascii=False, default=str))
+    elif role == "tool":
+        images = data.get("images")
+        tokens += _text_tokens(data.get("name")) + _IMAGE_TOKENS * (len(images) if isinstance(images, list) else 0)
+    return tokens
+
+
+def _text_tokens(value: object) -> int:
+    return estimate_text_tokens(value) if isinstance(value, str) else 0
 
 
 def trim_history(history: Sequence[Record], budget_tokens: int, system: str) -> list[ModelMessage]:

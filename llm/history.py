@@ -13,8 +13,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from llm.context import estimate_tokens
-from llm.record_json import RecordError, record_from_json
+from llm.context import estimate_stored_tokens, estimate_tokens
 from llm.records import AssistantRecord, Record, ResetRecord, SummaryRecord, ToolResultRecord, UserRecord
 
 __all__ = ["History", "VisibleStart", "record_tokens"]
@@ -122,11 +121,5 @@ class VisibleStart:
                 self._floor = last + 1
         if self._floor is not None:
             return isinstance(seq, int) and seq <= self._floor
-        if data.get("role") is None:
-            return False
-        try:
-            record = record_from_json(data)
-        except RecordError:
-            return False  # the actor's decoding logs it; it costs the model nothing
-        self.tokens += record_tokens(record)
+        self.tokens += estimate_stored_tokens(data)
         return self.tokens > self.cap_tokens and data.get("role") == "user"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from hypothesis import given, settings
 from structlog.testing import capture_logs
 
 from llm import (
     AssistantRecord,
+    Image,
     ModelMessage,
     Record,
     ResetRecord,
@@ -20,10 +22,11 @@ from llm import (
     record_to_json,
     trim_history,
 )
-from llm.context import SUMMARY_HEADER, estimate_tokens
+from llm.context import SUMMARY_HEADER, estimate_stored_tokens, estimate_tokens
 from llm.history import History, VisibleStart, record_tokens
 from llm.summary import plan_summary
 from tests.memory_support import MemoryModel, Users, records_of_kind, request_tokens
+from tests.test_context_budget import histories
 
 
 def exchange(seq: int, words: int = 40, tools: bool = False) -> list[Record]:
@@ -282,3 +285,13 @@ async def test_tokens_sent_per_turn_level_off_once_the_budget_is_reached() -> No
 
 def summary_seqs(stored: list[dict[str, Any]]) -> list[tuple[int, int]]:
     return [(record["first_seq"], record["last_seq"]) for record in records_of_kind(stored, "summary")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(history=histories(broken=True))
+def test_the_estimate_read_off_stored_json_is_the_estimate_of_the_record(history: list[Record]) -> None:
+    pictured = ToolResultRecord(tool_call_id="c", name="n", content="a", images=(Image("image/png", "AAAA"),) * 2)
+    for record in [*history, pictured, SummaryRecord(text="s", first_seq=0, last_seq=1)]:
+        assert estimate_stored_tokens(record_to_json(record)) == record_tokens(record)
+    assert estimate_stored_tokens({"role": "user", "content": 5}) == 4
+    assert estimate_stored_tokens({"type": "summary", "text": "long " * 100}) == 0
