@@ -271,7 +271,7 @@ async def main() -> int:
             async with FilePreferenceStore(Path(directory) / "preferences") as preferences:
                 rows.append(
                     row(
-                        "TurnSetup.prepare, 200 facts, file stores",
+                        "TurnSetup.prepare, 200 facts (ranked to fit), file stores",
                         await bench_prepare(file_facts, preferences, rounds),
                     )
                 )
