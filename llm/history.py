@@ -26,15 +26,21 @@ def record_tokens(record: Record) -> int:
     return 0
 
 
+def _held(record: Record) -> int:
+    # What holding a record counts against the cap: a marker costs the model nothing, but a chat of
+    # commands only (notices and delivered markers) must not grow without bound either.
+    return record_tokens(record) or 1
+
+
 class History:
     """The records of one conversation the model may still see, bounded by `cap_tokens`.
 
     `add` folds records in, in `seq` order: a reset empties it (and is kept, as its first record); a
     summary drops the records it covers and is kept apart, first in `records()`; past `cap_tokens` (by
-    the estimate) the oldest exchanges are dropped a user message at a time, never the last user
-    message or what follows it (the turn in progress). The cap is a margin above the context budget,
-    so that the summariser has what the model no longer sees in full, and plain trimming is the
-    fallback when summaries fail.
+    the estimate; a marker counts 1) the oldest exchanges are dropped a user message at a time, never
+    the last user message or what follows it (the turn in progress). The cap is a margin above the
+    context budget, so that the summariser has what the model no longer sees in full, and plain
+    trimming is the fallback when summaries fail.
     """
 
     def __init__(self, cap_tokens: int) -> None:
@@ -51,7 +57,7 @@ class History:
 
     @property
     def tokens(self) -> int:
-        """The estimated tokens of the records held (the summary not included)."""
+        """What the records held count against the cap (the summary not included)."""
         return self._tokens
 
     def records(self) -> list[Record]:
@@ -74,26 +80,30 @@ class History:
         if isinstance(record, UserRecord):
             self._last_user_seq = record.seq
         self._records.append(record)
-        self._tokens += record_tokens(record)
+        self._tokens += _held(record)
         if self._tokens > self.cap_tokens:
             self._drop_oldest_exchanges()
 
     def _drop_while(self, covered: Callable[[Record], bool]) -> None:
         records = self._records
         while records and covered(records[0]):
-            self._tokens -= record_tokens(records.popleft())
+            self._tokens -= _held(records.popleft())
 
     def _drop_oldest_exchanges(self) -> None:
-        """Drop from the front, an exchange at a time, until under the cap or the front is the last
-        user message or follows it (the turn in progress)."""
-        records, last_user = self._records, self._last_user_seq
-        while self._tokens > self.cap_tokens and records and last_user is not None:
-            front = records[0].seq
-            if front is None or front >= last_user:
-                return
-            self._tokens -= record_tokens(records.popleft())
-            while records and not isinstance(records[0], UserRecord):
-                self._tokens -= record_tokens(records.popleft())
+        """Drop from the front, an exchange at a time, until under the cap or the front is a message
+        of the turn in progress (the last user message and what follows it)."""
+        records = self._records
+        while self._tokens > self.cap_tokens and records and not self._in_progress(records[0]):
+            self._tokens -= _held(records.popleft())
+            while records and not isinstance(records[0], UserRecord) and not self._in_progress(records[0]):
+                self._tokens -= _held(records.popleft())
+
+    def _in_progress(self, record: Record) -> bool:
+        """A message of the turn in progress (markers never are: the model does not see them)."""
+        if not isinstance(record, UserRecord | AssistantRecord | ToolResultRecord):
+            return False
+        last_user = self._last_user_seq
+        return last_user is not None and (record.seq is None or record.seq >= last_user)
 
 
 class VisibleStart:
@@ -102,7 +112,8 @@ class VisibleStart:
     Shown the stored records newest first (as JSON), it stops at the last reset; after the latest
     summary, at the first record that summary does not cover; and, where neither comes first, at the
     user message that brings what was read past `cap_tokens` (the `History` cap: older records are
-    beyond what the model may see). One object serves one load: it keeps count.
+    beyond what the model may see), or at any record past twice that (no user message in sight: a
+    chat of commands only). One object serves one load: it keeps count.
     """
 
     def __init__(self, cap_tokens: int) -> None:
@@ -121,5 +132,7 @@ class VisibleStart:
                 self._floor = last + 1
         if self._floor is not None:
             return isinstance(seq, int) and seq <= self._floor
-        self.tokens += estimate_stored_tokens(data)
+        self.tokens += estimate_stored_tokens(data) or 1
+        if self.tokens > 2 * self.cap_tokens:
+            return True
         return self.tokens > self.cap_tokens and data.get("role") == "user"

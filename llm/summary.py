@@ -57,6 +57,9 @@ class SummaryPlan:
     last_seq: int
     words: int
     """How long a summary to ask for."""
+    max_chars: int
+    """How long a summary may be kept: a model that writes more is cut here, so that a summary never
+    takes more than a quarter of the budget it was made for."""
 
     def request(self) -> ModelRequest:
         """The summariser's request: its instructions and the transcript as one user message."""
@@ -110,7 +113,7 @@ def plan_summary(history: Sequence[Record], budget_tokens: int, instructions: st
     if first_seq is None or last_seq is None:
         return None
     words = max(100, min(500, budget_tokens // 16))
-    return SummaryPlan(previous, tuple(chosen), first_seq, last_seq, words)
+    return SummaryPlan(previous, tuple(chosen), first_seq, last_seq, words, max_chars=budget_tokens)
 
 
 async def summarise(model: ChatModel, plan: SummaryPlan) -> SummaryRecord | None:
@@ -120,6 +123,8 @@ async def summarise(model: ChatModel, plan: SummaryPlan) -> SummaryRecord | None
     """
     reply = await model.complete(plan.request())
     text = reply.text.strip()
+    if len(text) > plan.max_chars:
+        text = text[: plan.max_chars].rstrip() + " [...]"
     return plan.record(text) if text else None
 
 

@@ -11,8 +11,12 @@ from structlog.testing import capture_logs
 
 from llm import (
     AssistantRecord,
+    DeliveredRecord,
     Image,
     ModelMessage,
+    ModelReply,
+    ModelRequest,
+    NoticeRecord,
     Record,
     ResetRecord,
     SummaryRecord,
@@ -22,9 +26,9 @@ from llm import (
     record_to_json,
     trim_history,
 )
-from llm.context import SUMMARY_HEADER, estimate_stored_tokens, estimate_tokens
+from llm.context import SUMMARY_HEADER, estimate_stored_tokens, estimate_tokens, summary_message
 from llm.history import History, VisibleStart, record_tokens
-from llm.summary import plan_summary
+from llm.summary import plan_summary, summarise
 from tests.memory_support import MemoryModel, Users, records_of_kind, request_tokens
 from tests.test_context_budget import histories
 
@@ -165,7 +169,7 @@ def test_history_drops_what_a_reset_or_a_summary_puts_out_of_sight() -> None:
     history.add(ResetRecord(seq=13))
     assert history.records() == [ResetRecord(seq=13)]
     assert history.resets == 1
-    assert history.tokens == 0
+    assert history.tokens == 1  # the reset marker
 
 
 def test_history_is_capped_an_exchange_at_a_time_never_dropping_the_turn_in_progress() -> None:
@@ -295,3 +299,38 @@ def test_the_estimate_read_off_stored_json_is_the_estimate_of_the_record(history
         assert estimate_stored_tokens(record_to_json(record)) == record_tokens(record)
     assert estimate_stored_tokens({"role": "user", "content": 5}) == 4
     assert estimate_stored_tokens({"type": "summary", "text": "long " * 100}) == 0
+
+
+def test_a_chat_of_commands_only_is_bounded_in_memory_and_on_activation() -> None:
+    history = History(cap_tokens=100)
+    markers: list[Record] = []
+    for seq in range(0, 1000, 2):
+        markers += [NoticeRecord(text="your memory is empty", seq=seq), DeliveredRecord(seq=seq + 1)]
+    for record in markers:
+        history.add(record)
+    assert len(history.records()) <= 100
+    stop = VisibleStart(100)
+    read = 0
+    for record in reversed(markers):
+        read += 1
+        if stop(record_to_json(record)):
+            break
+    assert read == 201
+
+
+async def test_a_summary_longer_than_a_quarter_of_the_budget_is_cut() -> None:
+    plan = plan_summary(conversation(40), 2000, "Be brief.")
+    assert plan is not None
+
+    class Wordy:
+        async def complete(self, request: ModelRequest) -> ModelReply:
+            return ModelReply(text="FACT: kept. " + "blah " * 5000)
+
+        async def aclose(self) -> None:
+            return None
+
+    record = await summarise(Wordy(), plan)
+    assert record is not None
+    assert record.text.startswith("FACT: kept.")
+    assert len(record.text) <= 2000 + len(" [...]")
+    assert estimate_tokens(summary_message(record)) <= 2000 // 4 + 100
