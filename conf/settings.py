@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from conf._interpolate import interpolate
-from conf.zones import EXAMPLE_ZONE, find_zone
+from conf.zones import ZoneName
 
 __all__ = [
     "ActorSettings",
@@ -288,16 +288,8 @@ class Settings(SettingsModel):
     health: HealthSettings = HealthSettings()
     logging: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
-    timezone: str = "UTC"
-    """Users' time zone until they choose their own with /timezone (an IANA name)."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, raw: str) -> str:
-        zone = find_zone(raw)
-        if zone is None:
-            raise ValueError(f"{raw!r} is not a known IANA time zone (e.g. {EXAMPLE_ZONE} or UTC)")
-        return zone.key
+    timezone: ZoneName = "UTC"
+    """Users' time zone until they choose their own with /timezone."""
 
     def secrets(self) -> list[str]:
         """The secret values in these settings, for the log redactor."""

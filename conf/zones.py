@@ -5,9 +5,12 @@ from __future__ import annotations
 import functools
 import re
 import zoneinfo
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
-__all__ = ["EXAMPLE_ZONE", "find_zone"]
+from pydantic import AfterValidator
+
+__all__ = ["EXAMPLE_ZONE", "ZoneName", "find_zone"]
 
 EXAMPLE_ZONE = "Europe/Berlin"
 """The example a refusal gives."""
@@ -35,3 +38,14 @@ def find_zone(name: str) -> ZoneInfo | None:
 def _keys_by_folded_name() -> dict[str, str]:
     # Reading the database's index takes tens of milliseconds: once per process, on first need.
     return {key.casefold(): key for key in zoneinfo.available_timezones()}
+
+
+def _zone_key(raw: str) -> str:
+    zone = find_zone(raw)
+    if zone is None:
+        raise ValueError(f"{raw!r} is not a known IANA time zone (e.g. {EXAMPLE_ZONE} or UTC)")
+    return zone.key
+
+
+ZoneName = Annotated[str, AfterValidator(_zone_key)]
+"""A setting that names an IANA time zone, in any case; it is kept as the zone's own spelling."""

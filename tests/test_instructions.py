@@ -181,3 +181,15 @@ async def test_an_unreachable_fact_store_costs_the_turn_its_facts_not_its_answer
     prepared = await setup(UnreachableFacts()).prepare("42", message(7))
     assert FACTS_HEADING not in prepared.instructions
     assert NOW_HEADING in prepared.instructions
+
+
+def test_the_timezone_setting_is_validated_and_spelled_as_the_zone_is() -> None:
+    from conf import ConfigError, load_settings
+
+    shipped = "conf/config.yml"
+    assert load_settings(shipped, env={}).timezone == "UTC"
+    assert load_settings(shipped, env={"TIMEZONE": "europe/berlin"}).timezone == "Europe/Berlin"
+    with pytest.raises(ConfigError) as raised:
+        load_settings(shipped, env={"TIMEZONE": "Mars/Olympus"})
+    assert raised.value.setting == "TIMEZONE"
+    assert "Europe/Berlin" in raised.value.problem
