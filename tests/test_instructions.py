@@ -147,8 +147,10 @@ async def test_a_turn_states_the_time_in_the_users_own_zone_or_the_default() -> 
 
 
 async def test_a_turn_carries_only_the_speaking_users_facts_oldest_first() -> None:
-    facts = InMemoryFactStore(clock=FakeClock(WINTER))
+    clock = FakeClock(WINTER)
+    facts = InMemoryFactStore(clock=clock)
     first = (await facts.add(7, "Likes green tea", FactSource("42"))).fact
+    clock.advance(seconds=1)
     second = (await facts.add(7, "Has a cat called Miso", FactSource("42"))).fact
     await facts.add(8, "Secret of user eight", FactSource("-100"))
     prepared = await setup(facts).prepare("42", message(7))
