@@ -8,14 +8,18 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 import structlog
 
 from actors import texts
 from actors._ledger import UpdateLedger
 from actors._parking import Parking, RetryParked
+from actors.memory_commands import MEMORY_COMMANDS, answer_memory_command
 from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
 from actors.runtime import Actor, ActorStopped
+from actors.summaries import Summariser
+from actors.turn_setup import TurnSetup
 from llm import (
     AssistantRecord,
     ChatModel,
@@ -34,14 +38,19 @@ from llm import (
     record_to_json,
     run_turn,
 )
+from llm.history import History, VisibleStart
 from ops.backoff import Backoff
 from stores import ConflictError, ConversationStore, StoreError
+from tools.builtin import Toolkit
 
 __all__ = ["ConversationActor", "TurnSettings"]
 
 log = structlog.get_logger(__name__)
 
 Inbox = ConversationMessage | RetryParked
+
+HISTORY_CAP_FACTOR = 2
+"""An active conversation holds at most this many context budgets of records (llm.history.History)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +76,10 @@ class ConversationActor(Actor[Inbox]):
     The records (see `llm.records`) each carry `seq`, and `update_id` where a Telegram update caused
     them: the user's message, the model's assistant and tool result records, and markers: a notice
     (an answer that is not the model's: help, reset, failures), delivered (the answer reached the
-    user), reset (the model sees nothing before it; older records stay in the store as an archive).
+    user), reset (the model sees nothing before it; older records stay in the store as an archive),
+    summary (the model reads it in place of the older records it covers, see `Summariser`).
+    An activation reads only what the model may still see (`ConversationStore.load_recent`), and holds
+    at most HISTORY_CAP_FACTOR context budgets of it (`llm.history.History`).
     An update is answered at most once: after a restart, a replayed update that is already delivered
     is skipped, one answered but not delivered is delivered, and one only received gets its turn run
     again from the stored history. Which it is, the conversation's own records say (`UpdateLedger`).
@@ -88,6 +100,7 @@ class ConversationActor(Actor[Inbox]):
         settings: TurnSettings,
         mailbox_size: int = 64,
         metrics: TurnMetrics | None = None,
+        setup: TurnSetup | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         super().__init__(f"conversation:{conversation_id}", mailbox_size)
@@ -98,7 +111,15 @@ class ConversationActor(Actor[Inbox]):
         self._channel = channel
         self._settings = settings
         self._metrics = metrics
-        self._history: list[Record] = []
+        # Without a shared setup (tests, embedders): the system prompt, the date and time in UTC, no facts.
+        self._setup = setup or TurnSetup(
+            settings.system_prompt,
+            Toolkit(toolbox),
+            default_zone=ZoneInfo("UTC"),
+            context_tokens=settings.context_tokens,
+        )
+        self._history = History(settings.context_tokens * HISTORY_CAP_FACTOR)
+        self._summariser = Summariser(conversation_id, model, settings.context_tokens, backoff=backoff)
         self._next_seq = 0
         self._ledger = UpdateLedger()
         self._loaded = False
@@ -114,8 +135,8 @@ class ConversationActor(Actor[Inbox]):
         return super().idle and not self._parking
 
     async def on_start(self) -> None:
-        """Load the history from the store (again, after a crash). A store fault is not a crash: the
-        messages that come are parked until the store can be read."""
+        """Load what the model may still see of the history (again, after a crash). A store fault is
+        not a crash: the messages that come are parked until the store can be read."""
         # For the life of this actor's task: every line it logs names its conversation.
         structlog.contextvars.bind_contextvars(conversation_id=self.conversation_id)
         try:
@@ -124,19 +145,16 @@ class ConversationActor(Actor[Inbox]):
             self._loaded = False
             log.warning("conversation_load_failed", error=repr(exc))
 
-    async def on_stop(self) -> None:
-        """Disarm the retry timer; parked messages stay pending in the ingress log for the next start."""
-        self._parking.cancel()
-        if self._parking:
-            log.warning("conversation_stopped_with_parked_messages", messages=len(self._parking.messages))
-
     async def _load(self) -> None:
         started = time.perf_counter()
-        stored = await self._store.load(self.conversation_id)
-        self._history = []
+        await self._summariser.close(resets=-1)  # a crashed incarnation's call: planned again from the store
+        cap = self._history.cap_tokens
+        stored = await self._store.load_recent(self.conversation_id, VisibleStart(cap))
+        self._history = History(cap)
         self._next_seq = _seq_after(stored)
         self._ledger = UpdateLedger()
-        for record in decode_history(stored):
+        # Decoding is CPU work proportional to what was read: off the event loop, which other chats share.
+        for record in await asyncio.to_thread(decode_history, stored):
             self._track(record)
         self._loaded = True
         log.debug(
@@ -146,12 +164,28 @@ class ConversationActor(Actor[Inbox]):
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
 
+    async def on_stop(self) -> None:
+        """Disarm the retry timer (parked messages stay pending in the ingress log for the next start);
+        keep a summary that finished since the last message, cancel one still being made."""
+        self._parking.cancel()
+        if self._parking:
+            log.warning("conversation_stopped_with_parked_messages", messages=len(self._parking.messages))
+        record = await self._summariser.close(resets=self._history.resets)
+        if record is not None:
+            try:
+                await self._append(record)
+            except StoreError as exc:  # the next activation makes it again
+                log.warning("summary_not_stored", error=str(exc))
+
+    async def _store_finished_summary(self) -> None:
+        record = self._summariser.take(resets=self._history.resets)
+        if record is not None:
+            await self._append(record)
+
     def _track(self, record: Record) -> None:
         """Fold one record into the in-memory state (on load and as records are made)."""
-        if isinstance(record, ResetRecord):
-            # The model never sees what came before a reset (llm.context), so it need not stay in memory.
-            self._history = []
-        self._history.append(record)
+        # What the model can no longer see (before a reset, in a summary, past the cap) leaves memory.
+        self._history.add(record)
         self._ledger.track(record)
 
     async def _append(self, record: Record) -> None:
@@ -183,6 +217,7 @@ class ConversationActor(Actor[Inbox]):
     async def _handle_update(self, message: ConversationMessage) -> str | None:
         update_id = message.update_id
         with structlog.contextvars.bound_contextvars(update_id=update_id):
+            await self._store_finished_summary()
             stage = self._ledger.stage(update_id) if update_id is not None else None
             if update_id is not None and stage == "delivered":
                 log.info("update_already_answered")
@@ -209,6 +244,8 @@ class ConversationActor(Actor[Inbox]):
             if not self._ledger.reset_recorded(command.update_id):  # a replay stores no second marker
                 await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
+        elif command.name in MEMORY_COMMANDS:
+            text = await answer_memory_command(command, self._setup)
         else:
             text = texts.START if command.name == "start" else texts.HELP
         return await self._answer_with_notice(command.update_id, command.target, text, "notice")
@@ -221,12 +258,10 @@ class ConversationActor(Actor[Inbox]):
             await self._append(NoticeRecord(text=text, is_error=kind == "error", target=target, update_id=update_id))
         return await self._deliver(reply)
 
-    def _turn_context(self, message: UserMessage) -> TurnContext:
-        """What this turn asks of the model: the instructions are built here, per turn."""
+    def _turn_context(self, message: UserMessage, instructions: str) -> TurnContext:
+        """What this turn asks of the model, with the instructions built for it (`TurnSetup`)."""
         settings = self._settings
-        return TurnContext(
-            settings.system_prompt, settings.max_steps, settings.context_tokens, deadline=self._deadline(message)
-        )
+        return TurnContext(instructions, settings.max_steps, settings.context_tokens, deadline=self._deadline(message))
 
     def _deadline(self, message: UserMessage) -> float:
         """When the model work of the message's turn must end (the loop's clock): one deadline per
@@ -247,8 +282,10 @@ class ConversationActor(Actor[Inbox]):
         ok, steps = False, 0
         try:
             async with self._channel.typing(message.target):
+                prepared = await self._setup.prepare(self.conversation_id, message)
+                context = self._turn_context(message, prepared.instructions)
                 result = await run_turn(
-                    self._model, self._toolbox, self._turn_context(message), history=self._history, record=record
+                    self._model, prepared.toolbox, context, history=self._history.records(), record=record
                 )
             ok, steps = True, result.steps
             log.info(
@@ -260,7 +297,12 @@ class ConversationActor(Actor[Inbox]):
                 step_limit=result.stopped_by_step_limit,
             )
             answer = Reply(self.conversation_id, result.text, message.target, update_id)
-            return await self._deliver(answer)
+            text = await self._deliver(answer)
+            # After the delivery: a summary never delays an answer.
+            self._summariser.start_if_needed(
+                self._history.records(), prepared.instructions, resets=self._history.resets
+            )
+            return text
         except TurnTimedOut as exc:
             log.warning("turn_failed_deadline", steps=exc.steps, error=str(exc))
             return await self._answer_with_notice(update_id, message.target, texts.TURN_TIMED_OUT, "error")
@@ -368,11 +410,16 @@ class ConversationActor(Actor[Inbox]):
         finally:
             if message.update_id is not None:
                 # The failure may have struck half-way through an append: number from the store.
-                self._next_seq = _seq_after(await self._store.load(self.conversation_id))
+                self._next_seq = _seq_after(await self._store.load_recent(self.conversation_id, _last_only))
                 marker = DeliveredRecord(dead_letter=True, update_id=message.update_id, seq=self._next_seq)
                 await self._store.append(self.conversation_id, [record_to_json(marker)])
                 self._next_seq += 1
                 await self._channel.done(message.update_id)
+
+
+def _last_only(record: dict[str, Any]) -> bool:
+    """`stop_at` that reads the newest record only."""
+    return True
 
 
 def _seq_after(stored: list[dict[str, Any]]) -> int:
