@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import structlog
 
 from actors import texts
+from actors._conversation_parts import TurnMetrics, TurnSettings, _last_only, _reply, _seq_after, _user_record
 from actors._ledger import UpdateLedger
 from actors._parking import Parking, RetryParked
 from actors.memory_commands import MEMORY_COMMANDS, answer_memory_command
@@ -33,7 +33,6 @@ from llm import (
     TurnContext,
     TurnRecord,
     TurnTimedOut,
-    UserRecord,
     decode_history,
     record_to_json,
     run_turn,
@@ -43,7 +42,7 @@ from ops.backoff import Backoff
 from stores import ConflictError, ConversationStore, StoreError
 from tools.builtin import Toolkit
 
-__all__ = ["ConversationActor", "TurnSettings"]
+__all__ = ["ConversationActor", "TurnMetrics", "TurnSettings"]
 
 log = structlog.get_logger(__name__)
 
@@ -51,23 +50,6 @@ Inbox = ConversationMessage | RetryParked
 
 HISTORY_CAP_FACTOR = 2
 """An active conversation holds at most this many context budgets of records (llm.history.History)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TurnSettings:
-    """What a turn needs beyond its model and tools."""
-
-    system_prompt: str
-    max_steps: int = 8
-    context_tokens: int = 16000
-    reply_within_seconds: float = 45.0
-    """The deadline of a message's turn, from its arrival: past it, the user is told it took too long."""
-
-
-class TurnMetrics(Protocol):
-    """The metrics a conversation reports (ops.metrics.Metrics implements it)."""
-
-    def turn(self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool) -> None: ...
 
 
 class ConversationActor(Actor[Inbox]):
@@ -415,28 +397,3 @@ class ConversationActor(Actor[Inbox]):
                 await self._store.append(self.conversation_id, [record_to_json(marker)])
                 self._next_seq += 1
                 await self._channel.done(message.update_id)
-
-
-def _last_only(record: dict[str, Any]) -> bool:
-    """`stop_at` that reads the newest record only."""
-    return True
-
-
-def _seq_after(stored: list[dict[str, Any]]) -> int:
-    """The `seq` of the next record: the stores number records, so this is read off their JSON."""
-    return int(stored[-1]["seq"]) + 1 if stored else 0
-
-
-def _user_record(message: UserMessage) -> UserRecord:
-    return UserRecord(
-        text=message.text, user_id=message.user_id, target=message.target, ts=time.time(), update_id=message.update_id
-    )
-
-
-def _reply(conversation_id: str, answer: AssistantRecord | NoticeRecord, target: ReplyTarget) -> Reply:
-    """The reply an answer recorded before a restart still owes (to where it was recorded for)."""
-    if isinstance(answer, NoticeRecord):
-        kind: Literal["answer", "notice", "error"] = "error" if answer.is_error else "notice"
-    else:
-        kind = "answer"
-    return Reply(conversation_id, answer.text, answer.target or target, answer.update_id, kind=kind)
