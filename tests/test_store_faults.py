@@ -86,6 +86,10 @@ async def test_a_conversation_given_up_tells_the_users_of_the_messages_it_held()
         async def load(self, conversation_id: str) -> list[dict[str, object]]:
             raise RuntimeError("a bug in loading")
 
+        async def load_recent(self, conversation_id: str, stop_at: object) -> list[dict[str, object]]:
+            # An activation reads only the recent records (load_recent): it must fail the same way.
+            raise RuntimeError("a bug in loading")
+
     world = World(ScriptedModel(), BrokenStore())
     with capture_logs() as logs:
         for update_id in (1, 2, 3):
