@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import bisect
 from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from llm import AssistantRecord, DeliveredRecord, NoticeRecord, Record, ResetRecord
 
@@ -45,6 +46,16 @@ class UpdateLedger:
         self._floor = floor
         self._seen = array("q")
         self._open: dict[int, _Open] = {}
+
+    @classmethod
+    def for_loaded(cls, stored: Sequence[Mapping[str, Any]]) -> UpdateLedger:
+        """An empty ledger for the records a loader read (as JSON, in `seq` order). When they do not
+        start at the history's first record (`load_recent` stopped at a reset or summary), every
+        update older than all those they mention was handled before them: it counts as delivered."""
+        if not stored or stored[0].get("seq") == 0:
+            return cls()
+        ids = [item["update_id"] for item in stored if type(item.get("update_id")) is int]
+        return cls(min(ids) - 1) if ids else cls()
 
     def track(self, record: Record) -> None:
         """Fold one record in (records come in `seq` order)."""

@@ -134,7 +134,7 @@ class ConversationActor(Actor[Inbox]):
         stored = await self._store.load_recent(self.conversation_id, VisibleStart(cap))
         self._history = History(cap)
         self._next_seq = _seq_after(stored)
-        self._ledger = UpdateLedger()
+        self._ledger = UpdateLedger.for_loaded(stored)
         # Decoding is CPU work proportional to what was read: off the event loop, which other chats share.
         for record in await asyncio.to_thread(decode_history, stored):
             self._track(record)
