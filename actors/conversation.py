@@ -10,8 +10,11 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from actors import texts
+from actors._seeing import ImagesRefused, SeeingModel
+from actors.media import Media
 from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
 from actors.runtime import Actor
+from actors.voice import VoiceReplies
 from llm import (
     AssistantRecord,
     ChatModel,
@@ -29,6 +32,7 @@ from llm import (
     record_to_json,
     run_turn,
 )
+from llm.context import ImageCost, anthropic_image_tokens
 from stores import ConversationStore
 
 __all__ = ["ConversationActor", "TurnSettings"]
@@ -45,6 +49,8 @@ class TurnSettings:
     system_prompt: str
     max_steps: int = 8
     context_tokens: int = 16000
+    image_cost: ImageCost = anthropic_image_tokens
+    """Tokens an image the user sent costs with the configured provider (`llm.context`)."""
 
 
 class TurnMetrics(Protocol):
@@ -76,6 +82,8 @@ class ConversationActor(Actor[ConversationMessage]):
         settings: TurnSettings,
         mailbox_size: int = 64,
         metrics: TurnMetrics | None = None,
+        media: Media | None = None,
+        voice: VoiceReplies | None = None,
     ) -> None:
         super().__init__(f"conversation:{conversation_id}", mailbox_size)
         self.conversation_id = conversation_id
@@ -85,6 +93,10 @@ class ConversationActor(Actor[ConversationMessage]):
         self._channel = channel
         self._settings = settings
         self._metrics = metrics
+        self._media = media
+        self._voice = voice
+        self._sees_images = True
+        """False once the model refused image input (a notice with reason `images_refused`), until a reset."""
         self._history: list[Record] = []
         self._next_seq = 0
         self._last_update: int | None = None
@@ -116,6 +128,9 @@ class ConversationActor(Actor[ConversationMessage]):
         if isinstance(record, ResetRecord):
             # The model never sees what came before a reset (llm.context), so it need not stay in memory.
             self._history = []
+            self._sees_images = True
+        elif isinstance(record, NoticeRecord) and record.reason == "images_refused":
+            self._sees_images = False
         self._history.append(record)
         update_id = record.update_id
         if update_id is None:
@@ -157,8 +172,23 @@ class ConversationActor(Actor[ConversationMessage]):
                     return await self._run_turn(message)
             if isinstance(message, Command):
                 return await self._command(message)
+            if message.attachments:
+                prepared = await self._read_files(message)
+                if isinstance(prepared, str):
+                    return prepared
+                message = prepared
             await self._append(_user_record(message))
             return await self._run_turn(message)
+
+    async def _read_files(self, message: UserMessage) -> UserMessage | str:
+        """The message with what its files said (actors.media), or the answer when none could be read."""
+        if self._media is None:
+            return await self._answer_with_notice(message.update_id, message.target, texts.UNREADABLE, "notice")
+        async with self._channel.typing(message.target):
+            prepared = await self._media.prepare(message)
+        if prepared.notice is not None:
+            return await self._answer_with_notice(message.update_id, message.target, prepared.notice, "notice")
+        return dataclasses.replace(message, text=prepared.text, attachments=prepared.attachments)
 
     async def _command(self, command: Command) -> str:
         if command.name == "reset":
@@ -169,17 +199,28 @@ class ConversationActor(Actor[ConversationMessage]):
         return await self._answer_with_notice(command.update_id, command.target, text, "notice")
 
     async def _answer_with_notice(
-        self, update_id: int | None, target: ReplyTarget, text: str, kind: Literal["notice", "error"]
+        self, update_id: int | None, target: ReplyTarget, text: str, kind: Literal["notice", "error"], reason: str = ""
     ) -> str:
         reply = Reply(self.conversation_id, text, target, update_id, kind=kind)
-        if update_id is not None:
-            await self._append(NoticeRecord(text=text, is_error=kind == "error", target=target, update_id=update_id))
+        if update_id is not None or reason:
+            notice = NoticeRecord(
+                text=text, is_error=kind == "error", target=target, update_id=update_id, reason=reason
+            )
+            await self._append(notice)
         return await self._deliver(reply)
 
     def _turn_context(self, message: UserMessage) -> TurnContext:
         """What this turn asks of the model: the instructions are built here, per turn."""
         settings = self._settings
-        return TurnContext(settings.system_prompt, settings.max_steps, settings.context_tokens)
+        return TurnContext(
+            settings.system_prompt, settings.max_steps, settings.context_tokens, image_cost=settings.image_cost
+        )
+
+    def _turn_model(self) -> ChatModel:
+        """The model as this turn asks it: with the conversation's images, unless it cannot see them."""
+        if self._media is None or not self._sees_images:
+            return self._model
+        return SeeingModel(self._model, self._media.images)
 
     async def _run_turn(self, message: UserMessage) -> str:
         started = time.perf_counter()
@@ -194,7 +235,7 @@ class ConversationActor(Actor[ConversationMessage]):
         try:
             async with self._channel.typing(message.target):
                 result = await run_turn(
-                    self._model, self._toolbox, self._turn_context(message), history=self._history, record=record
+                    self._turn_model(), self._toolbox, self._turn_context(message), history=self._history, record=record
                 )
             ok, steps = True, result.steps
             log.info(
@@ -206,7 +247,15 @@ class ConversationActor(Actor[ConversationMessage]):
                 step_limit=result.stopped_by_step_limit,
             )
             answer = Reply(self.conversation_id, result.text, message.target, update_id)
-            return await self._deliver(answer)
+            delivered = await self._deliver(answer)
+            if self._voice is not None and self._voice.wanted(message):
+                await self._voice.speak(message.target, delivered)
+            return delivered
+        except ImagesRefused:
+            target = message.target
+            return await self._answer_with_notice(
+                update_id, target, texts.CANNOT_SEE_IMAGES, "notice", "images_refused"
+            )
         except LLMUnavailable as exc:
             log.warning("turn_failed_model_unavailable", status=exc.status, error=str(exc))
             return await self._answer_with_notice(update_id, message.target, texts.MODEL_UNAVAILABLE, "error")
@@ -253,7 +302,12 @@ def _seq_after(stored: list[dict[str, Any]]) -> int:
 
 def _user_record(message: UserMessage) -> UserRecord:
     return UserRecord(
-        text=message.text, user_id=message.user_id, target=message.target, ts=time.time(), update_id=message.update_id
+        text=message.text,
+        attachments=message.attachments,
+        user_id=message.user_id,
+        target=message.target,
+        ts=time.time(),
+        update_id=message.update_id,
     )
 
 

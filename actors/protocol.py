@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from actors.commands import CommandName
-from llm.records import ReplyTarget
+from llm.records import Attachment, ReplyTarget
 
 __all__ = [
     "Command",
@@ -23,7 +23,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class UserMessage:
-    """A user wrote text the assistant should answer."""
+    """A user wrote text the assistant should answer (or sent files: voice, photos, documents)."""
 
     conversation_id: str
     text: str
@@ -31,6 +31,9 @@ class UserMessage:
     update_id: int | None = None
     """Telegram's update id: identifies the message across crashes and replays. None in the console."""
     user_id: int | None = None
+    attachments: tuple[Attachment, ...] = ()
+    """The files sent with it, as the channel names them (kind, file_id, size); what they say is read
+    by the conversation (`actors.media`) before the message is recorded. `text` is then their caption."""
 
 
 @dataclass(frozen=True, slots=True)

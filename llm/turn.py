@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from llm.base import ChatModel, DeltaCallback, ModelReply, ModelRequest, RecordSink, Toolbox, ToolCall, ToolResult
-from llm.context import trim_history
+from llm.context import ImageCost, anthropic_image_tokens, trim_history
 from llm.records import AssistantRecord, Record, ToolResultRecord, Usage
 
 __all__ = ["STEP_LIMIT_TEXT", "TurnContext", "TurnResult", "run_turn"]
@@ -32,13 +32,15 @@ class TurnContext:
     system prompt, and whatever it adds for this user and moment), and how far the turn may go.
 
     `on_delta` receives the answer's text as the model writes it (see `RetryingChatModel` for what a
-    retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`).
+    retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`), in
+    which an image the user sent counts by `image_cost` (the provider's formula).
     """
 
     instructions: str
     max_steps: int = 8
     context_tokens: int = 16000
     on_delta: DeltaCallback | None = None
+    image_cost: ImageCost = anthropic_image_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,7 @@ async def run_turn(
     usage = Usage()
     for step in range(1, context.max_steps + 1):
         specs = list(toolbox.specs())
-        messages = trim_history(working, context.context_tokens, context.instructions)
+        messages = trim_history(working, context.context_tokens, context.instructions, image_cost=context.image_cost)
         started = time.perf_counter()
         reply = await model.complete(ModelRequest(context.instructions, messages, specs, context.on_delta))
         model_ms += (time.perf_counter() - started) * 1000
