@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from actors.conversation import ConversationActor, TurnSettings
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
 from actors.supervisor import Child, Supervisor
+from app.media import MediaParts, image_cost_of
 from app.metered import MeteredChatModel, MeteredToolbox
 from conf import Settings
 from conf.mcp import McpServerSettings
@@ -55,6 +57,7 @@ class ConversationFactory:
     turn: TurnSettings
     mailbox_size: int
     metrics: Metrics | None
+    media: MediaParts | None = None
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
@@ -67,6 +70,8 @@ class ConversationFactory:
             settings=self.turn,
             mailbox_size=self.mailbox_size,
             metrics=self.metrics,
+            media=self.media.media if self.media is not None else None,
+            voice=self.media.voice if self.media is not None else None,
         )
 
 
@@ -77,6 +82,7 @@ class _TelegramEdge:
     channel: TelegramChannel
     bot: Bot
     """The sending client, which the gateway also identifies the bot with."""
+    media: MediaParts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,8 @@ class AssistantSystem:
             root = self._start_root(stack)
             toolbox = self._start_tools(root)
             factory = self._conversation_factory(store, model, toolbox, edge.channel)
+            if isinstance(edge, _TelegramEdge):
+                factory = dataclasses.replace(factory, media=edge.media)
             registry = self._start_registry(stack, root, factory)
             self._start_gateway(stack, root, registry, ingress, edge)
             stack.callback(self._log_stopping)
@@ -203,7 +211,10 @@ class AssistantSystem:
             on_retry=self._count_telegram_retry if self.metrics is not None else None,
         )
         stack.push_async_callback(sender.aclose)
-        return _TelegramEdge(TelegramChannel(sender, ingress), client.bot)
+        from app.media import open_media
+
+        media = await open_media(stack, self.settings, client.bot, sender, self.backoff)
+        return _TelegramEdge(TelegramChannel(sender, ingress), client.bot, media)
 
     def _count_telegram_retry(self, wait_s: float, reason: str) -> None:
         if self.metrics is not None:
@@ -249,7 +260,9 @@ class AssistantSystem:
             model=model,
             toolbox=toolbox,
             channel=channel,
-            turn=TurnSettings(load_system_prompt(llm), llm.max_steps, llm.context_tokens),
+            turn=TurnSettings(
+                load_system_prompt(llm), llm.max_steps, llm.context_tokens, image_cost=image_cost_of(self.settings)
+            ),
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
         )

@@ -20,6 +20,7 @@ from actors.commands import COMMANDS
 from actors.protocol import DeliveryFailed, Reply, ReplyTarget
 from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
+from channels.telegram.albums import AlbumCollector
 from channels.telegram.client import TelegramClient
 from channels.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
 from channels.telegram.sender import DeliveryError, TelegramSender, retry_after_seconds
@@ -46,6 +47,7 @@ class TelegramChannel:
     def __init__(self, sender: TelegramSender, ingress: IngressLog) -> None:
         self._sender = sender
         self._ingress = ingress
+        self._albums: dict[int, tuple[int, ...]] = {}
 
     async def deliver(self, reply: Reply) -> None:
         """Send the reply (split, formatted, retried); DeliveryFailed if Telegram never will take it."""
@@ -65,8 +67,17 @@ class TelegramChannel:
         return self._sender.typing_while(target.chat_id, target.message_thread_id)
 
     async def done(self, update_id: int) -> None:
-        """The update is answered: it leaves the ingress log."""
+        """The update is answered: it leaves the ingress log (an album's first update: all of the album's)."""
+        # The album's other parts first: a crash in between leaves the first part, which a replay
+        # recognises as answered, not the others, which would look like a new message.
+        for other in self._albums.pop(update_id, ()):
+            await self._ingress.done(other)
         await self._ingress.done(update_id)
+
+    def add_album(self, first: int, others: tuple[int, ...]) -> None:
+        """The updates `others` are parts of the album handled as update `first`: done with it."""
+        if others:
+            self._albums[first] = others
 
 
 class TelegramGateway:
@@ -108,6 +119,12 @@ class TelegramGateway:
         self.polls = 0
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._album_parts = AlbumCollector(
+            self._route,
+            channel.add_album,
+            lambda update_id: self._spawn(self._ingress.done(update_id), f"ingress-done:{update_id}"),
+            settings.media.album_wait_seconds,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -127,6 +144,7 @@ class TelegramGateway:
 
     async def aclose(self) -> None:
         """Once polling has stopped: finish the notices in flight (a few seconds at most)."""
+        await self._album_parts.aclose()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         for task in list(self._tasks):
@@ -307,7 +325,7 @@ class TelegramGateway:
             log.info("update_notice", update_id=update_id, reason=route.reason, conversation_id=route.conversation_id)
             reply = Reply(route.conversation_id, route.text, route.target, update_id, kind="notice")
             self._spawn(self._notify(reply), f"notice:{update_id}")
-        else:
+        elif not self._album_parts.take(route, update_id, replay):
             self._route(route, update_id, replay)
 
     def _route(self, route: Routed, update_id: int, replay: bool) -> None:
@@ -329,7 +347,7 @@ class TelegramGateway:
         except DeliveryFailed as exc:
             log.warning("notice_undeliverable", update_id=reply.update_id, reason=exc.reason)
         if reply.update_id is not None:
-            await self._ingress.done(reply.update_id)
+            await self.channel.done(reply.update_id)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
