@@ -196,8 +196,10 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(m
     ),
     st.dictionaries(
         st.sampled_from(
-            ["chat", "from", "text", "entities", "caption", "reply_to_message", "message_thread_id"]
-            + ["photo", "voice", "audio", "document", "media_group_id", "sticker", "location"]
+            [
+                *("chat", "from", "text", "entities", "caption", "reply_to_message", "message_thread_id"),
+                *("photo", "voice", "audio", "document", "media_group_id", "sticker", "location"),
+            ]
         ),
         json_values,
         max_size=6,
