@@ -14,7 +14,7 @@ from conf import Settings
 from llm.attachments import IMAGE_NOT_SHOWN
 from tests.e2e_support import assistant_env, fast_settings, running
 from tests.fakes import media
-from tests.fakes.llm_server import Fail, FakeLLMServer
+from tests.fakes.llm_server import Fail, FakeLLMServer, Reply
 from tests.fakes.telegram_server import FakeTelegramServer
 
 
@@ -220,3 +220,54 @@ async def test_a_model_that_cannot_see_is_told_once_and_images_are_left_out_afte
     assert refused.rejection is not None
     assert probe.rejection is None
     assert all(request.images == [] and request.rejection is None for request in later)
+
+
+async def test_after_a_restart_the_history_shows_the_photo_again_without_the_user(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    async with running(settings_for(env)):
+        tg.add_photo(42, "remember this picture")
+        await tg.await_sent(chat_id=42, timeout=15)
+    downloads = len(tg.downloads)
+    async with running(settings_for(env)):
+        tg.add_text_message(42, "what was in the picture?")
+        await tg.await_sent(chat_id=42, count=2, timeout=15)
+    first, after_restart = llm.requests
+    assert [image.digest for image in after_restart.images] == [image.digest for image in first.images]
+    assert len(tg.downloads) == downloads + 1  # fetched again by its file_id
+
+
+async def test_a_speech_failure_leaves_the_written_answer_and_long_answers_are_spoken_in_parts(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    long_answer = "\n\n".join(f"Paragraph {index}. " + "Some words to read aloud. " * 60 for index in range(6))
+    llm.script([Reply("short answer"), Reply(long_answer)])
+    llm.script_speech([Fail(400)])  # the first answer's speech is refused; the rest are spoken
+    async with running(settings_for(env, VOICE_REPLIES="always")):
+        tg.add_text_message(42, "first")
+        tg.add_text_message(42, "second")
+        written = await tg.await_sent(chat_id=42, count=2, timeout=30)
+        voices = await tg.await_voices(42, count=3, timeout=30)
+    assert written[0].text == "short answer"
+    refused, *spoken_requests = [request for request in llm.audio_requests if request.kind == "speech"]
+    assert refused.input == "short answer"  # answered 400: no voice for it, the written answer stands
+    spoken = [request.input for request in spoken_requests]
+    assert len(spoken) == len(voices) == 3
+    assert all(len(text) <= 4096 for text in spoken)
+    assert " ".join(spoken).split()[:5] == long_answer.split()[:5]
+    assert all(media.is_ogg_opus(voice.data) for voice in voices)
+
+
+async def test_in_a_group_an_album_addressed_by_its_caption_is_answered(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    async with running(settings_for(env)):
+        tg.add_album(-100, 2, caption="@test_assistant_bot which one?", chat_type="supergroup")
+        tg.add_album(-100, 2, caption="just for friends", chat_type="supergroup")
+        tg.add_text_message(-100, "@test_assistant_bot hello", chat_type="supergroup")
+        sent = await tg.await_sent(chat_id=-100, count=2, timeout=15)
+    assert [message.text for message in sent] == ["echo: which one?", "echo: hello"]
+    album, hello = llm.requests
+    assert len(album.images) == 2
+    # The unaddressed album never reached the conversation; the addressed one is in its history.
+    assert [image.digest for image in hello.images] == [image.digest for image in album.images]
