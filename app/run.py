@@ -32,9 +32,10 @@ def run(mode: Mode, config_path: str | None = None) -> int:
         return EXIT_CONFIG
 
     from ops.logs import configure_logging
-    from ops.memory import limit_malloc_arenas
+    from ops.memory import limit_malloc_arenas, return_large_blocks
 
     limit_malloc_arenas()
+    return_large_blocks()
     # In the console the conversation owns stdout, so logs go to stderr there.
     configure_logging(
         settings.logging,

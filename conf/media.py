@@ -58,7 +58,7 @@ class MediaSettings(SettingsModel):
     """Decoding one image or reading one document may take this long (off the event loop)."""
     workers: int = Field(2, ge=1, le=16)
     """Threads decoding images and reading documents: more would only share the same cores."""
-    large_downloads: int = Field(3, ge=1, le=64)
+    large_downloads: int = Field(2, ge=1, le=64)
     """Files over 2 MB held in memory at once (downloading or being read); smaller ones are not counted."""
     max_document_chars: int = Field(100_000, ge=1000)
     max_image_side: int = Field(1568, ge=256, le=8000)

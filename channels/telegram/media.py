@@ -33,8 +33,6 @@ log = structlog.get_logger(__name__)
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 """The largest file the Bot API lets a bot download (getFile answers "file is too big" beyond it)."""
 
-_CHUNK = 64 * 1024
-
 
 class _Retry(Exception):
     """A download attempt failed in a way the next attempt may not (network, 5xx, 429, an expired link)."""
@@ -137,12 +135,14 @@ class TelegramFiles:
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > limit:
                     raise FileTooBig(limit)
-                chunks = bytearray()
-                async for chunk in response.aiter_bytes(_CHUNK):
-                    chunks += chunk
-                    if len(chunks) > limit:
+                chunks: list[bytes] = []
+                received = 0
+                async for chunk in response.aiter_bytes():
+                    received += len(chunk)
+                    if received > limit:
                         raise FileTooBig(limit)
-                return bytes(chunks)
+                    chunks.append(chunk)
+                return b"".join(chunks)
         except httpx.TransportError as exc:  # timeouts, connection errors, a body cut short
             raise _Retry(f"download failed: {type(exc).__name__}") from exc
 
