@@ -271,3 +271,33 @@ async def test_in_a_group_an_album_addressed_by_its_caption_is_answered(
     assert len(album.images) == 2
     # The unaddressed album never reached the conversation; the addressed one is in its history.
     assert [image.digest for image in hello.images] == [image.digest for image in album.images]
+
+
+async def test_files_whose_names_and_types_lie_are_read_for_what_they_are(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    async with running(settings_for(env)):
+        tg.add_document(42, "notes.txt", media.pdf_with_text("A PDF in disguise."), "text/plain")
+        tg.add_document(42, "report.pdf", media.png(320, 200), "application/pdf")
+        tg.add_audio(42, media.speech_mp3(), file_name="song.bin", mime_type="application/octet-stream")
+        await tg.await_sent(chat_id=42, count=3, timeout=20)
+    pdf, png, audio = llm.requests
+    assert "A PDF in disguise." in pdf.last_user_text
+    assert [(image.width, image.height) for image in png.images] == [(320, 200)]
+    assert audio.last_user_text == "Transcript of audio.mp3."  # named by what its bytes are
+    [transcription] = llm.audio_requests
+    assert transcription.format == "mp3"
+
+
+async def test_photos_reach_an_anthropic_model_as_image_blocks(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    anthropic = {"LLM_PROVIDER": "anthropic", "LLM_BASE_URL": llm.anthropic_base_url, "SPEECH_API_KEY": "sk-speech"}
+    async with running(settings_for(env, **anthropic)):
+        tg.add_photo(42, "what is this?", media.png(2000, 1500))
+        [reply] = await tg.await_sent(chat_id=42, timeout=20)
+    assert reply.text == "echo: what is this?"
+    [request] = llm.requests
+    assert request.provider == "anthropic"
+    [image] = request.images
+    assert (image.width, image.height, image.media_type) == (1280, 960, "image/jpeg")
