@@ -2,16 +2,15 @@
 not an image, or a broken one, is never sent), scaled to fit `max_side`, and re-encoded when needed.
 
 `normalise_image` is CPU work: run it off the event loop (a thread). Its cost is bounded whatever the
-bytes: the pixel count is read from the header and checked before anything is decoded (Pillow's
-`MAX_IMAGE_PIXELS` too), and a JPEG is decoded at the smallest scale that still covers `max_side`
-(libjpeg's DCT scaling), so a 12-megapixel photo costs a quarter of its pixels. Importing this module
-does not import Pillow.
+bytes: the pixel count is read from the header and checked before anything is decoded (and Pillow's
+`MAX_IMAGE_PIXELS` refuses a header of over ~179 megapixels at once), and a JPEG is decoded at the
+smallest scale that still covers `max_side` (libjpeg's DCT scaling), so a 12-megapixel photo costs a
+quarter of its pixels. Importing this module does not import Pillow.
 """
 
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -37,9 +36,6 @@ MAX_IMAGE_BYTES = 3_750_000
 MAX_DECODED_PIXELS = 16_000_000
 """The most pixels decoded at once (64 MB as RGBA): a larger PNG, GIF or WebP is refused. A JPEG is
 decoded scaled down, so only a JPEG larger than eight times this many pixels on a side is refused."""
-
-_MAX_FILE_PIXELS = 1_024_000_000
-"""Pillow's MAX_IMAGE_PIXELS while we open images: a header claiming more is a bomb (DecompressionBombError)."""
 
 _FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 """The formats we decode: what phones, screenshots and the web produce. Fewer decoders, less to attack."""
@@ -76,18 +72,16 @@ def normalise_image(data: bytes, *, max_side: int = MAX_SIDE, max_pixels: int = 
     """
     from PIL import Image, UnidentifiedImageError
 
-    Image.MAX_IMAGE_PIXELS = _MAX_FILE_PIXELS
     try:
-        with warnings.catch_warnings():
-            # Over MAX_IMAGE_PIXELS Pillow only warns (twice that is an error): both are a bomb here.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=_FORMATS) as image:
-                return _normalise(image, data, max_side, max_pixels)
+        # Pillow's own guard (MAX_IMAGE_PIXELS, left at its default: it is process-wide) warns about a
+        # header of more pixels and refuses twice that; ours, before anything is decoded, is tighter.
+        with Image.open(io.BytesIO(data), formats=_FORMATS) as image:
+            return _normalise(image, data, max_side, max_pixels)
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
         raise ImageError("not_an_image") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # the warning, where it is an error
         raise ImageError("too_large", str(exc)) from exc
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         # Pillow reports truncated or damaged data as OSError / SyntaxError / ValueError / EOFError.

@@ -62,6 +62,7 @@ def test_a_photo_with_an_exif_rotation_is_turned_upright() -> None:
     [
         (media.decompression_bomb_png(), "too_large"),
         (media.decompression_bomb_png(rgb=True), "too_large"),
+        (media.decompression_bomb_png(30), "too_large"),  # under Pillow's own limit, over ours
         (media.corrupt_png(), "corrupt"),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not_an_image"),  # a PNG signature, then nothing Pillow knows
         (media.pdf_with_text("I am a PDF named photo.jpg"), "not_an_image"),
