@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH]
@@ -53,22 +54,64 @@ def _thread_cpu(threads: list[threading.Thread]) -> float:
     return total
 
 
+def _cases(tg: FakeTelegramServer) -> list[tuple[str, Callable[[], Any], float]]:
+    """The files of (a); each call of a maker registers a new file_id, so nothing comes from a cache."""
+    from llm.records import Attachment
+
+    photo = media.jpeg(4000, 3000)
+    pdf = media.pdf_with_text([PDF_PAGE] * 50)
+
+    def telegram_photo() -> Attachment:
+        sizes = tg.photo_sizes(photo)  # Telegram's sizes of the photo (made once, registered anew)
+        chosen = max((size for size in sizes if max(size["width"], size["height"]) <= 1568), key=_width)
+        return Attachment("photo", chosen["file_id"], "image/jpeg", chosen["file_size"])
+
+    def attachment(kind: Any, data: bytes, mime: str, name: str = "") -> Attachment:
+        ref = tg.add_file(data, mime, kind=kind, file_name=name or None)
+        return Attachment(kind, ref.file_id, mime, ref.file_size, name)
+
+    return [
+        ("voice note, 30 s", lambda: attachment("voice", media.voice_note(30), "audio/ogg"), 1),
+        ("photo, 12 MP (Telegram's 1280 px size)", telegram_photo, 1),
+        ("photo, 12 MP sent as a file", lambda: attachment("document", photo, "image/jpeg", "photo.jpg"), 1),
+        ("PDF, 50 pages", lambda: attachment("document", pdf, "application/pdf", "report.pdf"), 5),
+    ]
+
+
+async def _time(reader: Any, make: Callable[[], Any], runs: int, fakes: list[threading.Thread]) -> tuple[float, float]:
+    """Median wall and own-CPU milliseconds of `reader.prepare` over `runs` (after one warm-up run)."""
+    from actors.protocol import ReplyTarget, UserMessage
+
+    walls, cpus = [], []
+    for run in range(runs + 1):
+        message = UserMessage("1", "", ReplyTarget(1), run, 1, (make(),))
+        cpu_before = time.process_time() - _thread_cpu(fakes)
+        started = time.perf_counter()
+        prepared = await reader.prepare(message)
+        wall = (time.perf_counter() - started) * 1000
+        cpu = (time.process_time() - _thread_cpu(fakes) - cpu_before) * 1000
+        assert prepared.notice is None, prepared.notice
+        if run:  # the first run imports Pillow / pypdf / the SDK: not steady state
+            walls.append(wall)
+            cpus.append(cpu)
+    return median(walls), median(cpus)
+
+
 async def measure_prepare(runs: int) -> list[list[str]]:
     """(a): median wall and own-CPU milliseconds of `Media.prepare` per kind of file."""
     from telegram import Bot
 
     from actors.media import Media
-    from actors.protocol import ReplyTarget, UserMessage
     from channels.telegram.client import file_base_url
     from channels.telegram.media import TelegramFiles
     from conf.settings import BackoffSettings, LogSettings, MediaSettings
-    from llm.records import Attachment
     from llm.speech import SpeechClient
     from ops.backoff import Backoff
     from ops.logs import configure_logging
 
     configure_logging(LogSettings(level="WARNING"))
     backoff = Backoff(BackoffSettings())
+    rows = []
     with FakeTelegramServer(TOKEN) as tg, FakeLLMServer() as llm:
         fakes = [thread for thread in threading.enumerate() if thread is not threading.main_thread()]
         async with Bot(tg.token, base_url=tg.base_url, base_file_url=file_base_url(tg.base_url)) as bot:
@@ -82,46 +125,10 @@ async def measure_prepare(runs: int) -> list[list[str]]:
                 backoff=backoff,
             )
             reader = Media(files, MediaSettings(), speech=speech)
-            photo = media.jpeg(4000, 3000)
-
-            def telegram_photo() -> Attachment:
-                # Each run a new file_id (Telegram's sizes, made once): nothing comes from a cache.
-                sizes = tg.photo_sizes(photo)
-                chosen = max((size for size in sizes if max(size["width"], size["height"]) <= 1568), key=_width)
-                return Attachment("photo", chosen["file_id"], "image/jpeg", chosen["file_size"])
-
-            def attachment(kind: str, data: bytes, mime: str, name: str = "") -> Attachment:
-                ref = tg.add_file(data, mime, kind="document" if kind == "document" else kind, file_name=name or None)
-                return Attachment(kind, ref.file_id, mime, ref.file_size, name)  # type: ignore[arg-type]
-
-            cases: list[tuple[str, Callable[[], Attachment], float]] = [
-                ("voice note, 30 s", lambda: attachment("voice", media.voice_note(30), "audio/ogg"), 1),
-                ("photo, 12 MP (Telegram's 1280 px size)", telegram_photo, 1),
-                ("photo, 12 MP sent as a file", lambda: attachment("document", photo, "image/jpeg", "photo.jpg"), 1),
-                (
-                    "PDF, 50 pages",
-                    lambda: attachment("document", media.pdf_with_text([PDF_PAGE] * 50), "application/pdf", "r.pdf"),
-                    5,
-                ),
-            ]
-            rows = []
-            for name, make, per in cases:
-                walls, cpus = [], []
-                for run in range(runs + 1):
-                    item = make()
-                    message = UserMessage("1", "", ReplyTarget(1), run, 1, (item,))
-                    cpu_before = time.process_time() - _thread_cpu(fakes)
-                    started = time.perf_counter()
-                    prepared = await reader.prepare(message)
-                    wall = (time.perf_counter() - started) * 1000
-                    cpu = (time.process_time() - _thread_cpu(fakes) - cpu_before) * 1000
-                    assert prepared.notice is None, prepared.notice
-                    if run:  # the first run imports Pillow / pypdf / the SDK: not steady state
-                        walls.append(wall)
-                        cpus.append(cpu)
-                unit = "per 10 pages" if per > 1 else ""
-                own = median(cpus) / per
-                rows.append([name, f"{median(walls):.0f}", f"{median(cpus):.0f}", f"{own:.0f} {unit}".strip()])
+            for name, make, per in _cases(tg):
+                wall, cpu = await _time(reader, make, runs, fakes)
+                unit = " per 10 pages" if per > 1 else ""
+                rows.append([name, f"{wall:.0f}", f"{cpu:.0f}", f"{cpu / per:.0f}{unit}"])
             await reader.aclose()
             await speech.aclose()
             await files.aclose()
