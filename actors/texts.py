@@ -9,13 +9,26 @@ __all__ = [
     "FILE_PROBLEMS",
     "FILE_TOO_BIG",
     "FILE_TOO_SLOW",
+    "FORGET_ALL_DONE",
+    "FORGET_DONE",
+    "FORGET_UNKNOWN",
+    "FORGET_USAGE",
     "HELP",
+    "MEMORY_EMPTY",
+    "MEMORY_LIST",
+    "MEMORY_NO_USER",
+    "MEMORY_UNAVAILABLE",
     "MODEL_REJECTED",
     "MODEL_UNAVAILABLE",
     "NOT_ALLOWED",
     "NOT_READ",
     "RESET",
     "START",
+    "STORE_UNAVAILABLE",
+    "TIMEZONE_CURRENT",
+    "TIMEZONE_SET",
+    "TIMEZONE_UNKNOWN",
+    "TURN_TIMED_OUT",
     "UNREADABLE",
     "VOICE_EMPTY",
     "VOICE_FAILED",
@@ -31,6 +44,8 @@ START = (
 HELP = (
     "Write to me in plain words and I'll answer; I remember our conversation.\n\n"
     "/new or /reset: forget this conversation and start afresh\n"
+    "/memory: what I remember about you; /forget ID or /forget all to delete it\n"
+    "/timezone Area/City: your time zone (e.g. /timezone Europe/Berlin)\n"
     "/help: this message\n\n"
     "In groups, mention me or reply to one of my messages."
 )
@@ -86,9 +101,39 @@ FILE_PROBLEMS = {
 }
 """Why a file could not be read, by the problem `llm.vision` / `llm.documents` name."""
 
-CANNOT_SEE_IMAGES = (
-    "This model can't see images, so I can't look at that. Tell me in words what you need, "
-    "and I'll leave images out from now on."
-)
+CANNOT_SEE_IMAGES = "(This model can't see images, so I answered without looking at yours; I'll leave images out.)"
+"""The one line before the answer of the turn in which the model turned out to refuse images."""
 
 EMPTY_ANSWER = "(The model answered with nothing. Please ask again, perhaps in other words.)"
+
+STORE_UNAVAILABLE = "I can't reach my storage right now; I'll answer as soon as I can."
+
+TURN_TIMED_OUT = "This is taking too long (the model or a tool is too slow right now). Please try again in a moment."
+
+MEMORY_LIST = "What I remember about you ({count}); /forget ID deletes one, /forget all every one:"
+
+MEMORY_EMPTY = (
+    'I haven\'t saved anything about you yet. Ask me to remember something, e.g. "remember that I prefer tea".'
+)
+
+MEMORY_NO_USER = "I can't tell who you are in this chat, so I keep no memory here."
+
+MEMORY_UNAVAILABLE = "I can't reach my memory right now. Please try again in a moment."
+
+FORGET_USAGE = "Tell me what to forget: /forget ID (the id from /memory) or /forget all."
+
+FORGET_DONE = "Forgotten: {text}"
+
+FORGET_UNKNOWN = "You have no saved fact with the id {fact_id}. /memory lists them with their ids."
+
+FORGET_ALL_DONE = "I forgot everything I had saved about you ({count} facts)."
+
+TIMEZONE_CURRENT = (
+    "Your time zone is {zone}: it is {now} there. Change it with /timezone Area/City, e.g. /timezone Europe/Berlin."
+)
+
+TIMEZONE_SET = "Your time zone is now {zone}: it is {now} there."
+
+TIMEZONE_UNKNOWN = (
+    'I don\'t know the time zone "{name}". Use an IANA name such as Europe/Berlin, America/New_York or Asia/Tokyo.'
+)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 
 from actors.media import Media
+from actors.media_conversation import ConversationMedia
 from actors.voice import VoiceReplies
 from conf import Settings
 from llm.context import ImageCost, anthropic_image_tokens, openai_image_tokens
@@ -20,17 +20,9 @@ if TYPE_CHECKING:
     from channels.telegram.sender import TelegramSender
     from llm.speech import SpeechClient
 
-__all__ = ["MediaParts", "image_cost_of", "open_media"]
+__all__ = ["image_cost_of", "open_media"]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class MediaParts:
-    """What the conversations use to read files and answer with voice."""
-
-    media: Media
-    voice: VoiceReplies | None
 
 
 def image_cost_of(settings: Settings) -> ImageCost:
@@ -40,7 +32,7 @@ def image_cost_of(settings: Settings) -> ImageCost:
 
 async def open_media(
     stack: AsyncExitStack, settings: Settings, bot: Bot, sender: TelegramSender, backoff: Backoff
-) -> MediaParts:
+) -> ConversationMedia:
     """Build the media parts on `stack` (closed in reverse order with it)."""
     from channels.telegram.media import TelegramFiles, TelegramVoiceSender
 
@@ -57,7 +49,7 @@ async def open_media(
     if speech is not None and mode != "off":
         voice = VoiceReplies(speech, TelegramVoiceSender(sender), mode, max_parts=settings.speech.max_voice_parts)
     log.info("media_ready", transcription=transcription, voice_replies=mode if voice is not None else "off")
-    return MediaParts(media, voice)
+    return ConversationMedia(media, voice, image_cost_of(settings))
 
 
 def _speech_client(settings: Settings, backoff: Backoff) -> SpeechClient | None:

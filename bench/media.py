@@ -84,7 +84,7 @@ async def _time(reader: Any, make: Callable[[], Any], runs: int, fakes: list[thr
 
     walls, cpus = [], []
     for run in range(runs + 1):
-        message = UserMessage("1", "", ReplyTarget(1), run, 1, (make(),))
+        message = UserMessage("1", "", ReplyTarget(1), run, 1, attachments=(make(),))
         cpu_before = time.process_time() - _thread_cpu(fakes)
         started = time.perf_counter()
         prepared = await reader.prepare(message)

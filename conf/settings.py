@@ -19,6 +19,7 @@ from pydantic import (
 from conf._interpolate import interpolate
 from conf._types import CaseInsensitive, HttpUrl, OptionalHttpUrl, SettingsModel
 from conf.media import MediaSettings, SpeechSettings
+from conf.zones import ZoneName
 
 __all__ = [
     "ActorSettings",
@@ -259,6 +260,8 @@ class Settings(SettingsModel):
     health: HealthSettings = HealthSettings()
     logging: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    timezone: ZoneName = "UTC"
+    """Users' time zone until they choose their own with /timezone."""
     speech: SpeechSettings = SpeechSettings()
     media: MediaSettings = MediaSettings()
 

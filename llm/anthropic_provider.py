@@ -20,6 +20,7 @@ from llm._clients import SdkChatModel
 from llm._errors import parse_arguments, unavailable
 from llm.attachments import shown_images, user_text
 from llm.base import ModelReply, ModelRequest
+from llm.images import ANTHROPIC_IMAGES, fit_image, left_out_note
 from llm.records import AssistantRecord, Image, ModelMessage, ToolCall, ToolResultRecord, Usage, UserRecord
 
 __all__ = ["AnthropicChatModel", "to_anthropic_messages"]
@@ -210,7 +211,11 @@ def _image_block(image: Image) -> dict[str, Any]:
 def _tool_result(message: ToolResultRecord) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
     for image in message.images:
-        content.append(_image_block(image))
+        fitted = fit_image(image, ANTHROPIC_IMAGES)  # a header read for images fitted when recorded
+        if fitted is None:
+            content.append({"type": "text", "text": left_out_note(image)})
+            continue
+        content.append(_image_block(fitted))
     result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
     if content:
         result["content"] = content

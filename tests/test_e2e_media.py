@@ -209,17 +209,23 @@ async def test_a_model_that_cannot_see_is_told_once_and_images_are_left_out_afte
     llm.refuse_images = True
     async with running(settings_for(env)):
         tg.add_photo(42, "what is this?")
-        [refusal] = await tg.await_sent(chat_id=42, timeout=15)
+        [first] = await tg.await_sent(chat_id=42, timeout=15)
         tg.add_text_message(42, "ok, in words then")
         tg.add_photo(42, "and this one?")
         sent = await tg.await_sent(chat_id=42, count=3, timeout=15)
-    assert refusal.text == texts.CANNOT_SEE_IMAGES
+    assert first.text.startswith(texts.CANNOT_SEE_IMAGES)  # one line, then the answer without the image
+    assert first.text.endswith("what is this?")
     assert sent[1].text == "echo: ok, in words then"
     assert sent[2].text == f"echo: {IMAGE_NOT_SHOWN}\n\nand this one?"
     refused, probe, *later = llm.requests
     assert refused.rejection is not None
     assert probe.rejection is None
     assert all(request.images == [] and request.rejection is None for request in later)
+    async with running(settings_for(env)):  # a later activation remembers it (the notice is recorded)
+        tg.add_photo(42, "and after a restart?")
+        await tg.await_sent(chat_id=42, count=4, timeout=15)
+    assert llm.requests[-1].rejection is None
+    assert llm.requests[-1].images == []
 
 
 async def test_after_a_restart_the_history_shows_the_photo_again_without_the_user(

@@ -16,7 +16,7 @@ from stores.memory import InMemoryIngressLog
 
 def part(update_id: int, group: str | None, caption: str = "", *, chat: int = 42, addressed: bool = True) -> Routed:
     photo = (Attachment("photo", f"photo-{update_id}"),) if group is not None else ()
-    message = UserMessage(str(chat), caption, ReplyTarget(chat), update_id, 7, photo)
+    message = UserMessage(str(chat), caption, ReplyTarget(chat), update_id, 7, attachments=photo)
     return Routed(str(chat), message, group, addressed)
 
 
@@ -27,7 +27,7 @@ class Recorder:
         self.ignored: list[int] = []
         self.changed = asyncio.Event()
 
-    def route(self, routed: Routed, update_id: int, _replay: bool) -> None:
+    def route(self, routed: Routed, update_id: int, _arrived: float, _replay: bool) -> None:
         self.routed.append((routed, update_id))
         self.changed.set()
 
@@ -59,9 +59,9 @@ def texts_and_files(recorder: Recorder) -> list[Any]:
 async def test_an_albums_parts_become_one_message_under_its_first_update() -> None:
     recorder = Recorder()
     albums = collector(recorder)
-    assert albums.take(part(11, "g"), 11, False)
-    assert albums.take(part(10, "g", "look at these"), 10, False)
-    assert albums.take(part(12, "g"), 12, False)
+    assert albums.take(part(11, "g"), 11, 0.0, False)
+    assert albums.take(part(10, "g", "look at these"), 10, 0.0, False)
+    assert albums.take(part(12, "g"), 12, 0.0, False)
     await recorder.until(1)
     assert texts_and_files(recorder) == [(10, "look at these", ["photo-10", "photo-11", "photo-12"])]
     assert recorder.albums == {10: (11, 12)}
@@ -71,10 +71,10 @@ async def test_an_albums_parts_become_one_message_under_its_first_update() -> No
 async def test_what_the_chat_sends_during_an_album_waits_behind_it_and_other_chats_do_not() -> None:
     recorder = Recorder()
     albums = collector(recorder)
-    albums.take(part(1, "g", "album"), 1, False)
-    assert albums.take(part(2, None, "after the album"), 2, False)
-    assert not albums.take(part(3, None, "another chat", chat=5), 3, False)
-    albums.take(part(4, "g"), 4, False)
+    albums.take(part(1, "g", "album"), 1, 0.0, False)
+    assert albums.take(part(2, None, "after the album"), 2, 0.0, False)
+    assert not albums.take(part(3, None, "another chat", chat=5), 3, 0.0, False)
+    albums.take(part(4, "g"), 4, 0.0, False)
     await recorder.until(2)
     assert [update_id for _, update_id in recorder.routed] == [1, 2]
     await albums.aclose()
@@ -83,9 +83,9 @@ async def test_what_the_chat_sends_during_an_album_waits_behind_it_and_other_cha
 async def test_a_new_album_completes_the_one_before() -> None:
     recorder = Recorder()
     albums = collector(recorder, wait=5.0)
-    albums.take(part(1, "first"), 1, False)
-    albums.take(part(2, "first"), 2, False)
-    albums.take(part(3, "second"), 3, False)
+    albums.take(part(1, "first"), 1, 0.0, False)
+    albums.take(part(2, "first"), 2, 0.0, False)
+    albums.take(part(3, "second"), 3, 0.0, False)
     assert texts_and_files(recorder) == [(1, "", ["photo-1", "photo-2"])]
     await albums.aclose()  # the second album is left for the next start (its update stays in the log)
     assert len(recorder.routed) == 1
@@ -94,15 +94,15 @@ async def test_a_new_album_completes_the_one_before() -> None:
 async def test_an_album_in_a_group_that_does_not_address_the_bot_is_ignored() -> None:
     recorder = Recorder()
     albums = collector(recorder)
-    albums.take(part(1, "g", addressed=False, chat=-100), 1, False)
-    albums.take(part(2, "g", addressed=False, chat=-100), 2, False)
+    albums.take(part(1, "g", addressed=False, chat=-100), 1, 0.0, False)
+    albums.take(part(2, "g", addressed=False, chat=-100), 2, 0.0, False)
     await recorder.until(2)
     assert recorder.routed == []
     assert sorted(recorder.ignored) == [1, 2]
     addressed = Recorder()
     other = collector(addressed)
-    other.take(part(3, "h", "@bot compare", chat=-100), 3, False)
-    other.take(part(4, "h", addressed=False, chat=-100), 4, False)
+    other.take(part(3, "h", "@bot compare", chat=-100), 3, 0.0, False)
+    other.take(part(4, "h", addressed=False, chat=-100), 4, 0.0, False)
     await addressed.until(1)
     assert texts_and_files(addressed) == [(3, "@bot compare", ["photo-3", "photo-4"])]
 

@@ -13,7 +13,7 @@ import pytest
 from telegram import Bot
 
 from actors import texts
-from actors._seeing import ImagesRefused, SeeingModel
+from actors._seeing import SeeingModel
 from actors._workers import Workers, WorkTimedOut
 from actors.media import Media
 from actors.protocol import ReplyTarget, UserMessage
@@ -21,6 +21,7 @@ from channels.telegram.client import file_base_url
 from channels.telegram.media import TelegramFiles
 from conf.settings import BackoffSettings, LLMSettings, MediaSettings
 from llm import LLMRejected, ModelRequest, UserRecord, build_chat_model
+from llm.attachments import IMAGE_NOT_SHOWN
 from llm.records import Attachment, Image
 from ops.backoff import Backoff
 from tests.fakes import media
@@ -44,7 +45,7 @@ async def make_media(bot: Bot, **settings: object) -> tuple[Media, TelegramFiles
 def photo_message(tg: FakeTelegramServer, data: bytes, *, kind: str = "photo", name: str = "") -> UserMessage:
     ref = tg.add_file(data, "image/jpeg", kind=kind, file_name=name or None)
     item = Attachment("document" if name else "photo", ref.file_id, "image/jpeg", ref.file_size, name)
-    return UserMessage("42", "look", ReplyTarget(42), 1, 42, (item,))
+    return UserMessage("42", "look", ReplyTarget(42), 1, 42, attachments=(item,))
 
 
 async def test_work_past_its_timeout_is_answered_and_keeps_its_thread_until_it_ends() -> None:
@@ -90,7 +91,7 @@ async def test_large_files_are_held_a_few_at_a_time_small_ones_are_not(tg: FakeT
     for index in range(4):
         ref = tg.add_file(big, "text/plain", kind="document", file_name=f"log{index}.txt")
         item = Attachment("document", ref.file_id, "text/plain", ref.file_size, f"log{index}.txt")
-        messages.append(UserMessage("42", "", ReplyTarget(42), index, 42, (item,)))
+        messages.append(UserMessage("42", "", ReplyTarget(42), index, 42, attachments=(item,)))
     tg.download_delay = 0.3
     results = await asyncio.gather(*(reader.prepare(message) for message in messages))
     assert all(result.notice is None for result in results)
@@ -125,11 +126,14 @@ async def test_a_refusal_that_is_not_about_images_stays_a_refusal(llm: FakeLLMSe
     assert reply.text == "echo: see"
     assert len(llm.requests[-1].images) == 1
     llm.script([Fail(400), Fail(400)])
-    with pytest.raises(LLMRejected) as caught:
+    with pytest.raises(LLMRejected):
         await seeing.complete(ModelRequest("", [record]))
-    assert not isinstance(caught.value, ImagesRefused)
+    assert (seeing.sees, seeing.refused) == (True, False)
     llm.refuse_images = True
-    with pytest.raises(ImagesRefused):
-        await seeing.complete(ModelRequest("", [record]))
-    assert llm.requests[-1].images == []  # the probe went without the image, and was taken
+    refused = await seeing.complete(ModelRequest("", [record]))
+    assert refused.text.startswith(texts.CANNOT_SEE_IMAGES)  # the one line, then the answer without the image
+    assert (seeing.sees, seeing.refused) == (False, True)
+    assert llm.requests[-1].images == []
+    again = await seeing.complete(ModelRequest("", [record]))
+    assert again.text == f"echo: {IMAGE_NOT_SHOWN}\n\nsee"  # images are left out from then on, said once
     await model.aclose()

@@ -26,13 +26,14 @@ __all__ = ["AlbumCollector"]
 
 log = structlog.get_logger(__name__)
 
-RouteNow = Callable[[Routed, int, bool], None]
-"""Routes a message (its route, update id, whether it is a replay)."""
+RouteNow = Callable[[Routed, int, float, bool], None]
+"""Routes a message (its route, update id, when it arrived on the loop's clock, whether it is a replay)."""
 
 
 @dataclass(slots=True)
 class _Album:
     group: str
+    received_at: float
     parts: list[tuple[Routed, int]] = field(default_factory=list)
     replay: bool = False
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -61,25 +62,25 @@ class AlbumCollector:
         self._wait = wait_seconds
         self._sleep = sleep
         self._albums: dict[str, _Album] = {}
-        self._held: dict[str, list[tuple[Routed, int, bool]]] = {}
+        self._held: dict[str, list[tuple[Routed, int, float, bool]]] = {}
         self._timers: set[asyncio.Task[None]] = set()
 
-    def take(self, routed: Routed, update_id: int, replay: bool) -> bool:
+    def take(self, routed: Routed, update_id: int, arrived: float, replay: bool) -> bool:
         """Take an album part, or a message that must wait behind its conversation's album; False when
-        the message is neither (route it now)."""
+        the message is neither (route it now). `arrived` is when it was received (the loop's clock)."""
         conversation = routed.conversation_id
         album = self._albums.get(conversation)
         if routed.media_group is None:
             if album is None:
                 return False
-            self._held.setdefault(conversation, []).append((routed, update_id, replay))
+            self._held.setdefault(conversation, []).append((routed, update_id, arrived, replay))
             return True
         if album is not None and album.group != routed.media_group:
             # A new album begins: the one before it is complete (Telegram sends an album's parts together).
             self._flush(conversation)
             album = None
         if album is None:
-            album = self._albums[conversation] = _Album(routed.media_group, replay=replay)
+            album = self._albums[conversation] = _Album(routed.media_group, arrived, replay=replay)
             timer = asyncio.get_running_loop().create_task(self._expire(conversation, album), name="album-wait")
             self._timers.add(timer)
             timer.add_done_callback(self._timer_done)
@@ -107,10 +108,11 @@ class AlbumCollector:
         else:
             self._add_album(first_id, others)
             log.info("album_gathered", update_id=first_id, parts=len(parts), conversation_id=conversation)
-            self._route(_merged(first, [routed for routed, _ in parts]), first_id, album.replay)
-        for routed, update_id, replay in self._held.pop(conversation, []):
-            if not self.take(routed, update_id, replay):
-                self._route(routed, update_id, replay)
+            # The album's answer is due as if it came with its first part (the deadline counts from it).
+            self._route(_merged(first, [routed for routed, _ in parts]), first_id, album.received_at, album.replay)
+        for routed, update_id, arrived, replay in self._held.pop(conversation, []):
+            if not self.take(routed, update_id, arrived, replay):
+                self._route(routed, update_id, arrived, replay)
 
     def _timer_done(self, task: asyncio.Task[None]) -> None:
         self._timers.discard(task)

@@ -11,7 +11,10 @@ from conf import AllowedUsers
 from llm.records import Attachment
 from llm.vision import MAX_SIDE
 
-__all__ = ["BotIdentity", "Ignore", "Notify", "Route", "Routed", "route_update"]
+__all__ = ["NOT_ALLOWED", "BotIdentity", "Ignore", "Notify", "Route", "Routed", "is_durable", "route_update"]
+
+NOT_ALLOWED = "not_allowed"
+"""The `Notify.reason` of a refusal: the sender is not allowed to use the assistant."""
 
 _GROUP_TYPES = frozenset({"group", "supergroup"})
 
@@ -45,6 +48,8 @@ class Notify:
     target: ReplyTarget
     text: str
     reason: str
+    user_id: int | None = None
+    """Who wrote (for a refusal: the gateway refuses each stranger at most once in a while)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +97,8 @@ def route_update(update: dict[str, Any], bot: BotIdentity, allowed: AllowedUsers
     if not allowed.allows(head.user_id):
         if not addressed:
             return Ignore("group_message_not_addressed")
-        return Notify(head.conversation_id, head.target, texts.NOT_ALLOWED.format(user_id=head.user_id), "not_allowed")
+        refusal = texts.NOT_ALLOWED.format(user_id=head.user_id)
+        return Notify(head.conversation_id, head.target, refusal, NOT_ALLOWED, head.user_id)
     media = _route_media(head, bot, media_group, addressed)
     if media is not None:
         return media
@@ -113,6 +119,13 @@ def route_update(update: dict[str, Any], bot: BotIdentity, allowed: AllowedUsers
     if head.in_group:
         text = _strip_mention(text, bot)
     return Routed(conversation_id, UserMessage(conversation_id, text, target, update_id, user_id))
+
+
+def is_durable(route: Route) -> bool:
+    """Whether the update must be in the ingress log before it is acknowledged: everything an allowed
+    user should hear back about. Ignored updates and strangers' messages are not (a flood of strangers
+    must not cost a write each)."""
+    return not isinstance(route, Ignore) and not (isinstance(route, Notify) and route.reason == NOT_ALLOWED)
 
 
 def _read_head(update: dict[str, Any]) -> _Head | Ignore:
@@ -164,7 +177,9 @@ def _route_media(head: _Head, bot: BotIdentity, media_group: str | None, address
         return None
     text = head.text or ""
     caption = _strip_mention(text, bot) if head.in_group and text else text
-    message = UserMessage(head.conversation_id, caption, head.target, head.update_id, head.user_id, attachments)
+    message = UserMessage(
+        head.conversation_id, caption, head.target, head.update_id, head.user_id, attachments=attachments
+    )
     return Routed(head.conversation_id, message, media_group, addressed)
 
 
