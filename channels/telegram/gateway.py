@@ -7,7 +7,6 @@ import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Coroutine
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import structlog
@@ -18,13 +17,14 @@ from tenacity import RetryCallState, retry_if_exception
 
 from actors import texts
 from actors.commands import COMMANDS
-from actors.protocol import DeliveryFailed, Reply, ReplyTarget, UserMessage
+from actors.protocol import DeliveryFailed, Reply, UserMessage
 from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
 from channels.telegram.albums import AlbumCollector
+from channels.telegram.channel import TelegramChannel
 from channels.telegram.client import TelegramClient
 from channels.telegram.routing import BotIdentity, Ignore, Notify, Route, Routed, is_durable, route_update
-from channels.telegram.sender import DeliveryError, TelegramSender, retry_after_seconds
+from channels.telegram.sender import retry_after_seconds
 from channels.telegram.strangers import StrangerGate
 from conf import Settings
 from ops.aio import run_unless_set, wait_event
@@ -41,49 +41,6 @@ ALLOWED_UPDATES = ["message"]
 # We call getUpdates through do_api_request on purpose: it hands back raw JSON, which goes to the
 # ingress log as is, and one update PTB cannot parse cannot then fail (and so stall) its whole batch.
 warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
-
-
-class TelegramChannel:
-    """The ReplyChannel conversation actors use: sends through the gateway's flood-controlled sender."""
-
-    def __init__(self, sender: TelegramSender, ingress: IngressLog) -> None:
-        self._sender = sender
-        self._ingress = ingress
-        self._albums: dict[int, tuple[int, ...]] = {}
-
-    async def deliver(self, reply: Reply) -> None:
-        """Send the reply (split, formatted, retried); DeliveryFailed if Telegram never will take it."""
-        target = reply.target
-        try:
-            await self._sender.send_text(
-                target.chat_id,
-                reply.text,
-                message_thread_id=target.message_thread_id,
-                reply_to_message_id=target.reply_to_message_id,
-            )
-        except DeliveryError as exc:
-            raise DeliveryFailed(reply.conversation_id, type(exc).__name__) from exc
-
-    def typing(self, target: ReplyTarget) -> AbstractAsyncContextManager[None]:
-        """ "typing..." in the chat while the block runs."""
-        return self._sender.typing_while(target.chat_id, target.message_thread_id)
-
-    async def done(self, update_id: int) -> None:
-        """The update is answered: it leaves the ingress log (an album's first update: all of the
-        album's). A mark that cannot be written only means a replay, which the conversation
-        recognises: it is logged, not raised."""
-        # The album's other parts first: a crash in between leaves the first part, which a replay
-        # recognises as answered, not the others, which would look like a new message.
-        for update in (*self._albums.pop(update_id, ()), update_id):
-            try:
-                await self._ingress.done(update)
-            except StoreError as exc:
-                log.warning("ingress_done_failed", update_id=update, error=repr(exc))
-
-    def add_album(self, first: int, others: tuple[int, ...]) -> None:
-        """The updates `others` are parts of the album handled as update `first`: done with it."""
-        if others:
-            self._albums[first] = others
 
 
 class TelegramGateway:
