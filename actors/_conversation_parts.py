@@ -42,7 +42,12 @@ def _seq_after(stored: list[dict[str, Any]]) -> int:
 
 def _user_record(message: UserMessage) -> UserRecord:
     return UserRecord(
-        text=message.text, user_id=message.user_id, target=message.target, ts=time.time(), update_id=message.update_id
+        text=message.text,
+        attachments=message.attachments,
+        user_id=message.user_id,
+        target=message.target,
+        ts=time.time(),
+        update_id=message.update_id,
     )
 
 

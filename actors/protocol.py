@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from actors.commands import CommandName
-from llm.records import ReplyTarget
+from llm.records import Attachment, ReplyTarget
 
 __all__ = [
     "Command",
@@ -23,7 +23,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class UserMessage:
-    """A user wrote text the assistant should answer."""
+    """A user wrote text the assistant should answer (or sent files: voice, photos, documents)."""
 
     conversation_id: str
     text: str
@@ -34,6 +34,9 @@ class UserMessage:
     received_at: float | None = None
     """When this process received it, on the event loop's clock (`loop.time()`): the deadline of its
     answer counts from here. None when unknown (the turn's start counts then)."""
+    attachments: tuple[Attachment, ...] = ()
+    """The files sent with it, as the channel names them (kind, file_id, size); what they say is read
+    by the conversation (`actors.media`) before the message is recorded. `text` is then their caption."""
 
 
 @dataclass(frozen=True, slots=True)

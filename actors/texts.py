@@ -2,8 +2,13 @@
 
 __all__ = [
     "BUSY",
+    "CANNOT_SEE_IMAGES",
     "DEAD_LETTER",
     "EMPTY_ANSWER",
+    "FILE_DOWNLOAD_FAILED",
+    "FILE_PROBLEMS",
+    "FILE_TOO_BIG",
+    "FILE_TOO_SLOW",
     "FORGET_ALL_DONE",
     "FORGET_DONE",
     "FORGET_UNKNOWN",
@@ -16,6 +21,7 @@ __all__ = [
     "MODEL_REJECTED",
     "MODEL_UNAVAILABLE",
     "NOT_ALLOWED",
+    "NOT_READ",
     "RESET",
     "START",
     "STORE_UNAVAILABLE",
@@ -24,6 +30,9 @@ __all__ = [
     "TIMEZONE_UNKNOWN",
     "TURN_TIMED_OUT",
     "UNREADABLE",
+    "VOICE_EMPTY",
+    "VOICE_FAILED",
+    "VOICE_OFF",
 ]
 
 START = (
@@ -53,7 +62,47 @@ BUSY = "I'm still working on your earlier messages. Please slow down a little an
 
 NOT_ALLOWED = "Sorry, this assistant is private. Your Telegram user id is {user_id}."
 
-UNREADABLE = "I can only read text messages for now. Please write your message as text."
+UNREADABLE = "I can't read this kind of message. I can read text, voice messages, photos, PDFs and text files."
+
+NOT_READ = {
+    "video": "I can't watch videos. Send a photo, or tell me in words what you need.",
+    "video_note": "I can't watch video messages. Send a voice message or write instead.",
+    "animation": "I can't watch animations. Send a photo, or tell me in words what you need.",
+    "sticker": "I can't read stickers. Tell me in words what you need.",
+    "location": "I can't use locations yet. Tell me the place in words.",
+    "venue": "I can't use locations yet. Tell me the place in words.",
+    "contact": "I can't read shared contacts. Write the details as text if you want me to see them.",
+    "poll": "I can't read polls. Write the question as text.",
+    "dice": "I can't read dice throws; what would you like to know?",
+}
+"""A short explanation per kind of message the assistant does not read (Telegram's field names)."""
+
+VOICE_OFF = "Voice messages are turned off here, so I can't listen to this one. Please write instead."
+
+VOICE_FAILED = "I couldn't transcribe that voice message (speech is failing). Please try again or write instead."
+
+VOICE_EMPTY = "I couldn't hear any words in that voice message."
+
+FILE_TOO_BIG = "{name} is too big for me: I can read files up to {limit} MB."
+
+FILE_DOWNLOAD_FAILED = "I couldn't download {name} from Telegram. Please send it again in a moment."
+
+FILE_TOO_SLOW = "Reading {name} took too long, so I gave up on it."
+
+FILE_PROBLEMS = {
+    "not_an_image": "{name} is not an image I can open.",
+    "corrupt_image": "{name} seems damaged: I couldn't open the image.",
+    "too_large_image": "{name} has too many pixels for me to open. A smaller version would work.",
+    "unsupported": "I can't read {name}: I read text files (Markdown, CSV, JSON, code), PDFs and images.",
+    "scanned": "{name} has no text layer (a scanned PDF?), so I can't read it. Send its pages as photos instead.",
+    "corrupt": "{name} seems damaged: I couldn't read it.",
+    "encrypted": "{name} is protected by a password, so I can't read it.",
+    "too_large": "{name} expands to far more than it looks when opened, so I didn't read it.",
+}
+"""Why a file could not be read, by the problem `llm.vision` / `llm.documents` name."""
+
+CANNOT_SEE_IMAGES = "(This model can't see images, so I answered without looking at yours; I'll leave images out.)"
+"""The one line before the answer of the turn in which the model turned out to refuse images."""
 
 EMPTY_ANSWER = "(The model answered with nothing. Please ask again, perhaps in other words.)"
 

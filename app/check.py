@@ -65,7 +65,13 @@ def _unprobed(settings: Settings, path: str) -> Feature:
 
 
 def _speech(settings: Settings) -> Feature:
-    return _unprobed(settings, "speech")
+    speech = settings.speech.resolve(settings.llm)
+    if not speech.transcription_on and speech.voice_replies == "off":
+        return Feature(False, "TRANSCRIPTION_MODEL=off and VOICE_REPLIES=off")
+    if not (speech.base_url or speech.api_key):
+        return Feature(False, "not configured: set SPEECH_API_KEY or SPEECH_BASE_URL")
+    model = speech.transcription_model if speech.transcription_on else speech.tts_model
+    return Feature(True, model, lambda: _check_speech(settings))
 
 
 def _webhook(settings: Settings) -> Feature:
@@ -194,6 +200,40 @@ async def _check_llm(settings: Settings, *, stream: bool = False) -> str:
     if stream:
         return f"model {settings.llm.model} streamed {len(reply.text)} characters in {len(pieces)} pieces"
     return f"model {settings.llm.model} answered {len(reply.text)} characters"
+
+
+async def _check_speech(settings: Settings) -> str:
+    """Transcribe half a second of silence (or, with voice input off, synthesise a word)."""
+    import io
+    import wave
+
+    from llm.speech import SpeechClient
+    from ops.backoff import Backoff
+
+    speech = settings.speech.resolve(settings.llm)
+    client = SpeechClient(
+        base_url=speech.base_url,
+        api_key=speech.api_key,
+        transcription_model=speech.transcription_model,
+        tts_model=speech.tts_model,
+        tts_voice=speech.tts_voice,
+        backoff=Backoff(settings.backoff),
+        timeout_seconds=30.0,
+        retry_budget_seconds=5.0,
+    )
+    try:
+        if not speech.transcription_on:
+            return f"the endpoint answered {len(await client.synthesise('ok'))} bytes of voice"
+        silence = io.BytesIO()
+        with wave.open(silence, "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(16_000)
+            out.writeframes(b"\x00\x00" * 8_000)
+        await client.transcribe(silence.getvalue(), "check.wav", "audio/wav")
+        return "the endpoint answered"
+    finally:
+        await client.aclose()
 
 
 async def _check_store(settings: Settings) -> str:

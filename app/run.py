@@ -45,9 +45,10 @@ def _run(mode: Mode, config_path: str | None) -> int:
         return EXIT_CONFIG
 
     from ops.logs import configure_logging
-    from ops.memory import limit_malloc_arenas
+    from ops.memory import limit_malloc_arenas, return_large_blocks
 
     limit_malloc_arenas()
+    return_large_blocks()
     # In the console the conversation owns stdout, and --check's lines are stdout for a person: logs
     # go to stderr there, and --check keeps only warnings and errors (the libraries' request lines
     # and our own progress lines would repeat what its lines say) unless LOG_LEVEL=DEBUG asks.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 
 from actors.conversation import ConversationActor, TurnSettings
+from actors.media_conversation import ConversationMedia, MediaConversationActor
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
 from actors.supervisor import Child, Supervisor
@@ -61,10 +62,12 @@ class ConversationFactory:
     setup: TurnSetup | None = None
     """The instructions and tools of each turn (the user's facts, zone, built-in tools)."""
     backoff: Backoff | None = None
+    media: ConversationMedia | None = None
+    """Reading voice, photos and files (None: a message with files is explained as unreadable)."""
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
-        return ConversationActor(
+        return MediaConversationActor(
             conversation_id,
             store=self.store,
             model=self.model,
@@ -75,6 +78,7 @@ class ConversationFactory:
             metrics=self.metrics,
             setup=self.setup,
             backoff=self.backoff,
+            media=self.media,
         )
 
 
@@ -85,6 +89,7 @@ class _TelegramEdge:
     channel: TelegramChannel
     bot: Bot
     """The sending client, which the gateway also identifies the bot with."""
+    media: ConversationMedia | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +161,8 @@ class AssistantSystem:
             toolbox = self._start_tools(root)
             factory = self._conversation_factory(store, model, toolbox, edge.channel)
             setup = build_turn_setup(self.settings, toolbox, features, stack)
-            factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff)
+            media = edge.media if isinstance(edge, _TelegramEdge) else None
+            factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff, media=media)
             registry = self._start_registry(stack, root, factory)
             self._start_gateway(stack, root, registry, ingress, edge)
             stack.callback(self._log_stopping)
@@ -227,7 +233,10 @@ class AssistantSystem:
             typing_bot=actions.bot,
         )
         stack.push_async_callback(sender.aclose)
-        return _TelegramEdge(TelegramChannel(sender, ingress), client.bot)
+        from app.media import open_media
+
+        media = await open_media(stack, self.settings, client.bot, sender, self.backoff)
+        return _TelegramEdge(TelegramChannel(sender, ingress), client.bot, media)
 
     def _count_telegram_retry(self, wait_s: float, reason: str) -> None:
         if self.metrics is not None:

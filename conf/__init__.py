@@ -1,6 +1,7 @@
 """Configuration: `config.yml` and `mcp.yml` loaded into typed, immutable settings."""
 
 from conf.mcp import DEFAULT_MCP_CONFIG_PATH, McpServerSettings, McpToolFilter, load_mcp_servers
+from conf.media import MediaSettings, SpeechSettings
 from conf.settings import (
     ActorSettings,
     AllowedUsers,
@@ -29,8 +30,10 @@ __all__ = [
     "LogSettings",
     "McpServerSettings",
     "McpToolFilter",
+    "MediaSettings",
     "MetricsSettings",
     "Settings",
+    "SpeechSettings",
     "StoreSettings",
     "TelegramSettings",
     "load_mcp_servers",

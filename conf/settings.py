@@ -10,10 +10,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -21,6 +17,8 @@ from pydantic import (
 )
 
 from conf._interpolate import interpolate
+from conf._types import CaseInsensitive, HttpUrl, OptionalHttpUrl, SettingsModel
+from conf.media import MediaSettings, SpeechSettings
 from conf.zones import ZoneName
 
 __all__ = [
@@ -34,10 +32,12 @@ __all__ = [
     "HttpUrl",
     "LLMSettings",
     "LogSettings",
+    "MediaSettings",
     "MetricsSettings",
     "OptionalHttpUrl",
     "Settings",
     "SettingsModel",
+    "SpeechSettings",
     "StoreSettings",
     "TelegramSettings",
     "load_settings",
@@ -58,34 +58,6 @@ class ConfigError(Exception):
         super().__init__(f"{setting}: {problem}")
         self.setting = setting
         self.problem = problem
-
-
-def _http_url(raw: str) -> str:
-    if not raw.startswith(("http://", "https://")):
-        raise ValueError(f"{raw!r} is not an http(s) URL")
-    return raw
-
-
-def _lowercase(raw: object) -> object:
-    return raw.strip().lower() if isinstance(raw, str) else raw
-
-
-def _optional_http_url(raw: str) -> str:
-    return _http_url(raw) if raw else raw
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-"""A setting that must be an http(s) URL."""
-OptionalHttpUrl = Annotated[str, AfterValidator(_optional_http_url)]
-"""An http(s) URL, or empty for "not set"."""
-CaseInsensitive = BeforeValidator(_lowercase)
-"""Words in settings are case-insensitive: `Annotated[Literal["a", "b"], CaseInsensitive]`."""
-
-
-class SettingsModel(BaseModel):
-    """The base of every settings model: typos in keys are errors, and settings never change once loaded."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class AllowedUsers(SettingsModel):
@@ -290,10 +262,12 @@ class Settings(SettingsModel):
     metrics: MetricsSettings = MetricsSettings()
     timezone: ZoneName = "UTC"
     """Users' time zone until they choose their own with /timezone."""
+    speech: SpeechSettings = SpeechSettings()
+    media: MediaSettings = MediaSettings()
 
     def secrets(self) -> list[str]:
         """The secret values in these settings, for the log redactor."""
-        return [value for value in (self.telegram.token, self.llm.api_key) if value]
+        return [value for value in (self.telegram.token, self.llm.api_key, self.speech.api_key) if value]
 
 
 def load_yaml_file(path: str | Path, what: str) -> Any:

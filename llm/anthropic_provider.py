@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar
@@ -18,9 +18,10 @@ from anthropic.types import RawMessageStreamEvent
 
 from llm._clients import SdkChatModel
 from llm._errors import parse_arguments, unavailable
+from llm.attachments import shown_images, user_text
 from llm.base import ModelReply, ModelRequest
 from llm.images import ANTHROPIC_IMAGES, fit_image, left_out_note
-from llm.records import AssistantRecord, ModelMessage, ToolCall, ToolResultRecord, Usage, UserRecord
+from llm.records import AssistantRecord, Image, ModelMessage, ToolCall, ToolResultRecord, Usage, UserRecord
 
 __all__ = ["AnthropicChatModel", "to_anthropic_messages"]
 
@@ -45,7 +46,7 @@ class AnthropicChatModel(SdkChatModel):
         body: dict[str, Any] = {
             "model": self._model,
             "max_tokens": self._max_output_tokens,
-            "messages": to_anthropic_messages(request.messages),
+            "messages": to_anthropic_messages(request.messages, request.images),
         }
         if request.system:
             body["system"] = request.system
@@ -156,8 +157,11 @@ def _tool_call(call_id: str, name: str, arguments: object) -> ToolCall:
     return ToolCall(id=call_id, name=name, arguments=None, raw_arguments=json.dumps(arguments))
 
 
-def to_anthropic_messages(messages: Sequence[ModelMessage]) -> list[dict[str, Any]]:
-    """The messages as Messages API messages, shaped as that API requires.
+def to_anthropic_messages(
+    messages: Sequence[ModelMessage], images: Mapping[str, Image] | None = None
+) -> list[dict[str, Any]]:
+    """The messages as Messages API messages, shaped as that API requires; the images the user sent
+    that `images` carries (by file_id) are `image` blocks before their message's text.
 
     Tool results become `tool_result` blocks of a user message; consecutive messages of one role are
     merged (the API wants user and assistant to alternate); messages with nothing to say are dropped
@@ -165,7 +169,7 @@ def to_anthropic_messages(messages: Sequence[ModelMessage]) -> list[dict[str, An
     """
     out: list[dict[str, Any]] = []
     for message in messages:
-        blocks = _blocks(message)
+        blocks = _blocks(message, images or {})
         if not blocks:
             continue
         api_role = "assistant" if isinstance(message, AssistantRecord) else "user"
@@ -178,10 +182,13 @@ def to_anthropic_messages(messages: Sequence[ModelMessage]) -> list[dict[str, An
     return out
 
 
-def _blocks(message: ModelMessage) -> list[dict[str, Any]]:
+def _blocks(message: ModelMessage, images: Mapping[str, Image]) -> list[dict[str, Any]]:
     match message:
         case UserRecord():
-            return _text_block(message.text)
+            if not message.attachments:
+                return _text_block(message.text)
+            shown = [_image_block(image) for image in shown_images(message, images)]
+            return shown + _text_block(user_text(message, images))
         case AssistantRecord():
             # Arguments that were not a JSON object go back as {}: the tool result quotes them.
             uses = [
@@ -197,6 +204,10 @@ def _text_block(text: str) -> list[dict[str, Any]]:
     return [{"type": "text", "text": text}] if text.strip() else []
 
 
+def _image_block(image: Image) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": image.mime_type, "data": image.data_base64}}
+
+
 def _tool_result(message: ToolResultRecord) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
     for image in message.images:
@@ -204,8 +215,7 @@ def _tool_result(message: ToolResultRecord) -> dict[str, Any]:
         if fitted is None:
             content.append({"type": "text", "text": left_out_note(image)})
             continue
-        source = {"type": "base64", "media_type": fitted.mime_type, "data": fitted.data_base64}
-        content.append({"type": "image", "source": source})
+        content.append(_image_block(fitted))
     result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
     if content:
         result["content"] = content

@@ -53,7 +53,9 @@ class ModelRequest:
 
     `messages` are what the model should see, as `llm.context.trim_history` chose them; `on_delta`
     receives the answer's text as it streams in; `timeout` caps this request's seconds below the
-    model's own request timeout (a retry policy passes what is left of its budget).
+    model's own request timeout (a retry policy passes what is left of its budget). `images` are the
+    bytes of the images the user sent, by `file_id`, for the providers to show (one not in it is a
+    note in the text: see `llm.attachments`).
     """
 
     system: str
@@ -61,6 +63,7 @@ class ModelRequest:
     tools: Sequence[ToolSpec] = ()
     on_delta: DeltaCallback | None = None
     timeout: float | None = None
+    images: Mapping[str, Image] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

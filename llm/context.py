@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from llm.attachments import images_of, user_text
 from llm.record_json import record_to_json
 from llm.records import (
     AssistantRecord,
@@ -21,17 +23,21 @@ from llm.records import (
 __all__ = [
     "INTERRUPTED_TOOL_RESULT",
     "SUMMARY_HEADER",
+    "ImageCost",
+    "anthropic_image_tokens",
     "estimate_stored_tokens",
     "estimate_text_tokens",
     "estimate_tokens",
+    "openai_image_tokens",
     "summary_message",
     "trim_history",
 ]
 
 # The estimate: one token per 4 characters (rounded up), which is what OpenAI quotes for English text
 # and errs on the generous side for code and JSON; plus a fixed overhead per message for the role and
-# framing tokens the APIs add. Tool calls count as their JSON; an image counts as a flat 1600 tokens
-# (Anthropic's cost of a ~1.15 megapixel image, the largest it keeps unscaled), never as its base64.
+# framing tokens the APIs add. Tool calls count as their JSON; an image a tool returned counts as a flat
+# 1600 tokens (Anthropic's cost of a ~1.15 megapixel image, the largest it keeps unscaled), never as its
+# base64; an image the user sent counts by the provider's own formula for its size (`ImageCost`).
 _CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD = 4
 _IMAGE_TOKENS = 1600
@@ -51,11 +57,34 @@ def estimate_text_tokens(text: str) -> int:
     return -(-len(text) // _CHARS_PER_TOKEN)
 
 
-def estimate_tokens(message: ModelMessage) -> int:
-    """Tokens one message costs, by the estimate above."""
+ImageCost = Callable[[int, int], int]
+"""Tokens a provider charges for an image of (width, height) pixels."""
+
+
+def anthropic_image_tokens(width: int, height: int) -> int:
+    """Anthropic's formula: width * height / 750, after it scales the image to fit 1568 px and ~1.15 MP."""
+    scale = min(1.0, 1568 / max(width, height, 1), math.sqrt(1_150_000 / max(1, width * height)))
+    return max(1, math.ceil((width * scale) * (height * scale) / 750))
+
+
+def openai_image_tokens(width: int, height: int) -> int:
+    """OpenAI's tile formula (detail high or auto): fit 2048x2048, shortest side 768, 85 + 170 per 512 px tile."""
+    scale = min(1.0, 2048 / max(width, height, 1))
+    scaled_width, scaled_height = width * scale, height * scale
+    scale = min(1.0, 768 / max(1.0, min(scaled_width, scaled_height)))
+    return 85 + 170 * math.ceil(scaled_width * scale / 512) * math.ceil(scaled_height * scale / 512)
+
+
+def estimate_tokens(message: ModelMessage, image_cost: ImageCost = anthropic_image_tokens) -> int:
+    """Tokens one message costs, by the estimate above; images the user sent by `image_cost`."""
     match message:
         case UserRecord():
-            return _MESSAGE_OVERHEAD + estimate_text_tokens(message.text)
+            if not message.attachments:
+                return _MESSAGE_OVERHEAD + estimate_text_tokens(message.text)
+            images = images_of(message)
+            shown = {image.file_id for image in images}
+            tokens = _MESSAGE_OVERHEAD + estimate_text_tokens(user_text(message, shown))
+            return tokens + sum(image_cost(image.width or 1568, image.height or 1176) for image in images)
         case AssistantRecord():
             tokens = _MESSAGE_OVERHEAD + estimate_text_tokens(message.text)
             if message.tool_calls:
@@ -67,7 +96,7 @@ def estimate_tokens(message: ModelMessage) -> int:
             return tokens + _IMAGE_TOKENS * len(message.images)
 
 
-def estimate_stored_tokens(data: Mapping[str, Any]) -> int:
+def estimate_stored_tokens(data: Mapping[str, Any], image_cost: ImageCost = anthropic_image_tokens) -> int:
     """`estimate_tokens` of a stored record, read off its JSON (`llm.record_json`) without decoding it
     (an activation estimates many records it may never decode); markers and malformed fields cost 0."""
     role = data.get("role")
@@ -79,6 +108,22 @@ def estimate_stored_tokens(data: Mapping[str, Any]) -> int:
     elif role == "tool":
         images = data.get("images")
         tokens += _text_tokens(data.get("name")) + _IMAGE_TOKENS * (len(images) if isinstance(images, list) else 0)
+    elif role == "user" and isinstance(data.get("attachments"), list):
+        tokens += _stored_attachment_tokens(data["attachments"], image_cost)
+    return tokens
+
+
+def _stored_attachment_tokens(attachments: list[Any], image_cost: ImageCost) -> int:
+    """The files of a stored user record: a document by its text, an image by `image_cost` of its size."""
+    tokens = 0
+    for item in attachments:
+        if not isinstance(item, Mapping):
+            continue
+        if item.get("kind") == "photo":
+            width, height = item.get("width"), item.get("height")
+            tokens += image_cost(width if isinstance(width, int) else 1568, height if isinstance(height, int) else 1176)
+        elif item.get("kind") == "document":
+            tokens += _text_tokens(item.get("text")) + 10  # and the <document name=...> lines around it
     return tokens
 
 
@@ -86,9 +131,12 @@ def _text_tokens(value: object) -> int:
     return estimate_text_tokens(value) if isinstance(value, str) else 0
 
 
-def trim_history(history: Sequence[Record], budget_tokens: int, system: str) -> list[ModelMessage]:
+def trim_history(
+    history: Sequence[Record], budget_tokens: int, system: str, *, image_cost: ImageCost = anthropic_image_tokens
+) -> list[ModelMessage]:
     """What the model sees of `history`: the newest part of it that fits `budget_tokens` together
-    with the system prompt. Every provider sends exactly this; nothing else decides it.
+    with the system prompt (images the user sent counted by `image_cost`, the provider's formula).
+    Every provider sends exactly this; nothing else decides it.
 
     Guarantees, whatever the input:
     - only messages after the last reset are seen; markers (notices, delivered, reset) are the
@@ -109,7 +157,11 @@ def trim_history(history: Sequence[Record], budget_tokens: int, system: str) -> 
     kept: list[list[ModelMessage]] = []  # units, newest first
     in_progress = 0  # how many of `kept` belong to the turn in progress: all of them until a user message
     for unit in _units_newest_first(history):
-        cost = estimate_tokens(unit[0]) if len(unit) == 1 else sum(estimate_tokens(message) for message in unit)
+        cost = (
+            estimate_tokens(unit[0], image_cost)
+            if len(unit) == 1
+            else sum(estimate_tokens(message, image_cost) for message in unit)
+        )
         if in_progress and used + cost > budget_tokens:
             break
         used += cost

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar
@@ -17,8 +17,9 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from llm._clients import SdkChatModel
 from llm._errors import parse_arguments, unavailable
+from llm.attachments import shown_images, user_text
 from llm.base import ModelReply, ModelRequest, ToolSpec
-from llm.records import AssistantRecord, ModelMessage, ToolCall, ToolResultRecord, Usage, UserRecord
+from llm.records import AssistantRecord, Image, ModelMessage, ToolCall, ToolResultRecord, Usage, UserRecord
 
 __all__ = ["OpenAIChatModel", "to_openai_messages"]
 
@@ -42,7 +43,7 @@ class OpenAIChatModel(SdkChatModel):
         max_tokens_key = "max_tokens" if self._base_url else "max_completion_tokens"
         body: dict[str, Any] = {
             "model": self._model,
-            "messages": to_openai_messages(request.system, request.messages),
+            "messages": to_openai_messages(request.system, request.messages, request.images),
             "temperature": self._temperature,
             max_tokens_key: self._max_output_tokens,
         }
@@ -148,16 +149,19 @@ def _tool_schema(spec: ToolSpec) -> dict[str, Any]:
     }
 
 
-def to_openai_messages(system: str, messages: Sequence[ModelMessage]) -> list[dict[str, Any]]:
+def to_openai_messages(
+    system: str, messages: Sequence[ModelMessage], images: Mapping[str, Image] | None = None
+) -> list[dict[str, Any]]:
     """The messages as chat-completions messages, the system prompt first.
 
-    Images from tools are described in text: tool messages accept text only in the chat completions API.
+    The images the user sent that `images` carries (by file_id) are `image_url` parts (data URLs) of their
+    message; images from tools are described in text: tool messages accept text only in this API.
     """
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for message in messages:
         match message:
             case UserRecord():
-                out.append({"role": "user", "content": message.text})
+                out.append({"role": "user", "content": _user_content(message, images or {})})
             case AssistantRecord():
                 entry: dict[str, Any] = {"role": "assistant", "content": message.text or None}
                 if message.tool_calls:
@@ -168,6 +172,21 @@ def to_openai_messages(system: str, messages: Sequence[ModelMessage]) -> list[di
             case ToolResultRecord():
                 out.append({"role": "tool", "tool_call_id": message.tool_call_id, "content": tool_text(message)})
     return out
+
+
+def _user_content(message: UserRecord, images: Mapping[str, Image]) -> str | list[dict[str, Any]]:
+    """Plain text, or (with images shown) the text part and one `image_url` part per image."""
+    if not message.attachments:
+        return message.text
+    shown = shown_images(message, images)
+    text = user_text(message, images)
+    if not shown:
+        return text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text.strip() else []
+    for image in shown:
+        url = f"data:{image.mime_type};base64,{image.data_base64}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
 
 
 def _call_entry(call: ToolCall) -> dict[str, Any]:

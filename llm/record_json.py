@@ -65,6 +65,7 @@ def record_to_json(record: Record) -> dict[str, Any]:
             _put(data, "images", [{"mime_type": i.mime_type, "data_base64": i.data_base64} for i in record.images])
         case NoticeRecord():
             data = {"type": "notice", "kind": "error" if record.is_error else "notice", "text": record.text}
+            _put(data, "reason", record.reason)
         case DeliveredRecord():
             data = {"type": "delivered"}
             _put(data, "dead_letter", record.dead_letter)
@@ -121,7 +122,7 @@ def _put(data: dict[str, Any], key: str, value: Any) -> None:
 
 def _attachment_json(attachment: Attachment) -> dict[str, Any]:
     data: dict[str, Any] = {"kind": attachment.kind, "file_id": attachment.file_id}
-    for key in ("mime_type", "size", "file_name", "text"):
+    for key in ("mime_type", "size", "file_name", "text", "width", "height"):
         _put(data, key, getattr(attachment, key))
     return data
 
@@ -211,6 +212,8 @@ def _attachment(f: _Fields) -> Attachment:
         f.number("size"),
         f.text("file_name"),
         f.text("text"),
+        f.number("width"),
+        f.number("height"),
     )
 
 
@@ -267,7 +270,11 @@ _READERS: dict[str, Callable[[_Fields], Record]] = {
     "role:assistant": _assistant,
     "role:tool": _tool,
     "type:notice": lambda f: NoticeRecord(
-        text=f.text("text"), is_error=f.data.get("kind") == "error", target=f.target(), **f.stamps()
+        text=f.text("text"),
+        is_error=f.data.get("kind") == "error",
+        target=f.target(),
+        reason=f.text("reason"),
+        **f.stamps(),
     ),
     "type:delivered": lambda f: DeliveredRecord(dead_letter=f.flag("dead_letter"), **f.stamps()),
     "type:reset": lambda f: ResetRecord(target=f.target(), **f.stamps()),

@@ -64,6 +64,9 @@ class Attachment:
     file_name: str = ""
     text: str = ""
     """What the file said: a voice message's transcript, a document's extracted text."""
+    width: int | None = None
+    """Pixels, for an image: what the model is shown (after scaling), so its token cost is known."""
+    height: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,8 @@ class NoticeRecord(_Stamped):
     is_error: bool = False
     """It tells of a failure, rather than informs."""
     target: ReplyTarget | None = None
+    reason: str = ""
+    """Why it was given, where the conversation acts on it later (`images_refused`: the model cannot see images)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

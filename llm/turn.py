@@ -21,7 +21,7 @@ from llm.base import (
     ToolCall,
     ToolResult,
 )
-from llm.context import trim_history
+from llm.context import ImageCost, anthropic_image_tokens, trim_history
 from llm.images import fit_images
 from llm.records import AssistantRecord, Record, ToolResultRecord, Usage
 
@@ -44,9 +44,10 @@ class TurnContext:
     system prompt, and whatever it adds for this user and moment), and how far the turn may go.
 
     `on_delta` receives the answer's text as the model writes it (see `RetryingChatModel` for what a
-    retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`);
-    `deadline` (the event loop's clock, `loop.time()`) is when the turn's model and tool work must
-    have ended, across all its steps (None: no deadline).
+    retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`), in
+    which an image the user sent counts by `image_cost` (the provider's formula); `deadline` (the event
+    loop's clock, `loop.time()`) is when the turn's model and tool work must have ended, across all its
+    steps (None: no deadline).
     """
 
     instructions: str
@@ -54,6 +55,7 @@ class TurnContext:
     context_tokens: int = 16000
     on_delta: DeltaCallback | None = None
     deadline: float | None = None
+    image_cost: ImageCost = anthropic_image_tokens
 
 
 class TurnTimedOut(LLMError):
@@ -113,7 +115,7 @@ async def run_turn(
     usage = Usage()
     for step in range(1, context.max_steps + 1):
         specs = list(toolbox.specs())
-        messages = trim_history(working, context.context_tokens, context.instructions)
+        messages = trim_history(working, context.context_tokens, context.instructions, image_cost=context.image_cost)
         started = time.perf_counter()
         request = ModelRequest(context.instructions, messages, specs, context.on_delta, _left(context.deadline))
         async with _within(context.deadline, step, "the model"):

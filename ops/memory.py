@@ -7,7 +7,7 @@ import ctypes.util
 import gc
 from collections.abc import Callable
 
-__all__ = ["limit_malloc_arenas", "release_free_memory"]
+__all__ = ["limit_malloc_arenas", "release_free_memory", "return_large_blocks"]
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
@@ -25,12 +25,10 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
 
 _MALLOC_TRIM = _find_malloc_trim()
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number
+_M_MMAP_THRESHOLD = -3
 
 
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas before any thread starts. Each thread that allocates (the file
-    store's I/O threads) otherwise gets an arena of its own, whose pages stay resident: tens of
-    MB on a small VM for nothing (the effect of MALLOC_ARENA_MAX, set from inside)."""
+def _mallopt(parameter: int, value: int) -> None:
     name = ctypes.util.find_library("c")
     if name is None:
         return
@@ -40,7 +38,22 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         return
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    mallopt(_M_ARENA_MAX, arenas)
+    mallopt(parameter, value)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas before any thread starts. Each thread that allocates (the file
+    store's I/O threads) otherwise gets an arena of its own, whose pages stay resident: tens of
+    MB on a small VM for nothing (the effect of MALLOC_ARENA_MAX, set from inside)."""
+    _mallopt(_M_ARENA_MAX, arenas)
+
+
+def return_large_blocks(threshold_bytes: int = 1024 * 1024) -> None:
+    """Have glibc map every allocation of `threshold_bytes` or more on its own, and unmap it when
+    freed. By default the threshold grows to the size of the largest block freed (up to 32 MB), so
+    after one decoded photo (~9 MB) later ones come from the heap and stay resident after they are
+    freed: a burst of photos would leave its peak behind (the effect of MALLOC_MMAP_THRESHOLD_)."""
+    _mallopt(_M_MMAP_THRESHOLD, threshold_bytes)
 
 
 def release_free_memory() -> None:

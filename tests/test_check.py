@@ -74,8 +74,10 @@ def test_check_prints_only_its_lines_with_features_and_a_summary(
     streamed = r"model gpt-4o-mini streamed \d+ characters in [1-9]\d* pieces, \d+ ms"
     assert re.fullmatch(rf"ok \(on, answers grow as the model writes: {streamed}\)", by_name["streaming"]), by_name
     assert any(request.stream for request in llm.requests), "the streaming probe streamed"
-    assert by_name["speech"] == "off (not configured)"
-    assert by_name["summary"] == "FAILED (1 of 6 checks failed: mcp broken)"
+    # Speech falls back to the OpenAI-compatible chat server, which transcribes a probe of silence.
+    assert re.fullmatch(r"ok \(on, whisper-1: the endpoint answered, \d+ ms\)", by_name["speech"]), by_name
+    assert [request.file_name for request in llm.audio_requests] == ["check.wav"]
+    assert by_name["summary"] == "FAILED (1 of 7 checks failed: mcp broken)"
     # Logs went to stderr, and only warnings and errors: no request line, no server chatter.
     for line in result.stderr.splitlines():
         assert json.loads(line)["level"] in {"warning", "error", "critical"}, line

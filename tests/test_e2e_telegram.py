@@ -152,7 +152,7 @@ async def test_odd_updates_are_explained_or_ignored_and_nothing_breaks(
         )
         tg.add_text_message(42, "still fine?")
         sent = await tg.await_sent(chat_id=42, count=3, timeout=10)
-    assert [message.text for message in sent] == [texts.UNREADABLE, texts.UNREADABLE, "echo: still fine?"]
+    assert [message.text for message in sent] == [texts.NOT_READ["sticker"], texts.UNREADABLE, "echo: still fine?"]
     assert [request.last_user_text for request in llm.requests] == ["still fine?"]
 
 

@@ -83,11 +83,15 @@ def test_an_unknown_command_is_text_for_the_model() -> None:
     assert route.message.text == "/weather Oslo"
 
 
-def test_a_sticker_or_a_bare_photo_gets_an_explanation() -> None:
-    for extra in ({"sticker": {"file_id": "x"}}, {"photo": [{"file_id": "p"}]}, {"voice": {"file_id": "v"}}):
-        route = route_update(message(None, **extra), BOT, ALLOWED)
-        assert isinstance(route, Notify)
-        assert route.text == texts.UNREADABLE
+def test_a_sticker_gets_an_explanation_and_a_bare_photo_or_voice_goes_to_the_conversation() -> None:
+    route = route_update(message(None, sticker={"file_id": "x"}), BOT, ALLOWED)
+    assert isinstance(route, Notify)
+    assert route.text == texts.NOT_READ["sticker"]
+    for extra, kind in (({"photo": [{"file_id": "p"}]}, "photo"), ({"voice": {"file_id": "v"}}, "voice")):
+        routed = route_update(message(None, **extra), BOT, ALLOWED)
+        assert isinstance(routed, Routed)
+        assert isinstance(routed.message, UserMessage)
+        assert [item.kind for item in routed.message.attachments] == [kind]
 
 
 def test_a_photo_caption_is_read_as_text() -> None:
@@ -191,7 +195,12 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(m
         max_size=5,
     ),
     st.dictionaries(
-        st.sampled_from(["chat", "from", "text", "entities", "caption", "reply_to_message", "message_thread_id"]),
+        st.sampled_from(
+            [
+                *("chat", "from", "text", "entities", "caption", "reply_to_message", "message_thread_id"),
+                *("photo", "voice", "audio", "document", "media_group_id", "sticker", "location"),
+            ]
+        ),
         json_values,
         max_size=6,
     ),

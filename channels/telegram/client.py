@@ -11,9 +11,16 @@ from telegram.request import HTTPXRequest
 
 from conf.settings import TelegramSettings
 
-__all__ = ["TelegramClient"]
+__all__ = ["TelegramClient", "file_base_url"]
 
 log = structlog.get_logger(__name__)
+
+
+def file_base_url(api_base_url: str) -> str:
+    """python-telegram-bot's `base_file_url` for an API base URL: `https://api.telegram.org/bot` gives
+    `https://api.telegram.org/file/bot` (a local Bot API server serves files the same way)."""
+    base = api_base_url.rstrip("/")
+    return f"{base.removesuffix('/bot')}/file/bot"
 
 
 class TelegramClient:
@@ -32,6 +39,7 @@ class TelegramClient:
         self.bot = Bot(
             settings.token,
             base_url=settings.api_base_url,
+            base_file_url=file_base_url(settings.api_base_url),
             request=self._requests[0],
             get_updates_request=self._requests[1],
         )

@@ -7,7 +7,6 @@ import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Coroutine
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import structlog
@@ -18,12 +17,14 @@ from tenacity import RetryCallState, retry_if_exception
 
 from actors import texts
 from actors.commands import COMMANDS
-from actors.protocol import DeliveryFailed, Reply, ReplyTarget, UserMessage
+from actors.protocol import DeliveryFailed, Reply, UserMessage
 from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
+from channels.telegram.albums import AlbumCollector
+from channels.telegram.channel import TelegramChannel
 from channels.telegram.client import TelegramClient
 from channels.telegram.routing import BotIdentity, Ignore, Notify, Route, Routed, is_durable, route_update
-from channels.telegram.sender import DeliveryError, TelegramSender, retry_after_seconds
+from channels.telegram.sender import retry_after_seconds
 from channels.telegram.strangers import StrangerGate
 from conf import Settings
 from ops.aio import run_unless_set, wait_event
@@ -40,39 +41,6 @@ ALLOWED_UPDATES = ["message"]
 # We call getUpdates through do_api_request on purpose: it hands back raw JSON, which goes to the
 # ingress log as is, and one update PTB cannot parse cannot then fail (and so stall) its whole batch.
 warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
-
-
-class TelegramChannel:
-    """The ReplyChannel conversation actors use: sends through the gateway's flood-controlled sender."""
-
-    def __init__(self, sender: TelegramSender, ingress: IngressLog) -> None:
-        self._sender = sender
-        self._ingress = ingress
-
-    async def deliver(self, reply: Reply) -> None:
-        """Send the reply (split, formatted, retried); DeliveryFailed if Telegram never will take it."""
-        target = reply.target
-        try:
-            await self._sender.send_text(
-                target.chat_id,
-                reply.text,
-                message_thread_id=target.message_thread_id,
-                reply_to_message_id=target.reply_to_message_id,
-            )
-        except DeliveryError as exc:
-            raise DeliveryFailed(reply.conversation_id, type(exc).__name__) from exc
-
-    def typing(self, target: ReplyTarget) -> AbstractAsyncContextManager[None]:
-        """ "typing..." in the chat while the block runs."""
-        return self._sender.typing_while(target.chat_id, target.message_thread_id)
-
-    async def done(self, update_id: int) -> None:
-        """The update is answered: it leaves the ingress log. A mark that cannot be written only
-        means a replay, which the conversation recognises: it is logged, not raised."""
-        try:
-            await self._ingress.done(update_id)
-        except StoreError as exc:
-            log.warning("ingress_done_failed", update_id=update_id, error=repr(exc))
 
 
 class TelegramGateway:
@@ -121,6 +89,12 @@ class TelegramGateway:
         self._stop_grace_seconds = settings.actors.stop_grace_seconds
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._album_parts = AlbumCollector(
+            self._route,
+            channel.add_album,
+            lambda update_id: self._spawn(channel.done(update_id), f"ingress-done:{update_id}"),
+            settings.media.album_wait_seconds,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -143,6 +117,7 @@ class TelegramGateway:
 
     async def aclose(self) -> None:
         """Once polling has stopped: finish the notices in flight (within the stop grace period)."""
+        await self._album_parts.aclose()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=min(5.0, self._stop_grace_seconds))
         for task in list(self._tasks):
@@ -340,7 +315,8 @@ class TelegramGateway:
         """Act on a routed update. `arrived` is when it was received (the loop's clock): the turn's
         deadline counts from it. Replayed updates are those the ingress log held at start."""
         if isinstance(route, Routed):
-            self._route(route, update_id, arrived, replay)
+            if not self._album_parts.take(route, update_id, arrived, replay):
+                self._route(route, update_id, arrived, replay)
         elif isinstance(route, Notify) and is_durable(route):
             log.info("update_notice", update_id=update_id, reason=route.reason, conversation_id=route.conversation_id)
             reply = Reply(route.conversation_id, route.text, route.target, update_id, kind="notice")

@@ -8,6 +8,8 @@ from typing import Any
 from actors.commands import CommandName, command_args, command_named
 from actors.protocol import Command, ConversationMessage, ReplyTarget, UserMessage
 from conf import AllowedUsers
+from llm.records import Attachment
+from llm.vision import MAX_SIDE
 
 __all__ = ["NOT_ALLOWED", "BotIdentity", "Ignore", "Notify", "Route", "Routed", "is_durable", "route_update"]
 
@@ -31,6 +33,11 @@ class Routed:
 
     conversation_id: str
     message: ConversationMessage
+    media_group: str | None = None
+    """Telegram's `media_group_id`: the message is one part of an album, whose parts are one turn."""
+    addressed: bool = True
+    """False for an album part in a group that does not itself mention the bot: the album is answered
+    if another of its parts (the one with the caption) does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +67,68 @@ def conversation_id_of(chat_id: int, thread_id: int | None) -> str:
     return str(chat_id) if thread_id is None else f"{chat_id}:{thread_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What every message says about where it comes from and where answers go."""
+
+    update_id: int
+    message: dict[str, Any]
+    conversation_id: str
+    target: ReplyTarget
+    user_id: int | None
+    in_group: bool
+    text: str | None
+    """The text, or the caption of a file."""
+    entities: list[Any]
+
+
 def route_update(update: dict[str, Any], bot: BotIdentity, allowed: AllowedUsers) -> Route:
     """Decide what an update means. Never raises on odd shapes: anything unexpected is ignored."""
+    head = _read_head(update)
+    if isinstance(head, Ignore):
+        return head
+    message, text = head.message, head.text
+    addressed = not head.in_group or _addressed_to_bot(message, text, head.entities, bot)
+    media_group = message.get("media_group_id") if isinstance(message.get("media_group_id"), str) else None
+    if not addressed and media_group is None:
+        return Ignore("group_message_not_addressed")
+    from actors import texts
+
+    if not allowed.allows(head.user_id):
+        if not addressed:
+            return Ignore("group_message_not_addressed")
+        refusal = texts.NOT_ALLOWED.format(user_id=head.user_id)
+        return Notify(head.conversation_id, head.target, refusal, NOT_ALLOWED, head.user_id)
+    media = _route_media(head, bot, media_group, addressed)
+    if media is not None:
+        return media
+    if not addressed:
+        return Ignore("group_message_not_addressed")
+    if text is None or not text.strip():
+        if _is_service_message(message):
+            return Ignore("service_message")
+        return Notify(head.conversation_id, head.target, texts.UNREADABLE, "unreadable")
+    conversation_id, target, update_id, user_id = head.conversation_id, head.target, head.update_id, head.user_id
+    command = _command(text, head.entities, bot)
+    if command is not None:
+        return Routed(
+            conversation_id, Command(conversation_id, command, target, update_id, user_id, command_args(text))
+        )
+    if command is None and text.startswith("/") and _is_command_for_other_bot(text, bot):
+        return Ignore("command_for_another_bot")
+    if head.in_group:
+        text = _strip_mention(text, bot)
+    return Routed(conversation_id, UserMessage(conversation_id, text, target, update_id, user_id))
+
+
+def is_durable(route: Route) -> bool:
+    """Whether the update must be in the ingress log before it is acknowledged: everything an allowed
+    user should hear back about. Ignored updates and strangers' messages are not (a flood of strangers
+    must not cost a write each)."""
+    return not isinstance(route, Ignore) and not (isinstance(route, Notify) and route.reason == NOT_ALLOWED)
+
+
+def _read_head(update: dict[str, Any]) -> _Head | Ignore:
     update_id = update.get("update_id")
     message = update.get("message")
     if not isinstance(update_id, int) or not isinstance(message, dict):
@@ -92,37 +159,81 @@ def route_update(update: dict[str, Any], bot: BotIdentity, allowed: AllowedUsers
     entities = message.get("entities") or message.get("caption_entities") or []
     if not isinstance(entities, list):
         entities = []
-
-    if in_group and not _addressed_to_bot(message, text, entities, bot):
-        return Ignore("group_message_not_addressed")
-    if not allowed.allows(user_id):
-        from actors import texts
-
-        return Notify(conversation_id, target, texts.NOT_ALLOWED.format(user_id=user_id), NOT_ALLOWED, user_id)
-    if text is None or not text.strip():
-        if _is_service_message(message):
-            return Ignore("service_message")
-        from actors import texts
-
-        return Notify(conversation_id, target, texts.UNREADABLE, "unreadable")
-
-    command = _command(text, entities, bot)
-    if command is not None:
-        return Routed(
-            conversation_id, Command(conversation_id, command, target, update_id, user_id, command_args(text))
-        )
-    if command is None and text.startswith("/") and _is_command_for_other_bot(text, bot):
-        return Ignore("command_for_another_bot")
-    if in_group:
-        text = _strip_mention(text, bot)
-    return Routed(conversation_id, UserMessage(conversation_id, text, target, update_id, user_id))
+    return _Head(update_id, message, conversation_id, target, user_id, in_group, text, entities)
 
 
-def is_durable(route: Route) -> bool:
-    """Whether the update must be in the ingress log before it is acknowledged: everything an allowed
-    user should hear back about. Ignored updates and strangers' messages are not (a flood of strangers
-    must not cost a write each)."""
-    return not isinstance(route, Ignore) and not (isinstance(route, Notify) and route.reason == NOT_ALLOWED)
+def _route_media(head: _Head, bot: BotIdentity, media_group: str | None, addressed: bool) -> Route | None:
+    """The route of a message with a file (voice, audio, photo, document) or of a kind not read; None
+    for any other message."""
+    from actors import texts
+
+    unread = next((kind for kind in _NOT_READ if kind in head.message), None)
+    if unread is not None:
+        if not addressed:
+            return Ignore(unread)
+        return Notify(head.conversation_id, head.target, texts.NOT_READ[unread], "unreadable")
+    attachments = _attachments(head.message)
+    if not attachments:
+        return None
+    text = head.text or ""
+    caption = _strip_mention(text, bot) if head.in_group and text else text
+    message = UserMessage(
+        head.conversation_id, caption, head.target, head.update_id, head.user_id, attachments=attachments
+    )
+    return Routed(head.conversation_id, message, media_group, addressed)
+
+
+_NOT_READ = ("video", "video_note", "animation", "sticker", "location", "venue", "contact", "poll", "dice")
+"""Kinds of message the assistant does not read (each has its explanation in `texts.NOT_READ`)."""
+
+
+def _attachments(message: dict[str, Any]) -> tuple[Attachment, ...]:
+    """The files of a message as the conversation records them (by file_id); empty if none."""
+    for kind in ("voice", "audio", "document"):
+        item = message.get(kind)
+        if isinstance(item, dict) and isinstance(item.get("file_id"), str):
+            default_mime = "audio/ogg" if kind == "voice" else ""
+            return (
+                Attachment(
+                    kind,
+                    item["file_id"],
+                    _text(item, "mime_type") or default_mime,
+                    _int(item, "file_size"),
+                    _text(item, "file_name"),
+                ),
+            )
+    sizes = message.get("photo")
+    if isinstance(sizes, list):
+        photo = _photo_size(sizes)
+        if photo is not None:
+            width, height = _int(photo, "width"), _int(photo, "height")
+            return (
+                Attachment("photo", photo["file_id"], "image/jpeg", _int(photo, "file_size"), "", "", width, height),
+            )
+    return ()
+
+
+def _photo_size(sizes: list[Any]) -> dict[str, Any] | None:
+    """Of Telegram's sizes of a photo, the largest whose long side is within MAX_SIDE (else the smallest)."""
+    valid = [size for size in sizes if isinstance(size, dict) and isinstance(size.get("file_id"), str)]
+    if not valid:
+        return None
+
+    def side(size: dict[str, Any]) -> int:
+        return max(_int(size, "width") or 0, _int(size, "height") or 0)
+
+    fitting = [size for size in valid if side(size) <= MAX_SIDE]
+    return max(fitting, key=side) if fitting else min(valid, key=side)
+
+
+def _text(item: dict[str, Any], key: str) -> str:
+    value = item.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _int(item: dict[str, Any], key: str) -> int | None:
+    value = item.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _addressed_to_bot(message: dict[str, Any], text: str | None, entities: list[Any], bot: BotIdentity) -> bool:

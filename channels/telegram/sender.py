@@ -178,6 +178,36 @@ class TelegramSender:
                 ids.extend(await self._send_chunk(chat_id, chunk, message_thread_id, reply_to))
             return ids
 
+    async def send_voice(
+        self,
+        chat_id: int,
+        ogg: bytes,
+        *,
+        message_thread_id: int | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> int:
+        """Send a voice message (Ogg Opus bytes) after any text queued for the chat, with the same flood
+        control and retries; its message id. Raises DeliveryError if Telegram refuses the chat for good."""
+
+        async def send(_text: str, _parse_mode: str | None) -> list[Message]:
+            if chat_id < 0:
+                await self._group_window(chat_id).acquire()
+            if self._overall is not None:
+                await self._overall.acquire()
+            async with self._in_flight:
+                message = await self._bot.send_voice(
+                    chat_id,
+                    ogg,
+                    message_thread_id=message_thread_id,
+                    reply_to_message_id=reply_to_message_id,
+                    allow_sending_without_reply=True if reply_to_message_id is not None else None,
+                )
+            return [message]
+
+        async with self._chats.hold(chat_id):
+            messages = await self._deliver(chat_id, "", send)
+        return messages[0].message_id
+
     async def _send_chunk(self, chat_id: int, html: str, thread_id: int | None, reply_to: int | None) -> list[int]:
         async def send(text: str, parse_mode: str | None) -> list[Message]:
             if chat_id < 0:  # groups and supergroups have negative ids
