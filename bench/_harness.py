@@ -8,13 +8,24 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-__all__ = ["REPO", "BotProcess", "format_table", "percentile", "rss_mb"]
+__all__ = [
+    "REPO",
+    "BotProcess",
+    "PeakSampler",
+    "format_table",
+    "percentile",
+    "rss_mb",
+    "tree_cpu_s",
+    "tree_pids",
+    "tree_rss_mb",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,6 +36,71 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def tree_pids(pid: int) -> list[int]:
+    """The process and all its descendants (from /proc/<pid>/task/<tid>/children)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:  # the task ended meanwhile
+                continue
+    return pids
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of the process and its descendants (MCP servers, ...), summed, in MB."""
+    total = 0.0
+    for member in tree_pids(pid):
+        try:
+            total += rss_mb(member)
+        except (OSError, RuntimeError):  # exited (or a zombie) between the listing and the reading
+            continue
+    return total
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process and its living descendants have used so far."""
+    total = 0.0
+    for member in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+    return total
+
+
+class PeakSampler:
+    """Samples a process tree's RSS in a thread every `interval_s` while active; `peak_mb` is the most seen."""
+
+    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+        self._pid = pid
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self.peak_mb = 0.0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.peak_mb = max(self.peak_mb, tree_rss_mb(self._pid))
+
+    def __enter__(self) -> PeakSampler:
+        self.peak_mb = tree_rss_mb(self._pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, tree_rss_mb(self._pid))
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -71,6 +147,14 @@ class BotProcess:
     def rss_mb(self) -> float:
         """Its resident memory now, in MB."""
         return rss_mb(self.pid)
+
+    def tree_rss_mb(self) -> float:
+        """The resident memory of it and its children (MCP servers), summed, in MB."""
+        return tree_rss_mb(self.pid)
+
+    def cpu_s(self) -> float:
+        """CPU seconds it and its children have used so far."""
+        return tree_cpu_s(self.pid)
 
     def check_alive(self) -> None:
         """Raise with the tail of its log if it has exited."""

@@ -4,7 +4,10 @@ Each message calls the model with the chat's history and replies with the answer
 settings, so updates are handled one at a time: a 1 s model makes every other chat wait.
 History lives in a dict in memory and is lost on restart.
 
-Reads TELEGRAM_BOT_TOKEN, TELEGRAM_API_BASE_URL, LLM_BASE_URL, LLM_API_KEY, LLM_MODEL.
+With NAIVE_CONCURRENT=1 it sets PTB's `concurrent_updates(True)` (256 updates at once): the first
+fix such a user finds, and the anchor of the benchmark's many-chats figure.
+
+Reads TELEGRAM_BOT_TOKEN, TELEGRAM_API_BASE_URL, LLM_BASE_URL, LLM_API_KEY, LLM_MODEL, NAIVE_CONCURRENT.
 """
 
 from __future__ import annotations
@@ -46,12 +49,14 @@ async def chat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 def main() -> None:
     """Poll until SIGINT/SIGTERM."""
-    application = (
+    builder = (
         Application.builder()
         .token(os.environ["TELEGRAM_BOT_TOKEN"])
         .base_url(os.environ.get("TELEGRAM_API_BASE_URL", "https://api.telegram.org/bot"))
-        .build()
     )
+    if os.environ.get("NAIVE_CONCURRENT") == "1":
+        builder = builder.concurrent_updates(True)
+    application = builder.build()
     application.add_handler(CommandHandler("start", start))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, chat))
     application.run_polling(allowed_updates=Update.ALL_TYPES)
