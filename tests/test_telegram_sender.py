@@ -7,10 +7,11 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 from telegram import Bot
-from telegram.request import HTTPXRequest
+from telegram.request import BaseRequest, HTTPXRequest
 
 from channels.telegram import DeliveryError, Rate, TelegramSender, html_to_plain, split_message, to_telegram_html
 from channels.telegram._html import parse_html
+from channels.telegram.aiohttp_request import AiohttpRequest
 from conf.settings import BackoffSettings
 from ops.backoff import Backoff
 from tests.fakes.telegram_server import FakeTelegramServer
@@ -190,12 +191,13 @@ async def test_the_overall_rate_can_be_left_to_telegram(bot: Bot, tg: FakeTelegr
     assert len(tg.sent) == 40
 
 
+@pytest.mark.parametrize("request_class", [HTTPXRequest, AiohttpRequest])
 @pytest.mark.parametrize("max_concurrent_sends", [2, 50])
 async def test_a_busy_connection_pool_delays_sends_without_backoff(
-    tg: FakeTelegramServer, fake_time: FakeTime, max_concurrent_sends: int
+    tg: FakeTelegramServer, fake_time: FakeTime, max_concurrent_sends: int, request_class: type[BaseRequest]
 ) -> None:
     tg.send_latency = 0.02
-    request = HTTPXRequest(connection_pool_size=2, pool_timeout=0.01)
+    request = request_class(connection_pool_size=2, pool_timeout=0.01)  # type: ignore[call-arg]
     async with Bot(tg.token, base_url=tg.base_url, request=request) as small_pool:
         sender = TelegramSender(
             small_pool,

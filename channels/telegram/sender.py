@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import httpx
 import structlog
 from telegram import Bot, Message
 from telegram.constants import ChatAction, ParseMode
@@ -39,6 +38,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from channels.telegram.aiohttp_request import request_maybe_taken, request_not_sent
 from channels.telegram.format import MAX_MESSAGE_LENGTH, html_to_plain, split_message, to_telegram_html
 from ops.aio import KeyedLocks, wait_event
 from ops.backoff import Backoff, Clock, Sleep
@@ -47,9 +47,9 @@ __all__ = ["DeliveryError", "Rate", "TelegramSender", "retry_after_seconds"]
 
 log = structlog.get_logger(__name__)
 
-_MAYBE_TAKEN = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
-"""Failures after the whole request was written: Telegram may have taken the message. Every other
-network failure (connecting, writing, the pool, an HTTP error status) certainly left it untaken."""
+# Failures after the whole request was written (read timeout, connection lost while the answer was
+# awaited) may have left the message with Telegram: `request_maybe_taken`. Every other network
+# failure (connecting, the pool, an HTTP error status) certainly left it untaken.
 
 
 class DeliveryError(Exception):
@@ -260,7 +260,7 @@ class TelegramSender:
                 log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
                 raise DeliveryError(chat_id, exc.message) from exc
             except NetworkError as exc:  # TimedOut included
-                if isinstance(exc.__cause__, httpx.PoolTimeout):
+                if request_not_sent(exc):
                     # Not sent at all: our own pool was busy. Try again at once; backing off would
                     # only make the waiting chats retry together later.
                     log.debug("telegram_pool_busy", chat_id=chat_id)
@@ -270,7 +270,7 @@ class TelegramSender:
                 # Sent, but no answer came back (read timeout, connection lost): Telegram may have
                 # taken it, and the Bot API cannot tell. Sending again risks a duplicate; not sending
                 # risks losing the answer to an acknowledged message, which is worse.
-                uncertain = isinstance(exc.__cause__, _MAYBE_TAKEN)
+                uncertain = request_maybe_taken(exc)
                 log.warning(
                     "telegram_send_uncertain" if uncertain else "telegram_send_retry",
                     chat_id=chat_id,

@@ -186,6 +186,7 @@ class _State:
     conflict: bool = False
     poll_generation: int = 0
     poll_abort: str | None = None
+    client_ports: set[int] = field(default_factory=set)
 
 
 class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBuilder):
@@ -413,6 +414,12 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
         with self._lock:
             return list(self._state.calls)
 
+    @property
+    def connections_seen(self) -> int:
+        """How many client connections (distinct client ports) made Bot API calls so far."""
+        with self._lock:
+            return len(self._state.client_ports)
+
     def first_call_time(self, method: str) -> float | None:
         """`time.monotonic()` when `method` was first called, or None."""
         with self._lock:
@@ -537,6 +544,7 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
         with self._lock:
             self._state.calls.append(canonical)
             self._state.call_times.append(time.monotonic())
+            self._state.client_ports.add(_client_port(request))
             self._notify()
         if handler is None:
             return _error(404, "Not Found")
@@ -792,3 +800,9 @@ def _update_type(update: dict[str, Any]) -> str:
 def _scope_key(scope: Any, language_code: str) -> str:
     kind = json.dumps(scope or {"type": "default"}, sort_keys=True)
     return f"{kind}|{language_code}"
+
+
+def _client_port(request: web.Request) -> int:
+    """The client's port of the connection a request came on (0 if unknown)."""
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return int(peer[1]) if peer else 0
