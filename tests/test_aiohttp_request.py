@@ -75,7 +75,9 @@ async def test_a_slow_answer_is_a_timeout_telegram_may_have_taken(tg: FakeTelegr
 async def test_a_busy_pool_is_a_timeout_that_sent_nothing(tg: FakeTelegramServer) -> None:
     tg.send_latency = 0.3
     async with _bot(tg, AiohttpRequest(connection_pool_size=1, pool_timeout=0.02)) as bot:
-        results = await asyncio.gather(bot.send_message(1, "first"), bot.send_message(2, "second"), return_exceptions=True)
+        results = await asyncio.gather(
+            bot.send_message(1, "first"), bot.send_message(2, "second"), return_exceptions=True
+        )
     [failure] = [result for result in results if isinstance(result, BaseException)]
     assert isinstance(failure, TimedOut)
     assert request_not_sent(failure)

@@ -134,8 +134,7 @@ class AiohttpRequest(BaseRequest):
                 await self._pool.acquire()
         except TimeoutError:
             raise TimedOut(
-                "Pool timeout: All connections in the connection pool are occupied. "
-                "Request was *not* sent to Telegram."
+                "Pool timeout: All connections in the connection pool are occupied. Request was *not* sent to Telegram."
             ) from PoolTimeout()
         try:
             parts = (connect, write, read)
