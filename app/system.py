@@ -153,6 +153,8 @@ class AssistantSystem:
                 loop.add_signal_handler(signum, self.request_stop)
         self.metrics = self._build_metrics()
         async with AsyncExitStack() as stack:
+            if self.metrics is not None:
+                stack.callback(self.metrics.flush)  # the last step: what every part reported
             store, ingress = await self._open_stores(stack)
             features = await self._open_feature_stores(stack)
             model = self._open_model(stack)
@@ -179,7 +181,7 @@ class AssistantSystem:
             return None
         from ops.metrics import Metrics
 
-        return Metrics(self.settings.metrics)
+        return Metrics(self.settings.metrics, interval_s=self.settings.metrics.interval_seconds)
 
     async def _open_stores(self, stack: AsyncExitStack) -> tuple[ConversationStore, IngressLog]:
         from stores import build_stores
@@ -370,11 +372,13 @@ class AssistantSystem:
         log.info("assistant_stopping", exit_code=self.exit_code)
 
     async def _report_gauges(self, registry: ConversationRegistry[ConversationActor], metrics: Metrics) -> None:
-        """Actors alive and the deepest mailbox, once a minute (one line, not one per message)."""
+        """Actors alive and the deepest mailbox, once a minute (one line, not one per message); then
+        the minute's metrics are written, so a quiet assistant's last values do not wait."""
         while True:
             await asyncio.sleep(GAUGE_INTERVAL_SECONDS)
             metrics.actors_alive(len(registry))
             metrics.mailbox_depth(max((actor.queued for actor in registry), default=0), actor_kind="conversation")
+            metrics.flush()
 
 
 async def _stop_child(supervisor: Supervisor, child: Child) -> None:

@@ -246,6 +246,8 @@ class MetricsSettings(SettingsModel):
     enabled: bool = True
     namespace: str = "PersonalAssistant"
     service: str = "assistant"
+    interval_seconds: float = Field(60.0, ge=0)
+    """Values are gathered and written once per interval (a few lines a minute); 0: a line per event."""
 
 
 class Settings(SettingsModel):

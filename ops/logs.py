@@ -47,8 +47,12 @@ __all__ = [
 
 REDACTED = "[REDACTED]"
 
-#: Libraries that log every request at INFO/DEBUG; quiet unless LOG_LEVEL=DEBUG.
-NOISY_LOGGERS = ("httpx", "httpcore", "botocore", "aiobotocore", "urllib3", "mcp", "telegram", "asyncio")
+#: Libraries that log every request at INFO/DEBUG (repeating what our own lines say: the model SDKs'
+#: httpx2 wrote a line per model request); quiet unless LOG_LEVEL=DEBUG.
+NOISY_LOGGERS = (
+    *("httpx", "httpcore", "botocore", "aiobotocore", "urllib3", "mcp", "telegram", "asyncio"),
+    *("httpx2", "httpcore2", "aiohttp", "openai", "anthropic"),
+)
 
 #: The metrics logger always passes INFO, whatever LOG_LEVEL says (see ops/metrics.py).
 METRICS_LOGGER_NAME = "assistant.metrics"
@@ -118,6 +122,13 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
 )
 
 
+# What every pattern above needs somewhere in the text: a token's or a header's colon, a query's
+# or a header's equals sign, a URL password's at sign, a key's prefix, or "bearer" (as Bearer or
+# BEARER). Text without any of them (most of a log line's values) is left alone without running the
+# patterns: substring tests cost ~0.5 µs for a typical value, the patterns ~3 µs.
+_TRIGGERS = (":", "=", "@", "sk-", "AKIA", "ASIA", "earer", "EARER")
+
+
 class _Redactor:
     """One compiled regex for all known secrets and patterns; rebuilt when a secret is added."""
 
@@ -157,9 +168,20 @@ class _Redactor:
         return REDACTED
 
     def text(self, value: str) -> str:
-        if len(value) < _MIN_SCANNED_LENGTH:
+        if len(value) < _MIN_SCANNED_LENGTH or not self._suspect(value):
             return value
         return self._regex.sub(self._replace, value)
+
+    def _suspect(self, value: str) -> bool:
+        """Could the value hold a secret? Every pattern needs one of `_TRIGGERS`, and registered
+        secrets are found as substrings."""
+        for trigger in _TRIGGERS:
+            if trigger in value:
+                return True
+        for secret in self._secrets:  # noqa: SIM110 - a loop: any() and its generator cost ~0.5 µs a value
+            if secret in value:
+                return True
+        return False
 
     def item(self, key: str, value: Any) -> Any:
         """Redact a mapping's value; under a key that names a credential, the whole value goes."""
@@ -199,14 +221,17 @@ def redact(value: Any) -> Any:
 
 
 def _redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """The redaction processor: runs last before rendering, over every value of the line.
+    """The redaction processor: runs last before rendering, over every value of the line (but the
+    ones the pipeline itself wrote: the time, the level and the logger's name).
 
     It also puts timestamp, level and event first, so a line reads the same way every time.
     """
-    ordered = {key: _redactor.item(key, event_dict[key]) for key in _LEADING_KEYS if key in event_dict}
+    ordered = {key: event_dict[key] for key in _LEADING_KEYS if key in event_dict}
+    if "event" in ordered:
+        ordered["event"] = _redactor.item("event", ordered["event"])
     for key, value in event_dict.items():
         if key not in ordered:
-            ordered[key] = _redactor.item(key, value)
+            ordered[key] = value if key == "logger" else _redactor.item(key, value)
     return ordered
 
 
