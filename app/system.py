@@ -122,6 +122,9 @@ class AssistantSystem:
         self.health: HealthServer | None = None
         self.metrics: Metrics | None = None
         self.mcp_actors: dict[str, McpServerActor] = {}
+        """The MCP servers' actors, made once the gateway serves (see `tools_started`)."""
+        self.tools_started = asyncio.Event()
+        """Set once the MCP servers' actors exist (their tools appear as each connects)."""
         self.features: FeatureStores | None = None
         """The facts, reminders, usage and preference stores, once open."""
 
@@ -167,6 +170,8 @@ class AssistantSystem:
             factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff, media=media)
             registry = self._start_registry(stack, root, factory)
             self._start_gateway(stack, root, registry, ingress, edge)
+            serving = getattr(self.gateway, "polling", None)  # Telegram's first poll; the console serves at once
+            root.start_child("late-start", lambda: self._late.run(serving), restart="transient")
             stack.callback(self._log_stopping)
             self._log_started()
             self.started.set()
@@ -257,18 +262,12 @@ class AssistantSystem:
         return root
 
     def _start_tools(self, root: Supervisor) -> Toolbox:
-        from llm import EmptyToolbox
+        from app.late_start import LateStart
 
-        toolbox: Toolbox = EmptyToolbox()
-        if self.mcp_servers:
-            from actors.mcp import McpServerActor
-            from tools import McpToolbox
-
-            for name, server in self.mcp_servers.items():
-                actor = McpServerActor(name, server, self.backoff)
-                self.mcp_actors[name] = actor
-                root.start_child(f"mcp:{name}", actor.run, restart="permanent")
-            toolbox = McpToolbox({name: actor.connection for name, actor in self.mcp_actors.items()})
+        # The MCP servers start once the gateway serves; their tools appear as each one connects.
+        self._late = LateStart(self.settings.llm, self.mcp_servers, self.backoff, root)
+        self.mcp_actors, self.tools_started = self._late.actors, self._late.done
+        toolbox = self._late.toolbox
         if self.metrics is not None:
             toolbox = MeteredToolbox(toolbox, self.metrics)
         return toolbox

@@ -45,6 +45,7 @@ from bench._telegram_report import plot, report, write_csv  # noqa: E402
 
 TOKEN = "123456:TEST-bench-token"
 OUT = Path(__file__).resolve().parent / "out"
+LOGS = OUT / "logs"
 COMMANDS = {
     "echo": ["bench/baselines/echo_bot.py"],
     "naive": ["bench/baselines/naive_bot.py"],
@@ -125,7 +126,8 @@ def running(
     """Fresh fakes and a fresh bot process, ready (it has polled once)."""
     with Fakes(TOKEN, llm_latency) as fakes:
         env = {**_environment(bot, fakes, workdir), **(extra_env or {})}
-        with BotProcess(bot, COMMANDS[bot], env, workdir / f"{bot}-{time.monotonic_ns()}.log") as process:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        with BotProcess(bot, COMMANDS[bot], env, LOGS / f"{bot}-{time.monotonic_ns()}.log") as process:
             first = fakes.wait_for_first_poll(process.check_alive)
             figures.d_rss_mb.append(process.tree_rss_mb())
             figures.d_start_s.append(first - process.started_at)
@@ -158,6 +160,8 @@ def scenario_a(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:
         else:
             got, seconds = send_and_wait(fakes, messages, sizes.a_chats, 120)
             figures.a_wall_s = seconds if got == sizes.a_chats else None
+            if got < sizes.a_chats:
+                print(f"  {bot}: only {got} of {sizes.a_chats} replies in (a)", file=sys.stderr)
 
 
 def scenario_b(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:

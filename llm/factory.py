@@ -12,7 +12,7 @@ from llm.images import ImageRefusalGuard
 from llm.retry import RetryingChatModel
 from ops.backoff import Backoff
 
-__all__ = ["build_chat_model", "load_system_prompt"]
+__all__ = ["build_chat_model", "load_system_prompt", "provider_module"]
 
 
 def build_chat_model(settings: LLMSettings, backoff: Backoff | BackoffSettings, *, lazy: bool = False) -> ChatModel:
@@ -28,6 +28,12 @@ def build_chat_model(settings: LLMSettings, backoff: Backoff | BackoffSettings, 
 
 
 _PROVIDER_MODULES = {"openai": "llm.openai_provider", "anthropic": "llm.anthropic_provider"}
+
+
+def provider_module(settings: LLMSettings) -> str:
+    """The module of the configured provider: importing it imports its SDK (a lazy model's first
+    request does; app/late_start.py does it ahead, in a thread, once the gateway serves)."""
+    return _PROVIDER_MODULES[settings.provider]
 
 
 def _provider(settings: LLMSettings) -> ChatModel:

@@ -76,10 +76,10 @@ class MetricBatch:
         for name, (value, unit) in metrics.items():
             values = group.values.setdefault(name, [])
             group.units[name] = unit
-            if isinstance(value, list | tuple):
-                values.extend(value)
-            else:
+            if isinstance(value, int | float):
                 values.append(value)
+            else:
+                values.extend(value)
 
     def flush(self) -> None:
         """Write everything gathered (a few lines), and start a new interval."""

@@ -64,6 +64,8 @@ async def running(settings: Settings, mcp_servers: dict[str, Any] | None = None)
         await asyncio.wait([started, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
         started.cancel()
         assert system.started.is_set(), "the system did not start"
+        if mcp_servers:  # they start once the gateway serves: let the tests find their actors
+            await asyncio.wait_for(system.tools_started.wait(), 30)
         yield system
     finally:
         system.request_stop()

@@ -82,6 +82,8 @@ class TelegramGateway:
         self.identity: BotIdentity | None = None
         self.last_poll_ok = time.monotonic()
         self.polls = 0
+        self.polling = asyncio.Event()
+        """Set at the first successful poll: the gateway serves (work that can wait starts then)."""
         self.ingress_failing = False
         """The last append to the ingress log failed: updates cannot be acknowledged (/healthz 503)."""
         self._strangers = strangers if strangers is not None else StrangerGate()
@@ -246,6 +248,7 @@ class TelegramGateway:
             failures, conflict_since, rebuilt_for_stall = 0, None, False
             self.last_poll_ok = time.monotonic()
             self.polls += 1
+            self.polling.set()
             if updates and await self._take(updates):
                 offset = max(update["update_id"] for update in updates) + 1
 
