@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import structlog  # noqa: E402
+import structlog
 
-from bench._harness import format_table  # noqa: E402
-from conf.settings import LogSettings  # noqa: E402
-from ops import logs  # noqa: E402
+from bench._harness import format_table
+from conf.settings import LogSettings
+from ops import logs
 
 SECRET = "sk-live-0123456789abcdefghijklmnop"
 LINES = {
