@@ -66,10 +66,12 @@ class Sizes:
     b_budget_s: float = 60.0
     c_rounds: int = 200
     e_chats: int = 3000
-    e_idle_s: float = 3.0
+    e_idle_s: float = 6.0
+    """ACTOR_IDLE_SECONDS in (e): past the 5 s after which idle HTTP connections close, as the
+    default 600 s is; the tree's RSS is read after two idle periods."""
 
 
-QUICK = Sizes(a_naive_sample=4, b_messages=400, b_chats=40, b_budget_s=20.0, c_rounds=40, e_chats=500, e_idle_s=2.0)
+QUICK = Sizes(a_naive_sample=4, b_messages=400, b_chats=40, b_budget_s=20.0, c_rounds=40, e_chats=500)
 
 
 @dataclass

@@ -147,9 +147,12 @@ class FileIngressLog(IngressLog):
         self._size += len(data)
 
     async def _compact_if_due(self) -> None:
-        live = sum(len(data) + 7 for data in self._pending.values()) if self._pending else 0
         idle = not self._pending and self._size >= self._compact_idle_bytes
-        bloated = self._size >= self._compact_max_bytes and self._size > 4 * live
+        # What is live is summed only for a big file: at every mark it cost O(pending), quadratic
+        # over a burst of thousands of updates.
+        bloated = self._size >= self._compact_max_bytes and self._size > 4 * sum(
+            len(data) + 7 for data in self._pending.values()
+        )
         if not (idle or bloated):
             return
         lines = b"".join(b'{"u":' + data + b"}\n" for data in self._pending.values())
