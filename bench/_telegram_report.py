@@ -66,7 +66,7 @@ def rows(sizes: Sizes) -> list[Row]:
         Row("(d) start to first getUpdates s (median)", "<= 1.5x echo", _start, "echo"),
         Row("(d) tree RSS at first getUpdates MB", "<= 80", _start_rss, None, 1),
         Row(f"(e) peak tree RSS, {sizes.e_chats} chats MB", "<= 100", lambda f: f.e_peak_mb, None, 1),
-        Row("(e) tree RSS once idle, minus at start MB", "<= 10", _idle_growth, None, 1),
+        Row("(e) tree RSS once idle, minus before the burst MB", "<= 10", _idle_growth, None, 1),
     ]
 
 

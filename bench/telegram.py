@@ -198,6 +198,11 @@ def scenario_e(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:
     """(e) memory during many chats, and once their actors were evicted."""
     env = {"ACTOR_IDLE_SECONDS": str(sizes.e_idle_s)}
     with running(bot, workdir, figures, llm_latency=0.0, extra_env=env) as (fakes, process):
+        # The baseline is a served assistant: after one exchange (the model SDK loads then, for
+        # every deployment) and a pause (what starts after the first poll has started).
+        fakes.tg.add_text_messages([(9_998, "warm up")])
+        fakes.tg.wait_for_sent(1, 60, 9_998)
+        time.sleep(2)
         figures.e_start_mb = process.tree_rss_mb()
         messages = [(30_000 + i, f"hi {i}") for i in range(sizes.e_chats)]
         with PeakSampler(process.pid) as sampler:

@@ -63,6 +63,23 @@ def conversation_file_name(conversation_id: str) -> str:
     return f"{slug or '_'}.{digest}{SUFFIX}"
 
 
+class _RecentSeqs(dict[str, int]):
+    """The last seqs of the conversations written to most recently, at most `_KEPT_SEQS` of them.
+
+    An absent one is read from the file's last line at the next append: forgetting costs one read.
+    Kept for every conversation ever seen, thousands of small entries made during a burst would
+    stay scattered over the heap and keep its pages resident after the burst's garbage is freed."""
+
+    def __setitem__(self, key: str, value: int) -> None:
+        self.pop(key, None)  # re-inserted at the end: the oldest entries are the first ones
+        super().__setitem__(key, value)
+        if len(self) > _KEPT_SEQS:
+            del self[next(iter(self))]
+
+
+_KEPT_SEQS = 256
+
+
 class FileConversationStore(ConversationStore):
     """Histories as JSONL files under `directory` (created on `open`).
 
@@ -76,7 +93,7 @@ class FileConversationStore(ConversationStore):
         self.directory = Path(directory)
         self._locks: KeyedLocks[str] = KeyedLocks()
         # File name -> last seq on disk (-1: no records). Absent: not yet read in this process.
-        self._last_seq: dict[str, int] = {}
+        self._last_seq: dict[str, int] = _RecentSeqs()
 
     async def open(self) -> None:
         """Create the directory if needed."""
