@@ -10,8 +10,10 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from actors import texts
+from actors.accounting import Accounting
 from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
 from actors.runtime import Actor
+from actors.usage import BudgetExhausted, MeteredModel, usage_fields
 from llm import (
     AssistantRecord,
     ChatModel,
@@ -24,6 +26,7 @@ from llm import (
     Toolbox,
     TurnContext,
     TurnRecord,
+    Usage,
     UserRecord,
     decode_history,
     record_to_json,
@@ -76,6 +79,7 @@ class ConversationActor(Actor[ConversationMessage]):
         settings: TurnSettings,
         mailbox_size: int = 64,
         metrics: TurnMetrics | None = None,
+        accounting: Accounting | None = None,
     ) -> None:
         super().__init__(f"conversation:{conversation_id}", mailbox_size)
         self.conversation_id = conversation_id
@@ -85,6 +89,7 @@ class ConversationActor(Actor[ConversationMessage]):
         self._channel = channel
         self._settings = settings
         self._metrics = metrics
+        self._accounting = accounting
         self._history: list[Record] = []
         self._next_seq = 0
         self._last_update: int | None = None
@@ -161,7 +166,9 @@ class ConversationActor(Actor[ConversationMessage]):
             return await self._run_turn(message)
 
     async def _command(self, command: Command) -> str:
-        if command.name == "reset":
+        if command.name in ("model", "usage") and self._accounting is not None:
+            text = await self._accounting.answer(command)
+        elif command.name == "reset":
             await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
         else:
@@ -191,10 +198,11 @@ class ConversationActor(Actor[ConversationMessage]):
             await self._append(dataclasses.replace(item, update_id=update_id))
 
         ok, steps = False, 0
+        model = await self._turn_model(message)
         try:
             async with self._channel.typing(message.target):
                 result = await run_turn(
-                    self._model, self._toolbox, self._turn_context(message), history=self._history, record=record
+                    model, self._toolbox, self._turn_context(message), history=self._history, record=record
                 )
             ok, steps = True, result.steps
             log.info(
@@ -204,9 +212,16 @@ class ConversationActor(Actor[ConversationMessage]):
                 model_ms=round(result.model_ms, 2),
                 tool_ms=round(result.tool_ms, 2),
                 step_limit=result.stopped_by_step_limit,
+                **self._usage_fields(model, result.usage),
             )
             answer = Reply(self.conversation_id, result.text, message.target, update_id)
             return await self._deliver(answer)
+        except BudgetExhausted as exc:
+            assert self._accounting is not None  # only its model raises it
+            log.info("turn_stopped_budget_exhausted", used=exc.used, budget=exc.budget)
+            return await self._answer_with_notice(
+                update_id, message.target, self._accounting.budget_text(exc), "notice"
+            )
         except LLMUnavailable as exc:
             log.warning("turn_failed_model_unavailable", status=exc.status, error=str(exc))
             return await self._answer_with_notice(update_id, message.target, texts.MODEL_UNAVAILABLE, "error")
@@ -217,6 +232,19 @@ class ConversationActor(Actor[ConversationMessage]):
             if self._metrics is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
                 self._metrics.turn(latency_ms, conversation_id=self.conversation_id, steps=steps, ok=ok)
+            if self._accounting is not None and isinstance(model, MeteredModel):
+                self._accounting.turn_done(model, self.conversation_id)
+
+    async def _turn_model(self, message: UserMessage) -> ChatModel:
+        """The chat's model, budget-checked and accounted for the user who spoke (with accounting)."""
+        if self._accounting is None:
+            return self._model
+        return await self._accounting.turn_model(self._model, self.conversation_id, message.user_id)
+
+    def _usage_fields(self, model: ChatModel, usage: Usage) -> dict[str, int | float | str]:
+        if self._accounting is None or not isinstance(model, MeteredModel):
+            return dict(usage_fields(usage, None))
+        return {"model": model.model_name, **usage_fields(usage, self._accounting.cost(model))}
 
     async def _deliver(self, reply: Reply) -> str:
         if not reply.text.strip():

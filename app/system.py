@@ -27,11 +27,13 @@ from stores import ConversationStore, IngressLog
 if TYPE_CHECKING:
     from telegram import Bot
 
+    from actors.accounting import Accounting
     from actors.mcp import McpServerActor
     from channels.console import ConsoleChannel, ConsoleGateway
     from channels.telegram.gateway import TelegramChannel, TelegramGateway
     from ops.health import HealthServer
     from ops.metrics import Metrics
+    from stores.features import FeatureStores
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "AssistantSystem", "ConversationFactory"]
 
@@ -55,6 +57,7 @@ class ConversationFactory:
     turn: TurnSettings
     mailbox_size: int
     metrics: Metrics | None
+    accounting: Accounting | None = None
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
@@ -67,6 +70,7 @@ class ConversationFactory:
             settings=self.turn,
             mailbox_size=self.mailbox_size,
             metrics=self.metrics,
+            accounting=self.accounting,
         )
 
 
@@ -109,6 +113,8 @@ class AssistantSystem:
         self.health: HealthServer | None = None
         self.metrics: Metrics | None = None
         self.mcp_actors: dict[str, McpServerActor] = {}
+        self.features: FeatureStores | None = None
+        """The facts, reminders, usage and preference stores, once open."""
 
     def request_stop(self, exit_code: int = EXIT_OK) -> None:
         """Begin a graceful stop; the first non-zero exit code wins."""
@@ -139,6 +145,7 @@ class AssistantSystem:
         self.metrics = self._build_metrics()
         async with AsyncExitStack() as stack:
             store, ingress = await self._open_stores(stack)
+            self.features = await self._open_feature_stores(stack)
             model = self._open_model(stack)
             edge = await self._open_edge(stack, ingress)
             root = self._start_root(stack)
@@ -169,6 +176,26 @@ class AssistantSystem:
         await stack.enter_async_context(store)
         await stack.enter_async_context(ingress)
         return store, ingress
+
+    async def _open_feature_stores(self, stack: AsyncExitStack) -> FeatureStores:
+        from stores import build_feature_stores
+
+        return await stack.enter_async_context(build_feature_stores(self.settings.store, self.backoff))
+
+    def _accounting(self) -> Accounting | None:
+        """Usage, budget and model choice (actors.accounting), on the feature stores."""
+        if self.features is None:
+            return None
+        from actors.accounting import Accounting, ModelChoice
+        from actors.usage import UsageMeter
+
+        settings = self.settings
+        owner = settings.telegram.allowed_user_ids.owner
+        meter = UsageMeter(
+            self.features.usage, self.features.preferences, settings.usage, default_zone=settings.timezone, owner=owner
+        )
+        models = ModelChoice(self.features.preferences, settings.llm.models, settings.llm.model)
+        return Accounting(meter, models, priced=bool(settings.usage.prices), metrics=self.metrics)
 
     def _open_model(self, stack: AsyncExitStack) -> ChatModel:
         from llm import build_chat_model
@@ -252,6 +279,7 @@ class AssistantSystem:
             turn=TurnSettings(load_system_prompt(llm), llm.max_steps, llm.context_tokens),
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
+            accounting=self._accounting(),
         )
 
     def _start_registry(

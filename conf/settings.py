@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from conf._interpolate import interpolate
+from conf.usage import UsageSettings, model_list
 
 __all__ = [
     "ActorSettings",
@@ -88,10 +89,12 @@ class SettingsModel(BaseModel):
 
 
 class AllowedUsers(SettingsModel):
-    """Who may use the assistant: everyone (`*`), or a set of numeric Telegram user ids."""
+    """Who may use the assistant: everyone (`*`), or a set of numeric Telegram user ids. `owner` is the
+    first id listed (the bot's owner: `/usage` shows them every user's total)."""
 
     everyone: bool = False
     user_ids: frozenset[int] = frozenset()
+    owner: int | None = None
 
     def allows(self, user_id: int | None) -> bool:
         """True if `user_id` may use the assistant."""
@@ -112,15 +115,15 @@ class AllowedUsers(SettingsModel):
             items = list(raw)
         else:
             raise ValueError(f"{raw!r} is not a list of numeric user ids")
-        if any(item == "*" for item in items):
-            return cls(everyone=True)
-        ids: set[int] = set()
+        ids: list[int] = []
         for item in items:
             text = str(item).strip()
+            if text == "*":
+                continue
             if isinstance(item, bool) or not text.lstrip("-").isdigit():
                 raise ValueError(f"{text!r} is not a numeric user id")
-            ids.add(int(text))
-        return cls(user_ids=frozenset(ids))
+            ids.append(int(text))
+        return cls(everyone="*" in items, user_ids=frozenset(ids), owner=ids[0] if ids else None)
 
 
 class BackoffSettings(SettingsModel):
@@ -185,10 +188,12 @@ class TelegramSettings(SettingsModel):
 
 
 class LLMSettings(SettingsModel):
-    """The chat model and the turn loop around it."""
+    """The chat model and the turn loop around it. `models` (`LLM_MODELS`) are what users may pick
+    with `/model`; `model`, the default, is always among them."""
 
     provider: Annotated[Literal["openai", "anthropic"], CaseInsensitive] = "openai"
     model: str = ""
+    models: Annotated[tuple[str, ...], BeforeValidator(model_list)] = ()
     api_key: str = ""
     base_url: OptionalHttpUrl = ""
     temperature: float = Field(0.7, ge=0, le=2)
@@ -204,7 +209,10 @@ class LLMSettings(SettingsModel):
     @model_validator(mode="after")
     def _defaults(self) -> LLMSettings:
         if not self.model:
-            object.__setattr__(self, "model", "gpt-4o-mini" if self.provider == "openai" else "claude-sonnet-5")
+            default = "gpt-4o-mini" if self.provider == "openai" else "claude-sonnet-5"
+            object.__setattr__(self, "model", self.models[0] if self.models else default)
+        if self.model not in self.models:
+            object.__setattr__(self, "models", (self.model, *self.models))
         return self
 
 
@@ -287,6 +295,8 @@ class Settings(SettingsModel):
     health: HealthSettings = HealthSettings()
     logging: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    usage: UsageSettings = UsageSettings()
+    timezone: str = "UTC"
 
     def secrets(self) -> list[str]:
         """The secret values in these settings, for the log redactor."""

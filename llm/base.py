@@ -54,6 +54,12 @@ class ModelRequest:
     `messages` are what the model should see, as `llm.context.trim_history` chose them; `on_delta`
     receives the answer's text as it streams in; `timeout` caps this request's seconds below the
     model's own request timeout (a retry policy passes what is left of its budget).
+
+    Prompt caching wants the request's start (tools, `system`, the history) identical from one
+    request to the next: `system` holds the instructions that stay the same, `volatile_system`
+    those that change from turn to turn (the date and time, the user's facts), which the providers
+    send after the history (see each provider). `model` names the model to ask; empty: the one the
+    provider was built with.
     """
 
     system: str
@@ -61,6 +67,8 @@ class ModelRequest:
     tools: Sequence[ToolSpec] = ()
     on_delta: DeltaCallback | None = None
     timeout: float | None = None
+    model: str = ""
+    volatile_system: str = ""
 
 
 @dataclass(frozen=True, slots=True)

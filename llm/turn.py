@@ -33,12 +33,17 @@ class TurnContext:
 
     `on_delta` receives the answer's text as the model writes it (see `RetryingChatModel` for what a
     retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`).
+
+    The instructions come in two parts, for prompt caching (see `ModelRequest`): `instructions`,
+    the same from turn to turn (the system prompt), and `volatile_instructions`, what changes from
+    turn to turn (the date and time, the user's facts), which the model reads after the history.
     """
 
     instructions: str
     max_steps: int = 8
     context_tokens: int = 16000
     on_delta: DeltaCallback | None = None
+    volatile_instructions: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +86,17 @@ async def run_turn(
     cancellation (tool calls in flight are cancelled).
     """
     working: list[Record] = list(history)
+    every_instruction = "\n\n".join(filter(None, (context.instructions, context.volatile_instructions)))
     model_ms = tool_ms = 0.0
     usage = Usage()
     for step in range(1, context.max_steps + 1):
         specs = list(toolbox.specs())
-        messages = trim_history(working, context.context_tokens, context.instructions)
+        messages = trim_history(working, context.context_tokens, every_instruction)
         started = time.perf_counter()
-        reply = await model.complete(ModelRequest(context.instructions, messages, specs, context.on_delta))
+        request = ModelRequest(
+            context.instructions, messages, specs, context.on_delta, volatile_system=context.volatile_instructions
+        )
+        reply = await model.complete(request)
         model_ms += (time.perf_counter() - started) * 1000
         usage += reply.usage
         if not reply.tool_calls or step == context.max_steps:

@@ -38,6 +38,8 @@ def test_the_menu_lists_the_table_in_order_without_start() -> None:
         ("new", "Start a new conversation"),
         ("reset", "Start a new conversation"),
         ("help", "What I can do"),
+        ("model", "Show or switch the model of this chat"),
+        ("usage", "Tokens and cost used today and this month"),
     ]
 
 
