@@ -10,8 +10,9 @@ and cost nothing extra. The breakpoints, all 5-minute (`ephemeral`):
 2. the system prompt (its one block): the instructions that stay the same from turn to turn;
 3. the last block of the history: everything this request adds is written, so the next request
    (the turn's next step, or the next turn) reads all of it and pays full price only for what is new;
-4. the block 20 before that, when there is one: a step that added more than 20 blocks (many tool
-   calls at once) still finds the previous request's prefix within some breakpoint's look-back.
+4. the last block before the last assistant message: where the previous request's history ended
+   (the previous step's tool results, or the user's message the last turn answered), so that
+   prefix is found even when more than 20 blocks came after it (many tool calls at once).
 
 What changes every turn (`ModelRequest.volatile_system`: the date and time, the user's facts) goes
 after breakpoint 3, as the last text block of the last user message, so it never breaks the prefix.
@@ -21,10 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LOOKBACK_BLOCKS", "MAX_BREAKPOINTS", "cache_breakpoints", "volatile_block"]
+__all__ = ["LOOKBACK_BLOCKS", "cache_breakpoints", "volatile_block"]
 
-MAX_BREAKPOINTS = 4
 LOOKBACK_BLOCKS = 20
+"""How far before a breakpoint Anthropic looks for a cached prefix, in blocks."""
 _EPHEMERAL = {"type": "ephemeral"}
 
 
@@ -40,11 +41,12 @@ def cache_breakpoints(body: dict[str, Any]) -> None:
     system = body.get("system")
     if isinstance(system, str) and system.strip():
         body["system"] = [{"type": "text", "text": system, "cache_control": _EPHEMERAL}]
-    blocks = [block for message in body.get("messages", ()) for block in message["content"]]
-    if blocks:
-        blocks[-1]["cache_control"] = _EPHEMERAL
-    if len(blocks) > LOOKBACK_BLOCKS:
-        blocks[-1 - LOOKBACK_BLOCKS]["cache_control"] = _EPHEMERAL
+    messages = body.get("messages") or []
+    if messages:
+        messages[-1]["content"][-1]["cache_control"] = _EPHEMERAL
+    answered = [index for index, message in enumerate(messages) if message["role"] == "assistant"]
+    if answered and answered[-1] > 0:
+        messages[answered[-1] - 1]["content"][-1]["cache_control"] = _EPHEMERAL
 
 
 def volatile_block(messages: list[dict[str, Any]], text: str) -> None:
