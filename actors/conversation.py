@@ -198,7 +198,7 @@ class ConversationActor(Actor[ConversationMessage]):
             await self._append(dataclasses.replace(item, update_id=update_id))
 
         ok, steps = False, 0
-        model = await self._turn_model(message)
+        model = await self._turn_model(message.user_id)
         try:
             async with self._channel.typing(message.target):
                 result = await run_turn(
@@ -235,11 +235,12 @@ class ConversationActor(Actor[ConversationMessage]):
             if self._accounting is not None and isinstance(model, MeteredModel):
                 self._accounting.turn_done(model, self.conversation_id)
 
-    async def _turn_model(self, message: UserMessage) -> ChatModel:
-        """The chat's model, budget-checked and accounted for the user who spoke (with accounting)."""
+    async def _turn_model(self, user_id: int | None) -> ChatModel:
+        """The chat's model, budget-checked and accounted for `user_id` (the user a turn, a summary or
+        a reminder's task serves); raises BudgetExhausted from its `complete` once their budget is used."""
         if self._accounting is None:
             return self._model
-        return await self._accounting.turn_model(self._model, self.conversation_id, message.user_id)
+        return await self._accounting.turn_model(self._model, self.conversation_id, user_id)
 
     def _usage_fields(self, model: ChatModel, usage: Usage) -> dict[str, int | float | str]:
         if self._accounting is None or not isinstance(model, MeteredModel):

@@ -9,7 +9,7 @@ tools of realistic size, the date and time and a few facts as volatile instructi
 in two turns out of three. Every conversation is run twice: with the prompt cache, and with the
 fake's cache off (the same requests, nothing read or written): the cost without caching.
 
-    .venv/bin/python bench/caching.py [--turns 50] [--all-turns]
+    .venv/bin/python bench/caching.py [--turns 50] [--all-turns] [--quick]
 
 Prints, per provider, the tokens sent per turn, the cached share and the cost with and without
 caching, then a summary. Target: at least 70% of input tokens cached from turn 5 on with Anthropic.
@@ -229,8 +229,11 @@ def turn_table(rows: Sequence[TurnRow], uncached: Sequence[TurnRow], all_turns: 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="15 turns")
     parser.add_argument("--all-turns", action="store_true", help="a row for every turn, not every fifth")
     args = parser.parse_args()
+    if args.quick:
+        args.turns = 15
     configure_logging(LogSettings(level="WARNING", format="console"), [])
     summary = []
     passed = True

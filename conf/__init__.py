@@ -16,6 +16,7 @@ from conf.settings import (
     TelegramSettings,
     load_settings,
 )
+from conf.usage import ModelPrice, UsageSettings
 
 __all__ = [
     "DEFAULT_MCP_CONFIG_PATH",
@@ -30,9 +31,11 @@ __all__ = [
     "McpServerSettings",
     "McpToolFilter",
     "MetricsSettings",
+    "ModelPrice",
     "Settings",
     "StoreSettings",
     "TelegramSettings",
+    "UsageSettings",
     "load_mcp_servers",
     "load_settings",
 ]

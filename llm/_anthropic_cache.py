@@ -51,10 +51,11 @@ def cache_breakpoints(body: dict[str, Any]) -> None:
 
 def volatile_block(messages: list[dict[str, Any]], text: str) -> None:
     """Add `text` as the last text block of the last user message (after any tool results, as the
-    API requires), or as a user message of its own if the last message is the assistant's."""
+    API requires), or as a user message of its own if the last message is the assistant's. It is
+    wrapped in `<instructions>` tags: in the user's turn, the model must still read it as the system's."""
     if not text.strip():
         return
-    block = {"type": "text", "text": text}
+    block = {"type": "text", "text": f"<instructions>\n{text}\n</instructions>"}
     if messages and messages[-1]["role"] == "user":
         messages[-1]["content"].append(block)
     else:

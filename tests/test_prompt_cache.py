@@ -96,7 +96,7 @@ async def test_anthropic_marks_tools_system_and_history_and_sends_the_volatile_p
         assert body["tools"][-1]["cache_control"] == EPHEMERAL
         assert body["system"] == [{"type": "text", "text": SYSTEM, "cache_control": EPHEMERAL}]
         *history, volatile = last_message["content"]
-        assert volatile == {"type": "text", "text": f"It is {index // 2}:00."}
+        assert volatile == {"type": "text", "text": f"<instructions>\nIt is {index // 2}:00.\n</instructions>"}
         assert history[-1]["cache_control"] == EPHEMERAL
 
 
