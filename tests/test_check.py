@@ -64,7 +64,7 @@ def test_check_prints_only_its_lines_with_features_and_a_summary(
     names = [line.split(": ", 1)[0] for line in lines]
     assert names == [
         "telegram", "llm (openai)", "store (file)", "mcp fake", "mcp broken",
-        "streaming", "speech", "webhook", "queue", "summary",
+        "streaming", "speech", "webhook", "queue", "budget", "summary",
     ]  # fmt: skip
     by_name = dict(line.split(": ", 1) for line in lines)
     fake = re.fullmatch(r"ok \((\d+) tools: (.+)\)", by_name["mcp fake"])
@@ -75,6 +75,7 @@ def test_check_prints_only_its_lines_with_features_and_a_summary(
     assert re.fullmatch(rf"ok \(on, answers grow as the model writes: {streamed}\)", by_name["streaming"]), by_name
     assert any(request.stream for request in llm.requests), "the streaming probe streamed"
     assert by_name["speech"] == "off (not configured)"
+    assert by_name["budget"] == "off (unlimited)"
     assert by_name["summary"] == "FAILED (1 of 6 checks failed: mcp broken)"
     # Logs went to stderr, and only warnings and errors: no request line, no server chatter.
     for line in result.stderr.splitlines():

@@ -59,3 +59,11 @@ def test_the_owner_is_the_first_id_listed() -> None:
     everyone_and_owner = AllowedUsers.parse("12,*")
     assert (everyone_and_owner.owner, everyone_and_owner.everyone, everyone_and_owner.allows(99)) == (12, True, True)
     assert AllowedUsers.parse("").owner is None
+
+
+def test_check_names_the_budget() -> None:
+    from app.check import FEATURES
+
+    on = FEATURES["budget"](load_settings(SHIPPED, env={"DAILY_TOKEN_BUDGET": "50000"}))
+    assert (on.on, on.detail, on.probe) == (True, "50,000 tokens per user and day", None)
+    assert not FEATURES["budget"](load_settings(SHIPPED, env={})).on
