@@ -219,6 +219,7 @@ class ConversationActor(Actor[ConversationMessage]):
         except BudgetExhausted as exc:
             assert self._accounting is not None  # only its model raises it
             log.info("turn_stopped_budget_exhausted", used=exc.used, budget=exc.budget)
+            ok = True  # answered, by the budget's notice: not a failure of the turn
             return await self._answer_with_notice(
                 update_id, message.target, self._accounting.budget_text(exc), "notice"
             )

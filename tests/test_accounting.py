@@ -167,6 +167,7 @@ async def test_an_exhausted_budget_gets_one_short_message_and_no_model_call_unti
     assert refusal == texts.BUDGET_EXHAUSTED.format(budget="200", zone="UTC", wait="12 h 0 min")
     assert len(chat.model.requests) == 2
     assert chat.channel.replies[-1].kind == "notice"
+    assert chat.metrics.turns[-1] == {"steps": 0, "ok": True}  # a budget stop is no turn error
     chat.clock.now = datetime(2026, 5, 2, 0, 0, tzinfo=UTC)
     assert await chat.send("four") == "answer 3"
 
