@@ -1,9 +1,10 @@
 """Usage and model choice as a conversation sees them: the chat's model, the model a turn uses, and
 the answers to `/usage` and `/model`.
 
-The conversation actor holds one `Accounting` (shared by every conversation): it asks it for the
-model of each turn (`turn_model`: the chat's choice, budget-checked and accounted for the user who
-spoke), for the text of `/usage` and `/model`, and for the message when the budget is used up.
+The conversation actor holds one `Accounting` (shared by every conversation), or None (the model as
+given, nothing counted): the functions below take either. It asks for the model of each turn
+(`turn_model`: the chat's choice, budget-checked and accounted for the user who spoke), the text of
+`/usage` and `/model`, the message when the budget is used up, and the turn's log fields and metrics.
 """
 
 from __future__ import annotations
@@ -12,13 +13,29 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Protocol
 
+import structlog
+
 from actors import texts
 from actors.protocol import Command
-from actors.usage import BudgetExhausted, MeteredModel, UsageMeter, UsageReport, UsageTotal
-from llm import ChatModel
+from actors.usage import BudgetExhausted, MeteredModel, UsageMeter, UsageReport, UsageTotal, usage_fields
+from llm import ChatModel, Usage
 from stores import PreferenceStore
 
-__all__ = ["Accounting", "ModelChoice", "UsageMetrics"]
+__all__ = [
+    "ACCOUNTING_COMMANDS",
+    "Accounting",
+    "ModelChoice",
+    "UsageMetrics",
+    "budget_notice",
+    "turn_done",
+    "turn_fields",
+    "turn_model",
+]
+
+log = structlog.get_logger(__name__)
+
+ACCOUNTING_COMMANDS = frozenset({"model", "usage"})
+"""The commands `Accounting.answer` answers."""
 
 _MAX_USERS_LISTED = 20
 
@@ -180,3 +197,33 @@ def _duration(delta: timedelta) -> str:
     minutes = max(1, round(delta.total_seconds() / 60))
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+async def turn_model(
+    accounting: Accounting | None, model: ChatModel, conversation_id: str, user_id: int | None
+) -> ChatModel:
+    """The model a turn of `conversation_id` for `user_id` calls (and its summary): with accounting, the
+    chat's model, budget-checked (BudgetExhausted) and counted for the user; else `model` itself."""
+    if accounting is None:
+        return model
+    return await accounting.turn_model(model, conversation_id, user_id)
+
+
+def turn_fields(accounting: Accounting | None, model: ChatModel, usage: Usage) -> dict[str, int | float | str]:
+    """The tokens of a turn (its model and cost too, with accounting) for its `turn_finished` log line."""
+    if accounting is None or not isinstance(model, MeteredModel):
+        return dict(usage_fields(usage, None))
+    return {"model": model.model_name, **usage_fields(usage, accounting.cost(model))}
+
+
+def turn_done(accounting: Accounting | None, model: ChatModel, conversation_id: str) -> None:
+    """Report a turn's tokens and cost as metrics, however it ended (nothing without accounting)."""
+    if accounting is not None and isinstance(model, MeteredModel):
+        accounting.turn_done(model, conversation_id)
+
+
+def budget_notice(accounting: Accounting | None, exhausted: BudgetExhausted) -> str:
+    """The notice a turn stopped by the budget answers with (logged)."""
+    log.info("turn_stopped_budget_exhausted", used=exhausted.used, budget=exhausted.budget)
+    assert accounting is not None  # only an accounted model raises it
+    return accounting.budget_text(exhausted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 from collections.abc import Mapping
@@ -16,24 +17,25 @@ from actors.conversation import ConversationActor, TurnSettings
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
 from actors.supervisor import Child, Supervisor
+from app.memory import build_turn_setup
 from app.metered import MeteredChatModel, MeteredToolbox
 from conf import Settings
 from conf.mcp import McpServerSettings
 from llm import ChatModel, Toolbox
 from ops.backoff import Backoff
 from ops.memory import release_free_memory
-from stores import ConversationStore, IngressLog
+from stores import ConversationStore, FeatureStores, IngressLog
 
 if TYPE_CHECKING:
     from telegram import Bot
 
     from actors.accounting import Accounting
     from actors.mcp import McpServerActor
+    from actors.turn_setup import TurnSetup
     from channels.console import ConsoleChannel, ConsoleGateway
     from channels.telegram.gateway import TelegramChannel, TelegramGateway
     from ops.health import HealthServer
     from ops.metrics import Metrics
-    from stores.features import FeatureStores
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "AssistantSystem", "ConversationFactory"]
 
@@ -57,7 +59,11 @@ class ConversationFactory:
     turn: TurnSettings
     mailbox_size: int
     metrics: Metrics | None
+    setup: TurnSetup | None = None
+    """The instructions and tools of each turn (the user's facts, zone, built-in tools)."""
+    backoff: Backoff | None = None
     accounting: Accounting | None = None
+    """Usage, the daily budget and each chat's model."""
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
@@ -70,6 +76,8 @@ class ConversationFactory:
             settings=self.turn,
             mailbox_size=self.mailbox_size,
             metrics=self.metrics,
+            setup=self.setup,
+            backoff=self.backoff,
             accounting=self.accounting,
         )
 
@@ -145,12 +153,14 @@ class AssistantSystem:
         self.metrics = self._build_metrics()
         async with AsyncExitStack() as stack:
             store, ingress = await self._open_stores(stack)
-            self.features = await self._open_feature_stores(stack)
+            features = await self._open_feature_stores(stack)
             model = self._open_model(stack)
             edge = await self._open_edge(stack, ingress)
             root = self._start_root(stack)
             toolbox = self._start_tools(root)
             factory = self._conversation_factory(store, model, toolbox, edge.channel)
+            setup = build_turn_setup(self.settings, toolbox, features, stack)
+            factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff)
             registry = self._start_registry(stack, root, factory)
             self._start_gateway(stack, root, registry, ingress, edge)
             stack.callback(self._log_stopping)
@@ -180,7 +190,10 @@ class AssistantSystem:
     async def _open_feature_stores(self, stack: AsyncExitStack) -> FeatureStores:
         from stores import build_feature_stores
 
-        return await stack.enter_async_context(build_feature_stores(self.settings.store, self.backoff))
+        features = build_feature_stores(self.settings.store, self.backoff)
+        await stack.enter_async_context(features)
+        self.features = features
+        return features
 
     def _accounting(self) -> Accounting | None:
         """Usage, budget and model choice (actors.accounting), on the feature stores."""
@@ -219,6 +232,8 @@ class AssistantSystem:
         client = await stack.enter_async_context(
             TelegramClient(telegram, pool_size=telegram.send_connections, read_timeout=telegram.send_timeout_seconds)
         )
+        # "typing..." has connections of its own: a chat action must never delay a reply.
+        actions = await stack.enter_async_context(TelegramClient(telegram, pool_size=2, read_timeout=5.0))
         overall = telegram.overall_messages_per_second
         sender = TelegramSender(
             client.bot,
@@ -228,6 +243,7 @@ class AssistantSystem:
             max_concurrent_sends=telegram.send_connections,
             typing_delay_s=telegram.typing_delay_seconds,
             on_retry=self._count_telegram_retry if self.metrics is not None else None,
+            typing_bot=actions.bot,
         )
         stack.push_async_callback(sender.aclose)
         return _TelegramEdge(TelegramChannel(sender, ingress), client.bot)
@@ -276,9 +292,15 @@ class AssistantSystem:
             model=model,
             toolbox=toolbox,
             channel=channel,
-            turn=TurnSettings(load_system_prompt(llm), llm.max_steps, llm.context_tokens),
+            turn=TurnSettings(
+                load_system_prompt(llm),
+                llm.max_steps,
+                llm.context_tokens,
+                reply_within_seconds=llm.retry_budget_seconds,
+            ),
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
+            backoff=self.backoff,
             accounting=self._accounting(),
         )
 

@@ -22,6 +22,7 @@ from pydantic import (
 
 from conf._interpolate import interpolate
 from conf.usage import UsageSettings, model_list
+from conf.zones import ZoneName
 
 __all__ = [
     "ActorSettings",
@@ -89,8 +90,7 @@ class SettingsModel(BaseModel):
 
 
 class AllowedUsers(SettingsModel):
-    """Who may use the assistant: everyone (`*`), or a set of numeric Telegram user ids. `owner` is the
-    first id listed (the bot's owner: `/usage` shows them every user's total)."""
+    """Who may use the assistant: everyone (`*`), or numeric Telegram user ids; `owner` is the first listed."""
 
     everyone: bool = False
     user_ids: frozenset[int] = frozenset()
@@ -188,8 +188,7 @@ class TelegramSettings(SettingsModel):
 
 
 class LLMSettings(SettingsModel):
-    """The chat model and the turn loop around it. `models` (`LLM_MODELS`) are what users may pick
-    with `/model`; `model`, the default, is always among them."""
+    """The chat model and the turn loop around it; `models` (`LLM_MODELS`, for `/model`) include `model`."""
 
     provider: Annotated[Literal["openai", "anthropic"], CaseInsensitive] = "openai"
     model: str = ""
@@ -296,7 +295,8 @@ class Settings(SettingsModel):
     logging: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     usage: UsageSettings = UsageSettings()
-    timezone: str = "UTC"
+    timezone: ZoneName = "UTC"
+    """Users' time zone until they choose their own with /timezone."""
 
     def secrets(self) -> list[str]:
         """The secret values in these settings, for the log redactor."""
