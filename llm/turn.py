@@ -20,6 +20,7 @@ from llm.base import (
     Toolbox,
     ToolCall,
     ToolResult,
+    ToolSpec,
 )
 from llm.context import trim_history
 from llm.images import fit_images
@@ -114,21 +115,12 @@ async def run_turn(
     passes, the work in flight is cancelled and TurnTimedOut raised. Recording is never cut off.
     """
     working: list[Record] = list(history)
-    every_instruction = "\n\n".join(filter(None, (context.instructions, context.volatile_instructions)))
     model_ms = tool_ms = 0.0
     usage = Usage()
     for step in range(1, context.max_steps + 1):
         specs = list(toolbox.specs())
-        messages = trim_history(working, context.context_tokens, every_instruction)
+        request = _request(context, working, specs)
         started = time.perf_counter()
-        request = ModelRequest(
-            context.instructions,
-            messages,
-            specs,
-            context.on_delta,
-            _left(context.deadline),
-            volatile_system=context.volatile_instructions,
-        )
         async with _within(context.deadline, step, "the model"):
             reply = await model.complete(request)
         model_ms += (time.perf_counter() - started) * 1000
@@ -156,6 +148,20 @@ async def run_turn(
             await record(tool_record)
             working.append(tool_record)
     raise AssertionError("unreachable: the last step returns")  # pragma: no cover
+
+
+def _request(context: TurnContext, working: Sequence[Record], specs: list[ToolSpec]) -> ModelRequest:
+    """A step's request: what `trim_history` lets the model see, the instructions in their two parts."""
+    every_instruction = "\n\n".join(filter(None, (context.instructions, context.volatile_instructions)))
+    messages = trim_history(working, context.context_tokens, every_instruction)
+    return ModelRequest(
+        context.instructions,
+        messages,
+        specs,
+        context.on_delta,
+        _left(context.deadline),
+        volatile_system=context.volatile_instructions,
+    )
 
 
 def _left(deadline: float | None) -> float | None:

@@ -78,6 +78,9 @@ async def test_model_choice_and_usage_survive_a_restart(
         assert await exchange(tg, OWNER, "hello again") == "echo: hello again"
         owner_usage = await exchange(tg, OWNER, "/usage")
         other_usage = await exchange(tg, OTHER, "/usage")
+    # The system prompt first, the same in every request; the date and time after the history.
+    assert len({request.messages[0]["content"] for request in llm.requests}) == 1
+    assert all(request.messages[-1]["content"].startswith("# Now\n") for request in llm.requests)
     # The owner's chat kept its model; the other chat uses the default.
     assert [request.json["model"] for request in llm.requests] == ["gpt-4o", "gpt-4o-mini", "gpt-4o"]
     other = llm.requests[1].usage

@@ -139,3 +139,30 @@ async def test_a_request_may_name_another_model(llm: FakeLLMServer, provider: tu
     reply = await model.complete(ModelRequest("", [UserRecord(text="hi")]))
     assert llm.requests[1].json["model"] == "test-model"
     assert reply.model == "test-model"
+
+
+def test_the_instructions_split_into_what_stays_and_what_changes() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from llm.instructions import FACTS_HEADING, NOW_HEADING, build_instructions, split_instructions
+
+    now, zone = datetime(2026, 5, 1, 9, 30, tzinfo=UTC), ZoneInfo("Europe/Berlin")
+    facts = [("f1", "likes tea")]
+    stable, volatile = split_instructions(build_instructions("Be brief.", now=now, zone=zone, facts=facts))
+    # All facts shown: they change only when the memory does, so they stay in the cached part.
+    assert stable.startswith("Be brief.")
+    assert FACTS_HEADING in stable
+    assert "likes tea" in stable
+    assert volatile.startswith(NOW_HEADING)
+    assert "11:30" in volatile
+    assert NOW_HEADING not in stable
+    # Some left out: those shown are chosen for each message, so they go with the time.
+    stable, volatile = split_instructions(
+        build_instructions("Be brief.", now=now, zone=zone, facts=facts, facts_left_out=4)
+    )
+    assert stable == "Be brief."
+    assert volatile.startswith(FACTS_HEADING)
+    assert "likes tea" in volatile
+    assert NOW_HEADING in volatile
+    assert split_instructions("Only a prompt.") == ("Only a prompt.", "")
