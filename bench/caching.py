@@ -5,8 +5,8 @@ each provider does: Anthropic's `cache_control` breakpoints (prefixes from 1024 
 20 blocks of a breakpoint, 5 minutes), OpenAI's automatic prefix cache (from 1024 tokens, in
 128-token steps). Tokens are the fake's (4 characters a token). Each turn goes through `run_turn`
 and the usage meter, as a conversation's turn does: the shipped system prompt and price table, eight
-tools of realistic size, the date and time and a few facts as volatile instructions, and a tool call
-in two turns out of three. Every conversation is run twice: with the prompt cache, and with the
+tools of realistic size, three saved facts and the date and time (built and split as a turn does),
+and a tool call in two turns out of three. Every conversation is run twice: with the prompt cache, and with the
 fake's cache off (the same requests, nothing read or written): the cost without caching.
 
     .venv/bin/python bench/caching.py [--turns 50] [--all-turns] [--quick]
@@ -26,8 +26,10 @@ import random
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -35,6 +37,7 @@ from actors.usage import UsageMeter
 from bench._harness import format_table
 from conf import BackoffSettings, LLMSettings, LogSettings, load_settings
 from llm import Record, ToolResult, ToolSpec, TurnContext, TurnRecord, Usage, UserRecord, build_chat_model, run_turn
+from llm.instructions import build_instructions, split_instructions
 from ops.logs import configure_logging
 from stores import InMemoryPreferenceStore, InMemoryUsageStore
 from tests.fakes.llm_server import CallTools, FakeLLMRequest, FakeLLMServer, Reply, ResponseSpec
@@ -147,12 +150,16 @@ class TurnRow:
     cost_micros: int
 
 
-def volatile(turn: int) -> str:
-    """What changes every turn: the time, and the user's facts (as the memory feature adds them)."""
-    return (
-        f"Current date and time: Friday 2026-05-01 09:{turn:02d} (Europe/Berlin).\n"
-        "What you know about the user:\n- lives in Berlin\n- prefers short answers\n- vegetarian"
-    )
+FACTS = [("f1", "lives in Berlin"), ("f2", "prefers short answers"), ("f3", "is vegetarian")]
+
+
+def turn_context(turn: int) -> TurnContext:
+    """The instructions as a conversation's turn builds them (the shipped system prompt, three saved
+    facts, the date and time, a minute later each turn), split as the conversation actor splits them."""
+    now = datetime(2026, 5, 1, 9, 0, tzinfo=UTC) + timedelta(minutes=turn)
+    text = build_instructions(SHIPPED.llm.system_prompt, now=now, zone=ZoneInfo("Europe/Berlin"), facts=FACTS)
+    stable, volatile = split_instructions(text)
+    return TurnContext(stable, volatile_instructions=volatile)
 
 
 async def conversation(
@@ -184,8 +191,7 @@ async def conversation(
             now[0] = turn * minutes_apart * 60
             history.append(UserRecord(text=f"{words(rng, 25)}?", seq=len(history)))
             metered = meter.for_user(model, user_id=1, model_name=MODELS[provider])
-            context = TurnContext(SHIPPED.llm.system_prompt, volatile_instructions=volatile(turn))
-            result = await run_turn(metered, tools, context, history=history, record=record)
+            result = await run_turn(metered, tools, turn_context(turn), history=history, record=record)
             rows.append(TurnRow(turn + 1, result.steps, metered.usage, metered.cost_micros))
     finally:
         await model.aclose()
