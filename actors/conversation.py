@@ -15,11 +15,13 @@ from actors import texts
 from actors._conversation_parts import TurnMetrics, TurnSettings, _last_only, _reply, _seq_after, _user_record
 from actors._ledger import UpdateLedger
 from actors._parking import Parking, RetryParked
+from actors.accounting import ACCOUNTING_COMMANDS, Accounting, budget_notice, turn_done, turn_fields, turn_model
 from actors.memory_commands import MEMORY_COMMANDS, answer_memory_command
 from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
 from actors.runtime import Actor, ActorStopped
 from actors.summaries import Summariser
-from actors.turn_setup import TurnSetup
+from actors.turn_setup import TurnSetup, turn_context
+from actors.usage import BudgetExhausted
 from llm import (
     AssistantRecord,
     ChatModel,
@@ -60,15 +62,14 @@ class ConversationActor(Actor[Inbox]):
     (an answer that is not the model's: help, reset, failures), delivered (the answer reached the
     user), reset (the model sees nothing before it; older records stay in the store as an archive),
     summary (the model reads it in place of the older records it covers, see `Summariser`).
-    An activation reads only what the model may still see (`ConversationStore.load_recent`), and holds
-    at most HISTORY_CAP_FACTOR context budgets of it (`llm.history.History`).
-    An update is answered at most once: after a restart, a replayed update that is already delivered
-    is skipped, one answered but not delivered is delivered, and one only received gets its turn run
-    again from the stored history. Which it is, the conversation's own records say (`UpdateLedger`).
-
-    When the store fails (StoreError, other than a conflict), the message is parked with the ones
-    after it, the user is told once, its update stays pending, and the actor retries with backoff
-    until the store works again, then answers them in order (`Parking`).
+    An activation reads only what the model may still see (`ConversationStore.load_recent`), and holds at
+    most HISTORY_CAP_FACTOR context budgets of it (`llm.history.History`). An update is answered at most
+    once: after a restart, a replayed update that is already delivered is skipped, one answered but not
+    delivered is delivered, and one only received gets its turn run again from the stored history. Which
+    it is, the conversation's own records say (`UpdateLedger`). When the store fails (StoreError, other
+    than a conflict), the message is parked with the ones after it, the user is told once, its update
+    stays pending, and the actor retries with backoff until the store works again, then answers them in
+    order (`Parking`).
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class ConversationActor(Actor[Inbox]):
         metrics: TurnMetrics | None = None,
         setup: TurnSetup | None = None,
         backoff: Backoff | None = None,
+        accounting: Accounting | None = None,
     ) -> None:
         super().__init__(f"conversation:{conversation_id}", mailbox_size)
         self.conversation_id = conversation_id
@@ -93,6 +95,7 @@ class ConversationActor(Actor[Inbox]):
         self._channel = channel
         self._settings = settings
         self._metrics = metrics
+        self._accounting = accounting  # usage, the budget and the chat's model (None: the model as given)
         # Without a shared setup (tests, embedders): the system prompt, the date and time in UTC, no facts.
         self._setup = setup or TurnSetup(
             settings.system_prompt,
@@ -106,8 +109,8 @@ class ConversationActor(Actor[Inbox]):
         self._ledger = UpdateLedger()
         self._loaded = False
         self._parking = Parking(backoff if backoff is not None else Backoff(), mailbox_size, self._retry_soon)
+        # Updates whose answer reached the user while recording that failed: a retry only records it.
         self._unrecorded_deliveries: dict[int, None] = {}  # a dict: empty, a third of an empty set
-        """Updates whose answer reached the user while recording that failed: a retry only records it."""
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -226,6 +229,8 @@ class ConversationActor(Actor[Inbox]):
             if not self._ledger.reset_recorded(command.update_id):  # a replay stores no second marker
                 await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
+        elif command.name in ACCOUNTING_COMMANDS and self._accounting is not None:
+            text = await self._accounting.answer(command)
         elif command.name in MEMORY_COMMANDS:
             text = await answer_memory_command(command, self._setup)
         else:
@@ -240,21 +245,8 @@ class ConversationActor(Actor[Inbox]):
             await self._append(NoticeRecord(text=text, is_error=kind == "error", target=target, update_id=update_id))
         return await self._deliver(reply)
 
-    def _turn_context(self, message: UserMessage, instructions: str) -> TurnContext:
-        """What this turn asks of the model, with the instructions built for it (`TurnSetup`)."""
-        settings = self._settings
-        return TurnContext(instructions, settings.max_steps, settings.context_tokens, deadline=self._deadline(message))
-
-    def _deadline(self, message: UserMessage) -> float:
-        """When the model work of the message's turn must end (the loop's clock): one deadline per
-        message, counted from its arrival, so a message queued behind a slow turn hears in time too."""
-        now = asyncio.get_running_loop().time()
-        arrived = message.received_at if message.received_at is not None else now
-        return min(now, arrived) + self._settings.reply_within_seconds
-
     async def _run_turn(self, message: UserMessage) -> str:
-        started = time.perf_counter()
-        update_id = message.update_id
+        started, update_id = time.perf_counter(), message.update_id
 
         async def record(item: TurnRecord) -> None:
             if isinstance(item, AssistantRecord):
@@ -262,12 +254,13 @@ class ConversationActor(Actor[Inbox]):
             await self._append(dataclasses.replace(item, update_id=update_id))
 
         ok, steps = False, 0
+        model = await turn_model(self._accounting, self._model, self.conversation_id, message.user_id)
         try:
             async with self._channel.typing(message.target):
                 prepared = await self._setup.prepare(self.conversation_id, message)
                 context = self._turn_context(message, prepared.instructions)
                 result = await run_turn(
-                    self._model, prepared.toolbox, context, history=self._history.records(), record=record
+                    model, prepared.toolbox, context, history=self._history.records(), record=record
                 )
             ok, steps = True, result.steps
             log.info(
@@ -277,14 +270,18 @@ class ConversationActor(Actor[Inbox]):
                 model_ms=round(result.model_ms, 2),
                 tool_ms=round(result.tool_ms, 2),
                 step_limit=result.stopped_by_step_limit,
+                **turn_fields(self._accounting, model, result.usage),
             )
             answer = Reply(self.conversation_id, result.text, message.target, update_id)
             text = await self._deliver(answer)
             # After the delivery: a summary never delays an answer.
             self._summariser.start_if_needed(
-                self._history.records(), prepared.instructions, resets=self._history.resets
+                self._history.records(), prepared.instructions, resets=self._history.resets, model=model
             )
             return text
+        except BudgetExhausted as exc:
+            ok, text = True, budget_notice(self._accounting, exc)  # answered by the notice: no turn error
+            return await self._answer_with_notice(update_id, message.target, text, "notice")
         except TurnTimedOut as exc:
             log.warning("turn_failed_deadline", steps=exc.steps, error=str(exc))
             return await self._answer_with_notice(update_id, message.target, texts.TURN_TIMED_OUT, "error")
@@ -298,6 +295,7 @@ class ConversationActor(Actor[Inbox]):
             if self._metrics is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
                 self._metrics.turn(latency_ms, conversation_id=self.conversation_id, steps=steps, ok=ok)
+            turn_done(self._accounting, model, self.conversation_id)
 
     async def _deliver(self, reply: Reply) -> str:
         if not reply.text.strip():
@@ -317,6 +315,9 @@ class ConversationActor(Actor[Inbox]):
         await self._append(DeliveredRecord(update_id=update_id))
         self._unrecorded_deliveries.pop(update_id, None)
         await self._channel.done(update_id)
+
+    def _turn_context(self, message: UserMessage, instructions: str) -> TurnContext:
+        return turn_context(self._settings, message, instructions)  # a subclass may add to it
 
     # -- store faults -----------------------------------------------------------------------------
 

@@ -82,11 +82,17 @@ def _queue(settings: Settings) -> Feature:
     return _unprobed(settings, "ingress.queue_url")
 
 
+def _budget(settings: Settings) -> Feature:
+    budget = settings.usage.daily_token_budget
+    return Feature(True, f"{budget:,} tokens per user and day") if budget else Feature(False, "unlimited")
+
+
 FEATURES: Mapping[str, Callable[[Settings], Feature]] = {
     "streaming": _streaming,
     "speech": _speech,
     "webhook": _webhook,
     "queue": _queue,
+    "budget": _budget,
 }
 """Optional features in the order they are printed: name -> probe of the settings."""
 

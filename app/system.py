@@ -30,6 +30,7 @@ from stores import ConversationStore, FeatureStores, IngressLog
 if TYPE_CHECKING:
     from telegram import Bot
 
+    from actors.accounting import Accounting
     from actors.mcp import McpServerActor
     from actors.turn_setup import TurnSetup
     from channels.console import ConsoleChannel, ConsoleGateway
@@ -64,6 +65,8 @@ class ConversationFactory:
     backoff: Backoff | None = None
     media: ConversationMedia | None = None
     """Reading voice, photos and files (None: a message with files is explained as unreadable)."""
+    accounting: Accounting | None = None
+    """Usage, the daily budget and each chat's model."""
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
@@ -79,6 +82,7 @@ class ConversationFactory:
             setup=self.setup,
             backoff=self.backoff,
             media=self.media,
+            accounting=self.accounting,
         )
 
 
@@ -197,6 +201,21 @@ class AssistantSystem:
         self.features = features
         return features
 
+    def _accounting(self) -> Accounting | None:
+        """Usage, budget and model choice (actors.accounting), on the feature stores."""
+        if self.features is None:
+            return None
+        from actors.accounting import Accounting, ModelChoice
+        from actors.usage import UsageMeter
+
+        settings = self.settings
+        owner = settings.telegram.allowed_user_ids.owner
+        meter = UsageMeter(
+            self.features.usage, self.features.preferences, settings.usage, default_zone=settings.timezone, owner=owner
+        )
+        models = ModelChoice(self.features.preferences, settings.llm.models, settings.llm.model)
+        return Accounting(meter, models, priced=bool(settings.usage.prices), metrics=self.metrics)
+
     def _open_model(self, stack: AsyncExitStack) -> ChatModel:
         from llm import build_chat_model
 
@@ -291,6 +310,7 @@ class AssistantSystem:
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
             backoff=self.backoff,
+            accounting=self._accounting(),
         )
 
     def _start_registry(

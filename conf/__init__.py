@@ -17,6 +17,7 @@ from conf.settings import (
     TelegramSettings,
     load_settings,
 )
+from conf.usage import ModelPrice, UsageSettings
 
 __all__ = [
     "DEFAULT_MCP_CONFIG_PATH",
@@ -32,10 +33,12 @@ __all__ = [
     "McpToolFilter",
     "MediaSettings",
     "MetricsSettings",
+    "ModelPrice",
     "Settings",
     "SpeechSettings",
     "StoreSettings",
     "TelegramSettings",
+    "UsageSettings",
     "load_mcp_servers",
     "load_settings",
 ]

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    BeforeValidator,
     Field,
     ValidationError,
     field_validator,
@@ -19,6 +20,7 @@ from pydantic import (
 from conf._interpolate import interpolate
 from conf._types import CaseInsensitive, HttpUrl, OptionalHttpUrl, SettingsModel
 from conf.media import MediaSettings, SpeechSettings
+from conf.usage import UsageSettings, model_list
 from conf.zones import ZoneName
 
 __all__ = [
@@ -61,10 +63,11 @@ class ConfigError(Exception):
 
 
 class AllowedUsers(SettingsModel):
-    """Who may use the assistant: everyone (`*`), or a set of numeric Telegram user ids."""
+    """Who may use the assistant: everyone (`*`), or numeric Telegram user ids; `owner` is the first listed."""
 
     everyone: bool = False
     user_ids: frozenset[int] = frozenset()
+    owner: int | None = None
 
     def allows(self, user_id: int | None) -> bool:
         """True if `user_id` may use the assistant."""
@@ -85,15 +88,15 @@ class AllowedUsers(SettingsModel):
             items = list(raw)
         else:
             raise ValueError(f"{raw!r} is not a list of numeric user ids")
-        if any(item == "*" for item in items):
-            return cls(everyone=True)
-        ids: set[int] = set()
+        ids: list[int] = []
         for item in items:
             text = str(item).strip()
+            if text == "*":
+                continue
             if isinstance(item, bool) or not text.lstrip("-").isdigit():
                 raise ValueError(f"{text!r} is not a numeric user id")
-            ids.add(int(text))
-        return cls(user_ids=frozenset(ids))
+            ids.append(int(text))
+        return cls(everyone="*" in items, user_ids=frozenset(ids), owner=ids[0] if ids else None)
 
 
 class BackoffSettings(SettingsModel):
@@ -158,10 +161,11 @@ class TelegramSettings(SettingsModel):
 
 
 class LLMSettings(SettingsModel):
-    """The chat model and the turn loop around it."""
+    """The chat model and the turn loop around it; `models` (`LLM_MODELS`, for `/model`) include `model`."""
 
     provider: Annotated[Literal["openai", "anthropic"], CaseInsensitive] = "openai"
     model: str = ""
+    models: Annotated[tuple[str, ...], BeforeValidator(model_list)] = ()
     api_key: str = ""
     base_url: OptionalHttpUrl = ""
     temperature: float = Field(0.7, ge=0, le=2)
@@ -177,7 +181,10 @@ class LLMSettings(SettingsModel):
     @model_validator(mode="after")
     def _defaults(self) -> LLMSettings:
         if not self.model:
-            object.__setattr__(self, "model", "gpt-4o-mini" if self.provider == "openai" else "claude-sonnet-5")
+            default = "gpt-4o-mini" if self.provider == "openai" else "claude-sonnet-5"
+            object.__setattr__(self, "model", self.models[0] if self.models else default)
+        if self.model not in self.models:
+            object.__setattr__(self, "models", (self.model, *self.models))
         return self
 
 
@@ -260,6 +267,7 @@ class Settings(SettingsModel):
     health: HealthSettings = HealthSettings()
     logging: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    usage: UsageSettings = UsageSettings()
     timezone: ZoneName = "UTC"
     """Users' time zone until they choose their own with /timezone."""
     speech: SpeechSettings = SpeechSettings()

@@ -3,6 +3,7 @@ no one HTTP connection pool grows large, error translation, one request path pla
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -165,12 +166,15 @@ class SdkChatModel(ABC):
         options = request_options(request.timeout, self._request_timeout)
         try:
             if self._stream:
-                return await self._post_streaming(body, options, request.on_delta)
-            return await self._post_once(body, options)
+                reply = await self._post_streaming(body, options, request.on_delta)
+            else:
+                reply = await self._post_once(body, options)
         except LLMError:
             raise
         except sdk_errors(self.sdk) as exc:
             raise translate_sdk_error(self.provider, self.sdk, exc) from exc
+        # The readers name the model the provider was built with; a request may have asked another.
+        return dataclasses.replace(reply, model=request.model) if request.model else reply
 
     async def _post_once(self, body: Mapping[str, Any], options: Mapping[str, Any]) -> ModelReply:
         """One request through the SDK's generic `post` (our JSON body as is), read into a reply.

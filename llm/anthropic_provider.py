@@ -16,6 +16,7 @@ import anthropic
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 
+from llm._anthropic_cache import cache_breakpoints, volatile_block
 from llm._clients import SdkChatModel
 from llm._errors import parse_arguments, unavailable
 from llm.attachments import shown_images, user_text
@@ -42,9 +43,9 @@ class AnthropicChatModel(SdkChatModel):
     stream_type = anthropic.AsyncStream[RawMessageStreamEvent]
 
     def body(self, request: ModelRequest) -> dict[str, Any]:
-        """A Messages API request."""
+        """A Messages API request, its stable prefix marked for prompt caching (llm._anthropic_cache)."""
         body: dict[str, Any] = {
-            "model": self._model,
+            "model": request.model or self._model,
             "max_tokens": self._max_output_tokens,
             "messages": to_anthropic_messages(request.messages, request.images),
         }
@@ -55,6 +56,8 @@ class AnthropicChatModel(SdkChatModel):
                 {"name": spec.name, "description": spec.description, "input_schema": dict(spec.parameters)}
                 for spec in request.tools
             ]
+        cache_breakpoints(body)
+        volatile_block(body["messages"], request.volatile_system)
         return body
 
     def read(self, response: Any) -> ModelReply:

@@ -41,9 +41,14 @@ class OpenAIChatModel(SdkChatModel):
         # OpenAI's own API wants `max_completion_tokens` (its reasoning models reject `max_tokens`);
         # compatible servers (Ollama, vLLM, LM Studio) have long known `max_tokens` only.
         max_tokens_key = "max_tokens" if self._base_url else "max_completion_tokens"
+        messages = to_openai_messages(request.system, request.messages, request.images)
+        if request.volatile_system.strip():
+            # After the history: OpenAI caches the longest prefix it has seen (from 1024 tokens),
+            # so what changes every turn must not come before what does not.
+            messages.append({"role": "system", "content": request.volatile_system})
         body: dict[str, Any] = {
-            "model": self._model,
-            "messages": to_openai_messages(request.system, request.messages, request.images),
+            "model": request.model or self._model,
+            "messages": messages,
             "temperature": self._temperature,
             max_tokens_key: self._max_output_tokens,
         }

@@ -18,7 +18,7 @@ as every other line; a dedicated stdout writer would interleave with the log han
 
 Dimensions stay low-cardinality on purpose: every distinct set of dimension values is a custom
 metric that CloudWatch bills monthly. `conversation_id` and tool names are properties; the
-dimensions are Service plus Provider, Server, Method or ActorKind.
+dimensions are Service plus Provider, Model, Server, Method or ActorKind.
 
 One line per event, no aggregation: a personal assistant makes a few turns a minute, far below
 where batching values into arrays would matter (the format allows up to 100 values per metric).
@@ -227,6 +227,33 @@ class Metrics:
             },
             conversation_id=str(conversation_id),
             ok=ok,
+        )
+
+    def turn_usage(
+        self,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        cost_usd: float,
+        model: str,
+        conversation_id: str,
+    ) -> None:
+        """What a turn's model calls cost: tokens (input includes the cached ones) and US dollars (0
+        where the model has no price). Model is a dimension: `LLM_MODELS` keeps it to a few values."""
+        if not self.enabled:
+            return
+        self.emit(
+            {
+                "TurnInputTokens": (input_tokens, "Count"),
+                "TurnOutputTokens": (output_tokens, "Count"),
+                "TurnCacheReadTokens": (cache_read_tokens, "Count"),
+                "TurnCacheWriteTokens": (cache_write_tokens, "Count"),
+                "TurnCost": (float(cost_usd), "None"),
+            },
+            {"Model": dimension_value(model)},
+            conversation_id=str(conversation_id),
         )
 
     def model_call(self, latency_ms: float, *, ok: bool, provider: str) -> None:

@@ -41,6 +41,8 @@ def test_the_menu_lists_the_table_in_order_without_start() -> None:
         ("memory", "What I remember about you"),
         ("forget", "Forget a saved fact: /forget ID or /forget all"),
         ("timezone", "Your time zone: /timezone Area/City"),
+        ("model", "Show or switch the model of this chat"),
+        ("usage", "Tokens and cost used today and this month"),
     ]
 
 

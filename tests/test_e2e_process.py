@@ -105,7 +105,7 @@ def test_check_reports_every_component(tg: FakeTelegramServer, llm: FakeLLMServe
     assert [line.split(":")[0] for line in components] == ["telegram", "llm (openai)", "store (file)", "mcp"]
     assert all(": ok (" in line for line in components)
     assert "@test_assistant_bot" in lines[0]
-    assert [line.split(":")[0] for line in features] == ["streaming", "speech", "webhook", "queue"]
+    assert [line.split(":")[0] for line in features] == ["streaming", "speech", "webhook", "queue", "budget"]
     assert summary == "summary: ok (4 of 4 checks passed; features on: speech)"
 
 

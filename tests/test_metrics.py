@@ -141,6 +141,25 @@ def test_a_turn_is_one_valid_emf_line_with_conversation_id_as_a_property(stream:
             {"TelegramRetries": 1, "TelegramRetryWait": 3.0},
         ),
         (lambda m: m.actors_alive(4), ["Service"], {"ActorsAlive": 4}),
+        (
+            lambda m: m.turn_usage(
+                input_tokens=1200,
+                output_tokens=80,
+                cache_read_tokens=1000,
+                cache_write_tokens=150,
+                cost_usd=0.0031,
+                model="claude-sonnet-5",
+                conversation_id="42",
+            ),
+            ["Service", "Model"],
+            {
+                "TurnInputTokens": 1200,
+                "TurnOutputTokens": 80,
+                "TurnCacheReadTokens": 1000,
+                "TurnCacheWriteTokens": 150,
+                "TurnCost": 0.0031,
+            },
+        ),
         (lambda m: m.mailbox_depth(7, actor_kind="conversation"), ["Service", "ActorKind"], {"MailboxDepth": 7}),
     ],
 )
@@ -230,6 +249,15 @@ def test_disabled_metrics_write_nothing_and_check_nothing(stream: io.StringIO) -
     off.telegram_retry(1, method="sendMessage", reason="x")
     off.actors_alive(1)
     off.mailbox_depth(1, actor_kind="conversation")
+    off.turn_usage(
+        input_tokens=1,
+        output_tokens=1,
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        cost_usd=0,
+        model="m",
+        conversation_id="1",
+    )
     off.emit({"M": (math.nan, "Furlongs")})  # would be refused if enabled
     assert stream.getvalue() == ""
 

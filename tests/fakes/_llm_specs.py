@@ -131,6 +131,9 @@ class FakeLLMRequest:
         messages = self.messages
         if self.provider == "openai":
             results: list[FakeToolResult] = []
+            # Instructions after the history (a system message at the end) do not answer the tools.
+            while messages and messages[-1].get("role") in ("system", "developer"):
+                messages = messages[:-1]
             for message in reversed(messages):
                 if message.get("role") != "tool":
                     break
