@@ -19,6 +19,7 @@ from typing import TypeVar
 import pytest
 
 from conf.settings import BackoffSettings, DynamoDBSettings
+from ops.backoff import Backoff
 from stores import (
     FactLimits,
     FactStore,
@@ -124,7 +125,7 @@ def make_backend(
     settings = dynamodb_settings(request.getfixturevalue("moto_endpoint"))
 
     def table() -> StateTable:
-        return StateTable(settings, FAST, retry_budget_seconds=5, page_size=7)
+        return StateTable(settings, Backoff(FAST), retry_budget_seconds=5, page_size=7)
 
     return FeatureBackend(
         name,
