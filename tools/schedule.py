@@ -32,6 +32,7 @@ __all__ = [
     "parse_at",
     "parse_repeat",
     "parse_zone",
+    "zone_or_utc",
 ]
 
 RepeatKind = Literal["daily", "weekdays", "weekly", "monthly", "cron"]
@@ -84,6 +85,15 @@ def parse_zone(name: str) -> ZoneInfo:
         raise ScheduleError(
             f"Unknown time zone {name!r}: use an IANA zone name such as 'Europe/Berlin' or 'America/New_York'."
         ) from None
+
+
+def zone_or_utc(name: str) -> ZoneInfo:
+    """The zone `name`, or UTC if there is none by that name (a stored zone that zone data no longer
+    knows must not stop a reminder from firing)."""
+    try:
+        return parse_zone(name)
+    except ScheduleError:
+        return ZoneInfo("UTC")
 
 
 def parse_at(text: str, zone: ZoneInfo) -> datetime:
