@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 import structlog
 
 from actors import texts
-from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
+from actors._firings import FiringLedger, ReminderFirings
+from actors.protocol import (
+    Command,
+    ConversationMessage,
+    DeliveryFailed,
+    ReminderDue,
+    Reply,
+    ReplyChannel,
+    ReplyTarget,
+    UserMessage,
+)
 from actors.runtime import Actor
 from llm import (
     AssistantRecord,
@@ -30,6 +43,11 @@ from llm import (
     run_turn,
 )
 from stores import ConversationStore
+
+if TYPE_CHECKING:
+    from tools.builtin import Toolkit
+    from tools.builtin_reminders import ReminderTools
+    from tools.zones import UserZones
 
 __all__ = ["ConversationActor", "TurnSettings"]
 
@@ -53,7 +71,7 @@ class TurnMetrics(Protocol):
     def turn(self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool) -> None: ...
 
 
-class ConversationActor(Actor[ConversationMessage]):
+class ConversationActor(ReminderFirings, Actor[ConversationMessage]):
     """One conversation: loads its history once per activation and writes every record through.
 
     The records (see `llm.records`) each carry `seq`, and `update_id` where a Telegram update caused
@@ -62,7 +80,11 @@ class ConversationActor(Actor[ConversationMessage]):
     user), reset (the model sees nothing before it; older records stay in the store as an archive).
     An update is answered at most once: after a restart, a replayed update that is already delivered
     is skipped, one answered but not delivered is delivered, and one only received gets its turn run
-    again from the stored history.
+    again from the stored history. A reminder's firing (`ReminderDue`) is handled the same way by its
+    firing id (see `actors._firings`).
+
+    With a `toolkit`, each turn's tools are the built-in tools bound to that turn (its user, chat,
+    the user's zone from `zones`, and `clock`'s time) beside the MCP tools; without, `toolbox`.
     """
 
     def __init__(
@@ -76,6 +98,10 @@ class ConversationActor(Actor[ConversationMessage]):
         settings: TurnSettings,
         mailbox_size: int = 64,
         metrics: TurnMetrics | None = None,
+        toolkit: Toolkit | None = None,
+        zones: UserZones | None = None,
+        reminders: ReminderTools | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__(f"conversation:{conversation_id}", mailbox_size)
         self.conversation_id = conversation_id
@@ -85,6 +111,12 @@ class ConversationActor(Actor[ConversationMessage]):
         self._channel = channel
         self._settings = settings
         self._metrics = metrics
+        self._toolkit = toolkit
+        self._zones = zones
+        self._reminders = reminders
+        self._clock = clock
+        self._firings = FiringLedger()
+        self._failed_deliveries = 0
         self._history: list[Record] = []
         self._next_seq = 0
         self._last_update: int | None = None
@@ -102,6 +134,7 @@ class ConversationActor(Actor[ConversationMessage]):
         self._history = []
         self._next_seq = _seq_after(stored)
         self._last_update, self._stage, self._answer = None, "delivered", None
+        self._firings = FiringLedger()
         for record in decode_history(stored):
             self._track(record)
         log.debug(
@@ -117,6 +150,7 @@ class ConversationActor(Actor[ConversationMessage]):
             # The model never sees what came before a reset (llm.context), so it need not stay in memory.
             self._history = []
         self._history.append(record)
+        self._firings.track(record)
         update_id = record.update_id
         if update_id is None:
             return
@@ -131,16 +165,21 @@ class ConversationActor(Actor[ConversationMessage]):
             # Delivered answers are never needed again; thousands of idle actors need not keep them.
             self._stage, self._answer = "delivered", None
 
-    async def _append(self, record: Record) -> None:
-        record = dataclasses.replace(record, seq=self._next_seq)
-        await self._store.append(self.conversation_id, [record_to_json(record)])
-        self._next_seq += 1
-        self._track(record)
+    async def _append(self, *records: Record) -> None:
+        """Append records in one write (durable together), numbered in order."""
+        numbered = [dataclasses.replace(record, seq=self._next_seq + index) for index, record in enumerate(records)]
+        await self._store.append(self.conversation_id, [record_to_json(record) for record in numbered])
+        self._next_seq += len(numbered)
+        for record in numbered:
+            self._track(record)
 
     # -- messages ---------------------------------------------------------------------------------
 
     async def handle(self, message: ConversationMessage) -> str | None:
-        """Answer one message; returns the answer's text (None when it was a duplicate)."""
+        """Answer one message; returns the answer's text (None when it was a duplicate), or for a
+        reminder's firing its `FiringOutcome`."""
+        if isinstance(message, ReminderDue):
+            return await self._fire(message)
         update_id = message.update_id
         with structlog.contextvars.bound_contextvars(update_id=update_id):
             if update_id is not None and self._last_update is not None:
@@ -164,37 +203,65 @@ class ConversationActor(Actor[ConversationMessage]):
         if command.name == "reset":
             await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
+        elif command.name == "reminders":
+            text = await self._list_reminders(command.user_id)
         else:
+            if command.name == "start":
+                await self._resume_reminders()  # a chat that blocked the bot starts it again
             text = texts.START if command.name == "start" else texts.HELP
         return await self._answer_with_notice(command.update_id, command.target, text, "notice")
 
     async def _answer_with_notice(
-        self, update_id: int | None, target: ReplyTarget, text: str, kind: Literal["notice", "error"]
+        self,
+        update_id: int | None,
+        target: ReplyTarget,
+        text: str,
+        kind: Literal["notice", "error"],
+        *,
+        firing_id: str | None = None,
     ) -> str:
-        reply = Reply(self.conversation_id, text, target, update_id, kind=kind)
-        if update_id is not None:
-            await self._append(NoticeRecord(text=text, is_error=kind == "error", target=target, update_id=update_id))
+        reply = Reply(self.conversation_id, text, target, update_id, kind=kind, firing_id=firing_id)
+        if update_id is not None or firing_id is not None:
+            notice = NoticeRecord(
+                text=text, is_error=kind == "error", target=target, update_id=update_id, firing_id=firing_id
+            )
+            await self._append(notice)
         return await self._deliver(reply)
 
-    def _turn_context(self, message: UserMessage) -> TurnContext:
+    def _turn_context(self, message: UserMessage | ReminderDue) -> TurnContext:
         """What this turn asks of the model: the instructions are built here, per turn."""
         settings = self._settings
         return TurnContext(settings.system_prompt, settings.max_steps, settings.context_tokens)
 
-    async def _run_turn(self, message: UserMessage) -> str:
+    async def _turn_toolbox(self, message: UserMessage | ReminderDue) -> Toolbox:
+        """The tools of this turn: the built-in ones bound to its user and chat, and MCP's."""
+        if self._toolkit is None:
+            return self._toolbox
+        from tools.builtin import ToolContext
+
+        zone = await self._zones.zone_of(message.user_id) if self._zones is not None else None
+        update_id = message.update_id if isinstance(message, UserMessage) else None
+        context = ToolContext(
+            message.user_id, self.conversation_id, message.target, zone or _UTC, self._clock(), update_id
+        )
+        return self._toolkit.for_turn(context)
+
+    async def _run_turn(self, message: UserMessage | ReminderDue) -> str:
         started = time.perf_counter()
-        update_id = message.update_id
+        update_id = message.update_id if isinstance(message, UserMessage) else None
+        firing = message.firing_id if isinstance(message, ReminderDue) else None
 
         async def record(item: TurnRecord) -> None:
             if isinstance(item, AssistantRecord):
                 item = dataclasses.replace(item, target=message.target)
-            await self._append(dataclasses.replace(item, update_id=update_id))
+            await self._append(dataclasses.replace(item, update_id=update_id, firing_id=firing))
 
         ok, steps = False, 0
         try:
+            toolbox = await self._turn_toolbox(message)
             async with self._channel.typing(message.target):
                 result = await run_turn(
-                    self._model, self._toolbox, self._turn_context(message), history=self._history, record=record
+                    self._model, toolbox, self._turn_context(message), history=self._history, record=record
                 )
             ok, steps = True, result.steps
             log.info(
@@ -205,14 +272,18 @@ class ConversationActor(Actor[ConversationMessage]):
                 tool_ms=round(result.tool_ms, 2),
                 step_limit=result.stopped_by_step_limit,
             )
-            answer = Reply(self.conversation_id, result.text, message.target, update_id)
+            answer = Reply(self.conversation_id, result.text, message.target, update_id, firing_id=firing)
             return await self._deliver(answer)
         except LLMUnavailable as exc:
             log.warning("turn_failed_model_unavailable", status=exc.status, error=str(exc))
-            return await self._answer_with_notice(update_id, message.target, texts.MODEL_UNAVAILABLE, "error")
+            return await self._answer_with_notice(
+                update_id, message.target, texts.MODEL_UNAVAILABLE, "error", firing_id=firing
+            )
         except LLMRejected as exc:
             log.error("turn_failed_model_rejected", status=exc.status, error=str(exc))
-            return await self._answer_with_notice(update_id, message.target, texts.MODEL_REJECTED, "error")
+            return await self._answer_with_notice(
+                update_id, message.target, texts.MODEL_REJECTED, "error", firing_id=firing
+            )
         finally:
             if self._metrics is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
@@ -226,13 +297,19 @@ class ConversationActor(Actor[ConversationMessage]):
             await self._channel.deliver(reply)
         except DeliveryFailed as exc:
             log.error("reply_undeliverable", reason=exc.reason)
+            self._failed_deliveries += 1
+        if reply.update_id is not None or reply.firing_id is not None:
+            await self._append(DeliveredRecord(update_id=reply.update_id, firing_id=reply.firing_id))
         if reply.update_id is not None:
-            await self._append(DeliveredRecord(update_id=reply.update_id))
             await self._channel.done(reply.update_id)
         return reply.text
 
     async def on_dead_letter(self, message: ConversationMessage, error: BaseException) -> None:
         """Tell the user the message was skipped, and mark it handled so a replay skips it too."""
+        if isinstance(message, ReminderDue):
+            self._next_seq = _seq_after(await self._store.load(self.conversation_id))
+            await self._firing_dead_letter(message)
+            return
         reply = Reply(self.conversation_id, texts.DEAD_LETTER, message.target, message.update_id, kind="error")
         try:
             await self._channel.deliver(reply)
@@ -244,6 +321,9 @@ class ConversationActor(Actor[ConversationMessage]):
                 await self._store.append(self.conversation_id, [record_to_json(marker)])
                 self._next_seq += 1
                 await self._channel.done(message.update_id)
+
+
+_UTC = ZoneInfo("UTC")
 
 
 def _seq_after(stored: list[dict[str, Any]]) -> int:

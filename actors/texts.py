@@ -8,6 +8,12 @@ __all__ = [
     "MODEL_REJECTED",
     "MODEL_UNAVAILABLE",
     "NOT_ALLOWED",
+    "REMINDERS_HEADER",
+    "REMINDERS_NONE",
+    "REMINDERS_OFF",
+    "REMINDER_FAILED",
+    "REMINDER_LATE",
+    "REMINDER_LATE_REPEATING",
     "RESET",
     "START",
     "UNREADABLE",
@@ -22,6 +28,7 @@ START = (
 HELP = (
     "Write to me in plain words and I'll answer; I remember our conversation.\n\n"
     "/new or /reset: forget this conversation and start afresh\n"
+    "/reminders: the reminders set in this chat\n"
     "/help: this message\n\n"
     "In groups, mention me or reply to one of my messages."
 )
@@ -41,3 +48,18 @@ NOT_ALLOWED = "Sorry, this assistant is private. Your Telegram user id is {user_
 UNREADABLE = "I can only read text messages for now. Please write your message as text."
 
 EMPTY_ANSWER = "(The model answered with nothing. Please ask again, perhaps in other words.)"
+
+REMINDERS_HEADER = "Reminders in this chat:"
+
+REMINDERS_NONE = 'No reminders in this chat. Ask me, for example: "remind me tomorrow at 9 to call the bank".'
+
+REMINDERS_OFF = "Reminders are not available here."
+
+REMINDER_LATE = "(Late: this was due {due}, while I was not running.)"
+
+REMINDER_LATE_REPEATING = (
+    "(Late: this was due {due}, while I was not running, and came due {missed} more time(s) since. "
+    "It goes on as scheduled.)"
+)
+
+REMINDER_FAILED = "Sorry, something went wrong with a reminder, so I skipped it: {text}"

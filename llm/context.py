@@ -6,9 +6,25 @@ import json
 from collections.abc import Iterator, Sequence
 
 from llm.record_json import record_to_json
-from llm.records import AssistantRecord, ModelMessage, Record, ResetRecord, ToolCall, ToolResultRecord, UserRecord
+from llm.records import (
+    AssistantRecord,
+    ModelMessage,
+    Record,
+    ReminderFiredRecord,
+    ResetRecord,
+    ToolCall,
+    ToolResultRecord,
+    UserRecord,
+)
 
-__all__ = ["INTERRUPTED_TOOL_RESULT", "estimate_text_tokens", "estimate_tokens", "trim_history"]
+__all__ = [
+    "INTERRUPTED_TOOL_RESULT",
+    "REMINDER_SENT",
+    "REMINDER_TASK",
+    "estimate_text_tokens",
+    "estimate_tokens",
+    "trim_history",
+]
 
 # The estimate: one token per 4 characters (rounded up), which is what OpenAI quotes for English text
 # and errs on the generous side for code and JSON; plus a fixed overhead per message for the role and
@@ -20,6 +36,15 @@ _IMAGE_TOKENS = 1600
 
 INTERRUPTED_TOOL_RESULT = "No result: this tool call was interrupted before it finished. Call it again if needed."
 """The text of the tool result made up for a call whose result was never recorded (a crash mid-step)."""
+
+REMINDER_TASK = (
+    "(This is not a message from the user: it is a task the user scheduled earlier, due now. Carry it out, "
+    "with your tools if they help, and answer with the result for the user.)\n\n{text}"
+)
+"""How the model sees a `run` reminder's firing: the user message its turn answers."""
+
+REMINDER_SENT = "(Reminder sent to the user at its time:) {text}"
+"""How the model sees a plain reminder's firing: something the assistant said, which needs no answer."""
 
 
 def estimate_text_tokens(text: str) -> int:
@@ -49,8 +74,10 @@ def trim_history(history: Sequence[Record], budget_tokens: int, system: str) -> 
 
     Guarantees, whatever the input:
     - only messages after the last reset are seen; markers (notices, delivered, reset) are the
-      conversation's own book-keeping. Summaries and reminder firings are not shown yet; when they
-      are (a summary in place of what it covers), it is decided here;
+      conversation's own book-keeping. Summaries are not shown yet; when they are (a summary in
+      place of what it covers), it is decided here. A reminder firing is seen in its place: a `run`
+      one as the user message of the task (`REMINDER_TASK`), which its turn answers; a plain one as
+      what the assistant said (`REMINDER_SENT`), so the model knows of it but never answers it;
     - an assistant message with tool calls and its tool results are kept or dropped together; a tool
       result without its call is dropped, and a call whose result is missing (a crash mid-step) gets a
       made-up error result (`INTERRUPTED_TOOL_RESULT`), so the providers never see a broken pair: this is
@@ -95,6 +122,8 @@ def _units_newest_first(history: Sequence[Record]) -> Iterator[list[ModelMessage
             yield [record, *(by_call.get(call.id) or _interrupted(call) for call in record.tool_calls)]
         elif isinstance(record, UserRecord | AssistantRecord):
             yield [record]
+        elif isinstance(record, ReminderFiredRecord):
+            yield [_firing_message(record)]
         elif isinstance(record, ResetRecord):
             return
         else:
@@ -104,3 +133,9 @@ def _units_newest_first(history: Sequence[Record]) -> Iterator[list[ModelMessage
 
 def _interrupted(call: ToolCall) -> ToolResultRecord:
     return ToolResultRecord(tool_call_id=call.id, name=call.name, content=INTERRUPTED_TOOL_RESULT, is_error=True)
+
+
+def _firing_message(record: ReminderFiredRecord) -> UserRecord | AssistantRecord:
+    if record.run:
+        return UserRecord(text=REMINDER_TASK.format(text=record.text), firing_id=record.firing_id, seq=record.seq)
+    return AssistantRecord(text=REMINDER_SENT.format(text=record.text), firing_id=record.firing_id, seq=record.seq)

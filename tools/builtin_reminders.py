@@ -101,6 +101,16 @@ class ReminderTools:
         if self._on_change is not None:
             self._on_change(due)
 
+    async def resume_paused(self, conversation_id: str) -> int:
+        """Make the chat's paused reminders active again (it can be reached again); how many.
+        One that fell due meanwhile fires at once, as a late one."""
+        resumed = 0
+        for reminder in await self.store.list_for_conversation(conversation_id):
+            if reminder.state is ReminderState.PAUSED and await self.store.resume(conversation_id, reminder.id):
+                self.changed(reminder.next_due)
+                resumed += 1
+        return resumed
+
 
 class _CreateReminder:
     spec = _CREATE
