@@ -17,21 +17,26 @@ from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
 from actors.supervisor import Child, Supervisor
 from app.metered import MeteredChatModel, MeteredToolbox
+from app.reminders import reminder_tools, start_scheduler
 from conf import Settings
 from conf.mcp import McpServerSettings
 from llm import ChatModel, Toolbox
 from ops.backoff import Backoff
 from ops.memory import release_free_memory
-from stores import ConversationStore, IngressLog
+from stores import ConversationStore, FeatureStores, IngressLog
 
 if TYPE_CHECKING:
     from telegram import Bot
 
     from actors.mcp import McpServerActor
+    from actors.scheduler import ReminderScheduler
     from channels.console import ConsoleChannel, ConsoleGateway
     from channels.telegram.gateway import TelegramChannel, TelegramGateway
     from ops.health import HealthServer
     from ops.metrics import Metrics
+    from tools.builtin import BuiltinTool, Toolkit
+    from tools.builtin_reminders import ReminderTools
+    from tools.zones import UserZones
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "AssistantSystem", "ConversationFactory"]
 
@@ -55,6 +60,9 @@ class ConversationFactory:
     turn: TurnSettings
     mailbox_size: int
     metrics: Metrics | None
+    toolkit: Toolkit | None = None
+    zones: UserZones | None = None
+    reminders: ReminderTools | None = None
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
@@ -67,6 +75,9 @@ class ConversationFactory:
             settings=self.turn,
             mailbox_size=self.mailbox_size,
             metrics=self.metrics,
+            toolkit=self.toolkit,
+            zones=self.zones,
+            reminders=self.reminders,
         )
 
 
@@ -109,6 +120,9 @@ class AssistantSystem:
         self.health: HealthServer | None = None
         self.metrics: Metrics | None = None
         self.mcp_actors: dict[str, McpServerActor] = {}
+        self.builtins: list[BuiltinTool] = []
+        """The built-in tools every turn has (each feature appends its own)."""
+        self.scheduler: ReminderScheduler | None = None
 
     def request_stop(self, exit_code: int = EXIT_OK) -> None:
         """Begin a graceful stop; the first non-zero exit code wins."""
@@ -139,12 +153,17 @@ class AssistantSystem:
         self.metrics = self._build_metrics()
         async with AsyncExitStack() as stack:
             store, ingress = await self._open_stores(stack)
+            features = await self._open_feature_stores(stack)
             model = self._open_model(stack)
             edge = await self._open_edge(stack, ingress)
             root = self._start_root(stack)
             toolbox = self._start_tools(root)
-            factory = self._conversation_factory(store, model, toolbox, edge.channel)
+            reminders = self._reminder_tools(features)
+            factory = self._conversation_factory(store, model, toolbox, edge.channel, features, reminders)
             registry = self._start_registry(stack, root, factory)
+            # Stopped before the conversation actors drain: no firing goes to an actor that is stopping.
+            self.scheduler, scheduler = start_scheduler(root, registry, features.reminders, self.backoff)
+            stack.push_async_callback(_stop_child, root, scheduler)
             self._start_gateway(stack, root, registry, ingress, edge)
             stack.callback(self._log_stopping)
             self._log_started()
@@ -169,6 +188,18 @@ class AssistantSystem:
         await stack.enter_async_context(store)
         await stack.enter_async_context(ingress)
         return store, ingress
+
+    async def _open_feature_stores(self, stack: AsyncExitStack) -> FeatureStores:
+        from stores import build_feature_stores
+
+        features = build_feature_stores(self.settings.store, self.backoff)
+        await stack.enter_async_context(features)
+        return features
+
+    def _reminder_tools(self, features: FeatureStores) -> ReminderTools:
+        reminders = reminder_tools(features.reminders, lambda: self.scheduler)
+        self.builtins.extend(reminders.tools)
+        return reminders
 
     def _open_model(self, stack: AsyncExitStack) -> ChatModel:
         from llm import build_chat_model
@@ -239,9 +270,19 @@ class AssistantSystem:
         return toolbox
 
     def _conversation_factory(
-        self, store: ConversationStore, model: ChatModel, toolbox: Toolbox, channel: ReplyChannel
+        self,
+        store: ConversationStore,
+        model: ChatModel,
+        toolbox: Toolbox,
+        channel: ReplyChannel,
+        features: FeatureStores,
+        reminders: ReminderTools,
     ) -> ConversationFactory:
+        from zoneinfo import ZoneInfo
+
         from llm import load_system_prompt
+        from tools.builtin import Toolkit
+        from tools.zones import UserZones
 
         llm = self.settings.llm
         return ConversationFactory(
@@ -252,6 +293,9 @@ class AssistantSystem:
             turn=TurnSettings(load_system_prompt(llm), llm.max_steps, llm.context_tokens),
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
+            toolkit=Toolkit(toolbox, self.builtins),
+            zones=UserZones(features.preferences, ZoneInfo(self.settings.timezone)),
+            reminders=reminders,
         )
 
     def _start_registry(

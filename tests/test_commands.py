@@ -38,6 +38,7 @@ def test_the_menu_lists_the_table_in_order_without_start() -> None:
         ("new", "Start a new conversation"),
         ("reset", "Start a new conversation"),
         ("help", "What I can do"),
+        ("reminders", "Reminders in this chat"),
     ]
 
 
