@@ -66,6 +66,7 @@ class ReminderScheduler:
         backoff: Backoff,
         late_after: timedelta = timedelta(minutes=1),
         max_sleep: timedelta = timedelta(minutes=1),
+        stop_grace_seconds: float = 5.0,
     ) -> None:
         self._store = store
         self._tell = tell
@@ -73,9 +74,11 @@ class ReminderScheduler:
         self._backoff = backoff
         self._late_after = late_after
         self._max_sleep = max_sleep
+        self._stop_grace = stop_grace_seconds
         self._woken = asyncio.Event()
         self._hint: datetime | None = None
         self._in_flight: dict[_Key, str] = {}
+        self._answers: set[asyncio.Future[Any]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._closed = False
@@ -91,8 +94,9 @@ class ReminderScheduler:
         self._woken.set()
 
     def stop(self) -> None:
-        """End `run` after the step in progress; firings in flight are finished by their actors and
-        confirmed if they finish in time, else told again at the next start."""
+        """End `run` after the step in progress. Firings in flight are finished by their actors:
+        `run` waits `stop_grace_seconds` for them and confirms them; one that takes longer is told
+        again at the next start (where its conversation knows whether it was sent)."""
         self._stopping = True
         self._woken.set()
 
@@ -127,6 +131,8 @@ class ReminderScheduler:
             for task in list(self._tasks):
                 task.cancel()
             raise
+        else:
+            await self._await_in_flight()
         finally:
             await self._drain_tasks()
             # Firings that finish after this are confirmed at the next start (their conversations
@@ -231,6 +237,8 @@ class ReminderScheduler:
             self._retry_later(reminder, firing, late, attempt, exc)
             return
         self.fired += 1
+        self._answers.add(answer)
+        answer.add_done_callback(self._answers.discard)
         answer.add_done_callback(functools.partial(self._answered, reminder, firing, late, attempt))
 
     def _answered(self, reminder: Reminder, firing: str, late: str, attempt: int, answer: asyncio.Future[Any]) -> None:
@@ -294,6 +302,16 @@ class ReminderScheduler:
             if reminder.state is ReminderState.ACTIVE and await self._store.pause(conversation_id, reminder.id)
         ]
         log.warning("reminders_paused", conversation_id=conversation_id, reminders=paused, reason="undeliverable")
+
+    async def _await_in_flight(self) -> None:
+        """On a clean stop: give the actors a moment to finish the firings they hold, so they are
+        confirmed now rather than told again at the next start."""
+        pending = [answer for answer in self._answers if not answer.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self._stop_grace)
+        confirming = [task for task in self._tasks if task.get_name().startswith("confirm:")]
+        if confirming:
+            await asyncio.wait(confirming, timeout=self._stop_grace)
 
     # -- owned tasks -------------------------------------------------------------------------------
 
