@@ -144,7 +144,9 @@ class ReminderFirings:
         text = f"{due.text}\n\n{due.late}" if due.late else due.text
         undeliverable = False
         try:
-            await self._channel.deliver(Reply(self.conversation_id, text, due.target, kind="notice"))
+            await self._channel.deliver(
+                Reply(self.conversation_id, text, due.target, kind="notice", firing_id=due.firing_id)
+            )
         except DeliveryFailed as exc:
             log.error("reminder_undeliverable", reason=exc.reason)
             self._failed_deliveries += 1
