@@ -34,7 +34,7 @@ from actors.runtime import ActorStopped, MailboxFull, PoisonMessage
 from ops.backoff import Backoff
 from ops.clock import WallClock
 from stores import Reminder, ReminderState, ReminderStore, StoreError, firing_id
-from stores.reminders import firing_due
+from stores.reminders import Claim, firing_due
 from tools.builtin_reminders import format_local
 from tools.schedule import missed_between, next_occurrence, zone_or_utc
 
@@ -79,6 +79,8 @@ class ReminderScheduler:
         self._hint: datetime | None = None
         self._in_flight: dict[_Key, str] = {}
         self._answers: set[asyncio.Future[Any]] = set()
+        self._to_confirm: list[tuple[str, str, str]] = []
+        self._confirmer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._closed = False
@@ -168,19 +170,21 @@ class ReminderScheduler:
             await self._clock.sleep_until(deadline, self._woken)
 
     async def _fire_due(self, now: datetime) -> tuple[int, int]:
-        claimed = lost = 0
-        for reminder in await self._store.due(now):
-            if self._stopping:
-                break
-            if (reminder.conversation_id, reminder.id) in self._in_flight:
-                continue  # one firing at a time per reminder
-            if await self._claim_and_tell(reminder, now):
-                claimed += 1
+        """Claim every due firing (one at a time per reminder) in one store call, and tell the won ones."""
+        due = [item for item in await self._store.due(now) if (item.conversation_id, item.id) not in self._in_flight]
+        if not due or self._stopping:
+            return 0, 0
+        plans = [self._plan(reminder, now) for reminder in due]
+        won = await self._store.advance_many([claim for claim, _ in plans])
+        for reminder, (_, late), claimed in zip(due, plans, won, strict=True):
+            if claimed:
+                self._dispatch(reminder, firing_id(reminder.id, reminder.next_due), late)
             else:
-                lost += 1
-        return claimed, lost
+                log.debug("firing_claimed_elsewhere", reminder_id=reminder.id)
+        return sum(won), len(won) - sum(won)
 
-    async def _claim_and_tell(self, reminder: Reminder, now: datetime) -> bool:
+    def _plan(self, reminder: Reminder, now: datetime) -> tuple[Claim, str]:
+        """The claim of a reminder's due firing (with its next occurrence), and its late note."""
         due = reminder.next_due
         zone = zone_or_utc(reminder.timezone)
         late = now - due > self._late_after
@@ -193,12 +197,8 @@ class ReminderScheduler:
                 missed = missed_between(reminder.repeat, zone, due, now)
             if following is None:
                 log.warning("reminder_rule_ends", reminder_id=reminder.id, repeat=reminder.repeat)
-        if not await self._store.advance(reminder.conversation_id, reminder.id, due, following):
-            log.debug("firing_claimed_elsewhere", reminder_id=reminder.id)
-            return False
-        firing = firing_id(reminder.id, due)
-        self._dispatch(reminder, firing, self._late_note(due, now, zone, reminder.repeat, missed))
-        return True
+        claim = Claim(reminder.conversation_id, reminder.id, due, following)
+        return claim, self._late_note(due, now, zone, reminder.repeat, missed)
 
     async def _replay_unconfirmed(self) -> None:
         """Firings claimed before a crash and never confirmed go to their conversations again."""
@@ -258,7 +258,10 @@ class ReminderScheduler:
             log.error("firing_failed", reminder_id=reminder.id, firing_id=firing, error=repr(error))
         else:
             outcome = answer.result()
-        self._spawn(self._finish(reminder, firing, outcome), f"confirm:{firing}")
+        if outcome == "undeliverable":
+            self._spawn(self._pause_then_confirm(reminder, firing), f"pause:{firing}")
+        else:
+            self._confirm_later(reminder.conversation_id, reminder.id, firing)
 
     def _retry_later(self, reminder: Reminder, firing: str, late: str, attempt: int, exc: Exception) -> None:
         if self._stopping:
@@ -278,22 +281,35 @@ class ReminderScheduler:
 
         self._spawn(again(), f"retry:{firing}")
 
-    async def _finish(self, reminder: Reminder, firing: str, outcome: FiringOutcome) -> None:
-        key = (reminder.conversation_id, reminder.id)
+    async def _pause_then_confirm(self, reminder: Reminder, firing: str) -> None:
         try:
-            if outcome == "undeliverable":
-                await self._pause_chat(reminder.conversation_id)
-            for attempt in range(1, 4):
-                try:
-                    await self._store.confirm(reminder.conversation_id, reminder.id, firing)
-                    break
-                except StoreError as exc:
-                    # Unconfirmed only means told again at the next start, where the history skips it.
-                    log.warning("firing_confirm_failed", firing_id=firing, attempt=attempt, error=repr(exc))
-                    await self._clock.sleep(self._backoff.delay(attempt))
+            await self._pause_chat(reminder.conversation_id)
         finally:
-            self._in_flight.pop(key, None)
-            self.wake()  # the reminder's next firing may be due already
+            self._confirm_later(reminder.conversation_id, reminder.id, firing)
+
+    def _confirm_later(self, conversation_id: str, reminder_id: str, firing: str) -> None:
+        """Queue a confirmation: one task writes them in batches (one `fsync` per batch, however
+        many firings finished meanwhile)."""
+        self._to_confirm.append((conversation_id, reminder_id, firing))
+        if self._confirmer is None or self._confirmer.done():
+            self._confirmer = self._spawn(self._confirm_batches(), "confirm")
+
+    async def _confirm_batches(self) -> None:
+        while self._to_confirm:
+            batch, self._to_confirm = self._to_confirm, []
+            try:
+                for attempt in range(1, 4):
+                    try:
+                        await self._store.confirm_many(batch)
+                        break
+                    except StoreError as exc:
+                        # Unconfirmed only means told again at the next start, where the history skips it.
+                        log.warning("firing_confirm_failed", firings=len(batch), attempt=attempt, error=repr(exc))
+                        await self._clock.sleep(self._backoff.delay(attempt))
+            finally:
+                for conversation_id, reminder_id, _ in batch:
+                    self._in_flight.pop((conversation_id, reminder_id), None)
+                self.wake()  # the next firings of these reminders may be due already
 
     async def _pause_chat(self, conversation_id: str) -> None:
         paused = [
@@ -309,16 +325,19 @@ class ReminderScheduler:
         pending = [answer for answer in self._answers if not answer.done()]
         if pending:
             await asyncio.wait(pending, timeout=self._stop_grace)
-        confirming = [task for task in self._tasks if task.get_name().startswith("confirm:")]
+        confirming = [task for task in self._tasks if task.get_name().startswith(("confirm", "pause:"))]
         if confirming:
             await asyncio.wait(confirming, timeout=self._stop_grace)
+        if self._confirmer is not None and not self._confirmer.done():
+            await asyncio.wait([self._confirmer], timeout=self._stop_grace)
 
     # -- owned tasks -------------------------------------------------------------------------------
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

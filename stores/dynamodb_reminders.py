@@ -13,8 +13,9 @@ removes it from a finished reminder).
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from stores._time import Clock, require_aware, to_micros, utc_now
 from stores.base import StoreError
 from stores.reminders import (
     LIVE,
+    Claim,
     NewReminder,
     Reminder,
     ReminderLimitReached,
@@ -254,6 +256,14 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
         except ConditionFailed:
             return False
         return True
+
+    async def _advance_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """The claims at once, each its own conditional update."""
+        return list(await asyncio.gather(*(self._advance(*claim) for claim in claims)))
+
+    async def confirm_many(self, firings: Sequence[tuple[str, str, str]]) -> list[bool]:
+        """The confirmations at once, each its own conditional update."""
+        return list(await asyncio.gather(*(self.confirm(*firing) for firing in firings)))
 
     async def confirm(self, conversation_id: str, reminder_id: str, firing: str) -> bool:
         """Confirm the reminder's last claimed firing: its index entry moves to its next due time,

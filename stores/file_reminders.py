@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from stores._shared_log import Line, SharedLog, make_directory
 from stores._time import Clock, require_aware, utc_now
 from stores.reminders import (
     LIVE,
+    Claim,
     NewReminder,
     Reminder,
     ReminderLimitReached,
@@ -201,22 +202,46 @@ class FileReminderStore(ReminderStore):
     async def _advance(
         self, conversation_id: str, reminder_id: str, expected_due: datetime, new_due: datetime | None
     ) -> bool:
-        def step(state: _Reminders) -> tuple[list[Line], bool]:
-            reminder = state.of(conversation_id).get(reminder_id)
-            after = advanced(reminder, expected_due, new_due) if reminder is not None else None
-            return ([_put(after)], True) if after is not None else ([], False)
+        [won] = await self._advance_many([Claim(conversation_id, reminder_id, expected_due, new_due)])
+        return won
+
+    async def _advance_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """Every claim checked and written under the lock at once: one `fsync` for them all."""
+
+        def step(state: _Reminders) -> tuple[list[Line], list[bool]]:
+            lines: list[Line] = []
+            won: list[bool] = []
+            seen: dict[tuple[str, str], Reminder] = {}
+            for claim in claims:
+                key = (claim.conversation_id, claim.reminder_id)
+                reminder = seen.get(key) or state.of(claim.conversation_id).get(claim.reminder_id)
+                after = advanced(reminder, claim.expected_due, claim.new_due) if reminder is not None else None
+                if after is not None:
+                    seen[key] = after  # a later claim of the same reminder sees this one
+                    lines.append(_put(after))
+                won.append(after is not None)
+            return lines, won
 
         return await self._log.transact(step)
 
     async def confirm(self, conversation_id: str, reminder_id: str, firing: str) -> bool:
         """Confirm the reminder's last claimed firing as handled."""
+        [done] = await self.confirm_many([(conversation_id, reminder_id, firing)])
+        return done
 
-        def step(state: _Reminders) -> tuple[list[Line], bool]:
-            reminder = state.of(conversation_id).get(reminder_id)
-            after = confirmed(reminder, firing) if reminder is not None else None
-            if after is None:
-                return [], False
-            return ([_put(after)] if after != reminder else []), True
+    async def confirm_many(self, firings: Sequence[tuple[str, str, str]]) -> list[bool]:
+        """Confirm each firing, all in one write under the lock (one `fsync`)."""
+
+        def step(state: _Reminders) -> tuple[list[Line], list[bool]]:
+            lines: list[Line] = []
+            done: list[bool] = []
+            for conversation_id, reminder_id, firing in firings:
+                reminder = state.of(conversation_id).get(reminder_id)
+                after = confirmed(reminder, firing) if reminder is not None else None
+                if after is not None and after != reminder:
+                    lines.append(_put(after))
+                done.append(after is not None)
+            return lines, done
 
         return await self._log.transact(step)
 

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import secrets
 from abc import abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from stores._time import Clock, format_instant, require_aware, utc_now
 from stores.base import StoreError, _Resource
 
 __all__ = [
+    "Claim",
     "InvalidReminder",
     "NewReminder",
     "Reminder",
@@ -109,6 +110,15 @@ class Reminder:
         if self.last_firing_id is None or self.last_firing_id == self.confirmed_firing_id:
             return None
         return self.last_firing_id
+
+
+class Claim(NamedTuple):
+    """One firing to claim with `advance_many`: the arguments of `advance`."""
+
+    conversation_id: str
+    reminder_id: str
+    expected_due: datetime
+    new_due: datetime | None
 
 
 def firing_id(reminder_id: str, due: datetime) -> str:
@@ -214,6 +224,29 @@ class ReminderStore(_Resource):
         self, conversation_id: str, reminder_id: str, expected_due: datetime, new_due: datetime | None
     ) -> bool:
         """`advance` with the times checked and in UTC."""
+
+    async def advance_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """`advance` for each claim; which of them this call won, in order. A backend that can
+        makes them one durable write (the file store: one `fsync` for a whole round of firings)."""
+        checked = [
+            Claim(
+                claim.conversation_id,
+                claim.reminder_id,
+                require_aware(claim.expected_due, "expected_due"),
+                require_aware(claim.new_due, "new_due") if claim.new_due is not None else None,
+            )
+            for claim in claims
+        ]
+        return await self._advance_many(checked)
+
+    async def _advance_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """`advance_many` with the times checked: one claim after another, unless overridden."""
+        return [await self._advance(*claim) for claim in claims]
+
+    async def confirm_many(self, firings: Sequence[tuple[str, str, str]]) -> list[bool]:
+        """`confirm` for each (conversation id, reminder id, firing id), in order; one durable write
+        where the backend can."""
+        return [await self.confirm(*firing) for firing in firings]
 
     @abstractmethod
     async def confirm(self, conversation_id: str, reminder_id: str, firing: str) -> bool:

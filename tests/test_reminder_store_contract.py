@@ -21,6 +21,7 @@ from stores import (
     StoreError,
     firing_id,
 )
+from stores.reminders import Claim
 from tests.fakes.moto_serialised import serialised_moto_server
 from tests.feature_backends import BACKENDS, START, FeatureBackend, make_backend
 
@@ -311,3 +312,31 @@ async def test_a_paused_reminder_is_listed_and_counted_but_never_due_until_resum
         assert await store.cancel(CHAT, paused.id) is True  # a paused reminder can be cancelled
         assert await store.resume(CHAT, paused.id) is False
         assert await store.list_for_conversation(CHAT) == [other]
+
+
+async def test_many_claims_and_confirmations_at_once_answer_as_one_by_one_would(backend: FeatureBackend) -> None:
+    async with backend.reminders() as store:
+        daily = await store.create(new("daily", repeat="daily"))
+        once = await store.create(new("once"))
+        cancelled = await store.create(new("cancelled"))
+        assert await store.cancel(CHAT, cancelled.id)
+        backend.clock.advance(hours=2)
+        first, second = daily.next_due, daily.next_due + timedelta(days=1)
+        won = await store.advance_many(
+            [
+                Claim(CHAT, daily.id, first, second),
+                Claim(CHAT, daily.id, first, second),  # the same firing twice: the second loses
+                Claim(CHAT, once.id, once.next_due, None),
+                Claim(CHAT, cancelled.id, cancelled.next_due, None),
+                Claim(OTHER, once.id, once.next_due, None),
+            ]
+        )
+        assert won == [True, False, True, False, False]
+        assert {item.id for item in await store.unconfirmed()} == {daily.id, once.id}
+        done = await store.confirm_many(
+            [(CHAT, daily.id, firing_id(daily.id, first)), (CHAT, once.id, "nope@2026-05-01T08:00:00Z")]
+        )
+        assert done == [True, False]
+        assert [item.id for item in await store.unconfirmed()] == [once.id]
+        with pytest.raises(ValueError, match="aware"):
+            await store.advance_many([Claim(CHAT, daily.id, datetime(2026, 5, 2, 8, 0), None)])  # naive
