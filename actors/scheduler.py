@@ -66,7 +66,7 @@ class ReminderScheduler:
         backoff: Backoff,
         late_after: timedelta = timedelta(minutes=1),
         max_sleep: timedelta = timedelta(minutes=1),
-        stop_grace_seconds: float = 5.0,
+        stop_grace_seconds: float = 2.0,
     ) -> None:
         self._store = store
         self._tell = tell
