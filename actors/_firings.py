@@ -18,23 +18,24 @@ a loop.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
-from zoneinfo import ZoneInfo
 
 import structlog
 
 from actors import texts
 from actors.protocol import DeliveryFailed, FiringOutcome, ReminderDue, Reply, ReplyChannel
-from llm import AssistantRecord, DeliveredRecord, NoticeRecord, Record, ReminderFiredRecord
+from llm import AssistantRecord, DeliveredRecord, NoticeRecord, Record, ReminderFiredRecord, record_to_json
 from stores.reminders import firing_due
 
 if TYPE_CHECKING:
+    from actors.turn_setup import TurnSetup
+    from stores import ConversationStore
     from tools.builtin_reminders import ReminderTools
-    from tools.zones import UserZones
 
-__all__ = ["FiringLedger", "FiringStage", "ReminderFirings"]
+__all__ = ["FiringLedger", "FiringStage", "ReminderDue", "ReminderFirings"]
 
 log = structlog.get_logger(__name__)
 
@@ -104,18 +105,21 @@ class ReminderFirings:
     """The conversation actor's part that handles `ReminderDue` and `/reminders` (a mixin).
 
     The actor provides the state and steps a message's handling also uses (declared below for the
-    type checker); this class adds nothing to the actor's state but `_firings`.
+    type checker) and holds `_firings`, `_reminders`, `_failed_deliveries` and `_unrecorded_firings`.
     """
 
     if TYPE_CHECKING:
         conversation_id: str
         _channel: ReplyChannel
+        _store: ConversationStore
+        _setup: TurnSetup
+        _next_seq: int
         _firings: FiringLedger
         _reminders: ReminderTools | None
-        _zones: UserZones | None
         _failed_deliveries: int
+        _unrecorded_firings: dict[str, None]
 
-        async def _append(self, *records: Record) -> None: ...
+        def _track(self, record: Record) -> None: ...
         async def _deliver(self, reply: Reply) -> str: ...
         async def _run_turn(self, message: ReminderDue) -> str: ...
 
@@ -127,7 +131,10 @@ class ReminderFirings:
                 log.info("firing_already_sent", stage=stage)
                 return "duplicate"
             failed_before = self._failed_deliveries
-            if stage == "answered":
+            if due.firing_id in self._unrecorded_firings:
+                # Sent before the store failed to record it: record it now, send nothing again.
+                await self._record_firing_delivered(due.firing_id, plain=None if stage == "answered" else due)
+            elif stage == "answered":
                 log.info("firing_answer_redelivered")
                 answer = self._firings.answer_of(due.firing_id)
                 text = answer.text if answer is not None else due.text
@@ -142,7 +149,6 @@ class ReminderFirings:
 
     async def _send_plain(self, due: ReminderDue) -> None:
         text = f"{due.text}\n\n{due.late}" if due.late else due.text
-        undeliverable = False
         try:
             await self._channel.deliver(
                 Reply(self.conversation_id, text, due.target, kind="notice", firing_id=due.firing_id)
@@ -150,31 +156,57 @@ class ReminderFirings:
         except DeliveryFailed as exc:
             log.error("reminder_undeliverable", reason=exc.reason)
             self._failed_deliveries += 1
-            undeliverable = True
-        fired = ReminderFiredRecord(text=due.text, target=due.target, firing_id=due.firing_id)
-        await self._append(fired, DeliveredRecord(dead_letter=undeliverable, firing_id=due.firing_id))
+            await self._record_firing_delivered(due.firing_id, plain=due, never=True)
+        else:
+            await self._record_firing_delivered(due.firing_id, plain=due)
+
+    async def _record_firing_delivered(
+        self, firing: str, *, plain: ReminderDue | None = None, never: bool = False
+    ) -> None:
+        """Record that a firing was sent (or, `never`, never can be): a plain one as fired and delivered
+        in one write. Should the store fail, a retry records it without sending it again."""
+        self._unrecorded_firings[firing] = None
+        delivered = DeliveredRecord(dead_letter=never, firing_id=firing)
+        if plain is None:
+            await self._append_together(delivered)
+        else:
+            fired = ReminderFiredRecord(text=plain.text, target=plain.target, firing_id=firing)
+            await self._append_together(fired, delivered)
+        self._unrecorded_firings.pop(firing, None)
 
     async def _carry_out(self, due: ReminderDue, *, resumed: bool) -> None:
         if resumed:
             log.info("firing_turn_resumed")
         else:
-            await self._append(ReminderFiredRecord(text=due.text, target=due.target, run=True, firing_id=due.firing_id))
+            fired = ReminderFiredRecord(text=due.text, target=due.target, run=True, firing_id=due.firing_id)
+            await self._append_together(fired)
             if due.late:
-                await self._notify(due, due.late)
+                await self._send_note(due, due.late)
         await self._run_turn(due)
 
-    async def _notify(self, due: ReminderDue, text: str) -> None:
+    async def _send_note(self, due: ReminderDue, text: str) -> None:
         try:
             await self._channel.deliver(Reply(self.conversation_id, text, due.target, kind="notice"))
         except DeliveryFailed as exc:
             log.warning("reminder_note_undeliverable", reason=exc.reason)
 
+    async def _append_together(self, *records: Record) -> None:
+        """Append records in one write (durable together), numbered in order."""
+        numbered = [dataclasses.replace(record, seq=self._next_seq + index) for index, record in enumerate(records)]
+        await self._store.append(self.conversation_id, [record_to_json(record) for record in numbered])
+        self._next_seq += len(numbered)
+        for record in numbered:
+            self._track(record)
+
     async def _firing_dead_letter(self, due: ReminderDue) -> None:
         """A firing crashed the actor twice: tell the user it was skipped, and record it as handled."""
         try:
-            await self._notify(due, texts.REMINDER_FAILED.format(text=due.text))
+            await self._send_note(due, texts.REMINDER_FAILED.format(text=due.text))
         finally:
-            await self._append(DeliveredRecord(dead_letter=True, firing_id=due.firing_id))
+            # The failure may have struck half-way through an append: number from the store.
+            stored = await self._store.load_recent(self.conversation_id, lambda record: True)
+            self._next_seq = int(stored[-1]["seq"]) + 1 if stored else 0
+            await self._append_together(DeliveredRecord(dead_letter=True, firing_id=due.firing_id))
 
     async def _list_reminders(self, user_id: int | None) -> str:
         """The text of `/reminders`: this chat's reminders, in the user's zone."""
@@ -182,12 +214,11 @@ class ReminderFirings:
             return texts.REMINDERS_OFF
         from tools.builtin_reminders import reminder_lines
 
-        zone = await self._zones.zone_of(user_id) if self._zones is not None else None
+        zone = await self._setup.zone_for(user_id)
         reminders = await self._reminders.store.list_for_conversation(self.conversation_id)
         if not reminders:
             return texts.REMINDERS_NONE
-        lines = reminder_lines(reminders, zone or ZoneInfo("UTC"))
-        return "\n".join([texts.REMINDERS_HEADER, *lines])
+        return "\n".join([texts.REMINDERS_HEADER, *reminder_lines(reminders, zone)])
 
     async def _resume_reminders(self) -> None:
         """The chat can be reached again (`/start`): its paused reminders go on."""

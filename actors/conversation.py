@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import structlog
 
 from actors import texts
-from actors._firings import FiringLedger, ReminderFirings
-from actors.protocol import (
-    Command,
-    ConversationMessage,
-    DeliveryFailed,
-    ReminderDue,
-    Reply,
-    ReplyChannel,
-    ReplyTarget,
-    UserMessage,
-)
+from actors._conversation_parts import TurnMetrics, TurnSettings, _last_only, _reply, _seq_after, _user_record
+from actors._firings import FiringLedger, ReminderDue, ReminderFirings
+from actors._ledger import UpdateLedger
+from actors._parking import Parking, RetryParked
+from actors._store_faults import StoreFaults
+from actors.memory_commands import MEMORY_COMMANDS, answer_memory_command
+from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
 from actors.runtime import Actor
+from actors.summaries import Summariser
+from actors.turn_setup import TurnSetup
 from llm import (
     AssistantRecord,
     ChatModel,
@@ -37,54 +33,45 @@ from llm import (
     Toolbox,
     TurnContext,
     TurnRecord,
-    UserRecord,
+    TurnTimedOut,
     decode_history,
     record_to_json,
     run_turn,
 )
-from stores import ConversationStore
+from llm.history import History, VisibleStart
+from ops.backoff import Backoff
+from stores import ConflictError, ConversationStore, StoreError
+from tools.builtin import Toolkit
+from tools.builtin_reminders import ReminderTools
 
-if TYPE_CHECKING:
-    from tools.builtin import Toolkit
-    from tools.builtin_reminders import ReminderTools
-    from tools.zones import UserZones
-
-__all__ = ["ConversationActor", "TurnSettings"]
+__all__ = ["ConversationActor", "TurnMetrics", "TurnSettings"]
 
 log = structlog.get_logger(__name__)
 
-Stage = Literal["received", "answered", "delivered"]
+Inbox = ConversationMessage | RetryParked
+
+HISTORY_CAP_FACTOR = 2
+"""An active conversation holds at most this many context budgets of records (llm.history.History)."""
 
 
-@dataclass(frozen=True, slots=True)
-class TurnSettings:
-    """What a turn needs beyond its model and tools."""
-
-    system_prompt: str
-    max_steps: int = 8
-    context_tokens: int = 16000
-
-
-class TurnMetrics(Protocol):
-    """The metrics a conversation reports (ops.metrics.Metrics implements it)."""
-
-    def turn(self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool) -> None: ...
-
-
-class ConversationActor(ReminderFirings, Actor[ConversationMessage]):
+class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
     """One conversation: loads its history once per activation and writes every record through.
 
     The records (see `llm.records`) each carry `seq`, and `update_id` where a Telegram update caused
     them: the user's message, the model's assistant and tool result records, and markers: a notice
     (an answer that is not the model's: help, reset, failures), delivered (the answer reached the
-    user), reset (the model sees nothing before it; older records stay in the store as an archive).
+    user), reset (the model sees nothing before it; older records stay in the store as an archive),
+    summary (the model reads it in place of the older records it covers, see `Summariser`).
+    An activation reads only what the model may still see (`ConversationStore.load_recent`), and holds
+    at most HISTORY_CAP_FACTOR context budgets of it (`llm.history.History`).
     An update is answered at most once: after a restart, a replayed update that is already delivered
     is skipped, one answered but not delivered is delivered, and one only received gets its turn run
-    again from the stored history. A reminder's firing (`ReminderDue`) is handled the same way by its
-    firing id (see `actors._firings`).
+    again from the stored history. Which it is, the conversation's own records say (`UpdateLedger`).
+    A reminder's firing (`ReminderDue`) is handled alike, by its firing id (`actors._firings`).
 
-    With a `toolkit`, each turn's tools are the built-in tools bound to that turn (its user, chat,
-    the user's zone from `zones`, and `clock`'s time) beside the MCP tools; without, `toolbox`.
+    When the store fails (StoreError, other than a conflict), the message is parked with the ones
+    after it, the user is told once, its update stays pending, and the actor retries with backoff
+    until the store works again, then answers them in order (`Parking`).
     """
 
     def __init__(
@@ -98,10 +85,9 @@ class ConversationActor(ReminderFirings, Actor[ConversationMessage]):
         settings: TurnSettings,
         mailbox_size: int = 64,
         metrics: TurnMetrics | None = None,
-        toolkit: Toolkit | None = None,
-        zones: UserZones | None = None,
+        setup: TurnSetup | None = None,
+        backoff: Backoff | None = None,
         reminders: ReminderTools | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__(f"conversation:{conversation_id}", mailbox_size)
         self.conversation_id = conversation_id
@@ -111,32 +97,54 @@ class ConversationActor(ReminderFirings, Actor[ConversationMessage]):
         self._channel = channel
         self._settings = settings
         self._metrics = metrics
-        self._toolkit = toolkit
-        self._zones = zones
-        self._reminders = reminders
-        self._clock = clock
-        self._firings = FiringLedger()
-        self._failed_deliveries = 0
-        self._history: list[Record] = []
+        # Without a shared setup (tests, embedders): the system prompt, the date and time in UTC, no facts.
+        self._setup = setup or TurnSetup(
+            settings.system_prompt,
+            Toolkit(toolbox),
+            default_zone=ZoneInfo("UTC"),
+            context_tokens=settings.context_tokens,
+        )
+        self._history = History(settings.context_tokens * HISTORY_CAP_FACTOR)
+        self._summariser = Summariser(conversation_id, model, settings.context_tokens, backoff=backoff)
         self._next_seq = 0
-        self._last_update: int | None = None
-        self._stage: Stage = "delivered"
-        self._answer: AssistantRecord | NoticeRecord | None = None
+        self._ledger = UpdateLedger()
+        self._reminders, self._firings, self._failed_deliveries = reminders, FiringLedger(), 0
+        self._unrecorded_firings: dict[str, None] = {}  # firings sent whose record the store then failed
+        self._loaded = False
+        self._parking = Parking(backoff if backoff is not None else Backoff(), mailbox_size, self._retry_soon)
+        self._unrecorded_deliveries: dict[int, None] = {}  # a dict: empty, a third of an empty set
+        """Updates whose answer reached the user while recording that failed: a retry only records it."""
 
     # -- state ------------------------------------------------------------------------------------
 
+    @property
+    def idle(self) -> bool:
+        """Not while messages are parked: evicting the actor would leave them until the next start."""
+        return super().idle and not self._parking
+
     async def on_start(self) -> None:
-        """Load the history from the store (again, after a crash)."""
+        """Load what the model may still see of the history (again, after a crash). A store fault is
+        not a crash: the messages that come are parked until the store can be read."""
         # For the life of this actor's task: every line it logs names its conversation.
         structlog.contextvars.bind_contextvars(conversation_id=self.conversation_id)
+        try:
+            await self._load()
+        except StoreError as exc:
+            self._loaded = False
+            log.warning("conversation_load_failed", error=repr(exc))
+
+    async def _load(self) -> None:
         started = time.perf_counter()
-        stored = await self._store.load(self.conversation_id)
-        self._history = []
+        await self._summariser.close(resets=-1)  # a crashed incarnation's call: planned again from the store
+        cap = self._history.cap_tokens
+        stored = await self._store.load_recent(self.conversation_id, VisibleStart(cap))
+        self._history = History(cap)
         self._next_seq = _seq_after(stored)
-        self._last_update, self._stage, self._answer = None, "delivered", None
-        self._firings = FiringLedger()
-        for record in decode_history(stored):
+        self._ledger, self._firings = UpdateLedger(), FiringLedger()
+        # Decoding is CPU work proportional to what was read: off the event loop, which other chats share.
+        for record in await asyncio.to_thread(decode_history, stored):
             self._track(record)
+        self._loaded = True
         log.debug(
             "conversation_loaded",
             records=len(stored),
@@ -144,56 +152,79 @@ class ConversationActor(ReminderFirings, Actor[ConversationMessage]):
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
 
+    async def on_stop(self) -> None:
+        """Disarm the retry timer (parked messages stay pending in the ingress log for the next start);
+        keep a summary that finished since the last message, cancel one still being made."""
+        self._parking.cancel()
+        if self._parking:
+            log.warning("conversation_stopped_with_parked_messages", messages=len(self._parking.messages))
+        record = await self._summariser.close(resets=self._history.resets)
+        if record is not None:
+            try:
+                await self._append(record)
+            except StoreError as exc:  # the next activation makes it again
+                log.warning("summary_not_stored", error=str(exc))
+
+    async def _store_finished_summary(self) -> None:
+        record = self._summariser.take(resets=self._history.resets)
+        if record is not None:
+            await self._append(record)
+
     def _track(self, record: Record) -> None:
         """Fold one record into the in-memory state (on load and as records are made)."""
-        if isinstance(record, ResetRecord):
-            # The model never sees what came before a reset (llm.context), so it need not stay in memory.
-            self._history = []
-        self._history.append(record)
+        # What the model can no longer see (before a reset, in a summary, past the cap) leaves memory.
+        self._history.add(record)
+        self._ledger.track(record)
         self._firings.track(record)
-        update_id = record.update_id
-        if update_id is None:
-            return
-        if self._last_update is None or update_id > self._last_update:
-            # Update ids only grow, so the first record of a newer update starts its handling.
-            self._last_update, self._stage, self._answer = update_id, "received", None
-        elif update_id < self._last_update:
-            return
-        if isinstance(record, NoticeRecord) or (isinstance(record, AssistantRecord) and not record.tool_calls):
-            self._stage, self._answer = "answered", record
-        elif isinstance(record, DeliveredRecord):
-            # Delivered answers are never needed again; thousands of idle actors need not keep them.
-            self._stage, self._answer = "delivered", None
 
-    async def _append(self, *records: Record) -> None:
-        """Append records in one write (durable together), numbered in order."""
-        numbered = [dataclasses.replace(record, seq=self._next_seq + index) for index, record in enumerate(records)]
-        await self._store.append(self.conversation_id, [record_to_json(record) for record in numbered])
-        self._next_seq += len(numbered)
-        for record in numbered:
-            self._track(record)
+    async def _append(self, record: Record) -> None:
+        record = dataclasses.replace(record, seq=self._next_seq)
+        await self._store.append(self.conversation_id, [record_to_json(record)])
+        self._next_seq += 1
+        self._track(record)
 
     # -- messages ---------------------------------------------------------------------------------
 
-    async def handle(self, message: ConversationMessage) -> str | None:
-        """Answer one message; returns the answer's text (None when it was a duplicate), or for a
-        reminder's firing its `FiringOutcome`."""
+    async def handle(self, message: Inbox) -> str | None:
+        """Answer one message; returns the answer's text (None when it was a duplicate, or parked)."""
+        if isinstance(message, RetryParked):
+            await self._retry_parked()
+            return None
+        if self._parking:
+            await self._park(message, None)  # behind the parked ones: the conversation's order holds
+            return None
+        try:
+            if not self._loaded:
+                await self._load()
+            return await self._handle_update(message)
+        except ConflictError:
+            raise  # another writer: a crash reloads the history and retries the message
+        except StoreError as exc:
+            await self._park(message, exc)
+            return None
+
+    async def _handle_update(self, message: ConversationMessage) -> str | None:
         if isinstance(message, ReminderDue):
             return await self._fire(message)
         update_id = message.update_id
         with structlog.contextvars.bound_contextvars(update_id=update_id):
-            if update_id is not None and self._last_update is not None:
-                if update_id < self._last_update or (update_id == self._last_update and self._stage == "delivered"):
-                    log.info("update_already_answered", stage=self._stage)
-                    await self._channel.done(update_id)
-                    return None
-                if update_id == self._last_update and self._stage == "answered" and self._answer is not None:
-                    log.info("update_answer_redelivered")
-                    return await self._deliver(_reply(self.conversation_id, self._answer, message.target))
-                if update_id == self._last_update and isinstance(message, UserMessage):
-                    # Tool calls a crash left without results are answered in what the model sees (llm.context).
-                    log.info("update_turn_resumed")
-                    return await self._run_turn(message)
+            await self._store_finished_summary()
+            stage = self._ledger.stage(update_id) if update_id is not None else None
+            if update_id is not None and stage == "delivered":
+                log.info("update_already_answered")
+                await self._channel.done(update_id)
+                return None
+            answer = self._ledger.answer(update_id) if update_id is not None else None
+            if update_id is not None and answer is not None:
+                if update_id in self._unrecorded_deliveries:
+                    await self._record_delivered(update_id)
+                    return answer.text
+                log.info("update_answer_redelivered")
+                return await self._deliver(_reply(self.conversation_id, answer, message.target))
+            if stage == "received" and isinstance(message, UserMessage):
+                # Tool calls a crash left without results are answered in what the model sees (llm.context).
+                log.info("update_turn_resumed")
+                return await self._run_turn(message)
             if isinstance(message, Command):
                 return await self._command(message)
             await self._append(_user_record(message))
@@ -201,15 +232,18 @@ class ConversationActor(ReminderFirings, Actor[ConversationMessage]):
 
     async def _command(self, command: Command) -> str:
         if command.name == "reset":
-            await self._append(ResetRecord(update_id=command.update_id, target=command.target))
+            if not self._ledger.reset_recorded(command.update_id):  # a replay stores no second marker
+                await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
+        elif command.name in MEMORY_COMMANDS:
+            text = await answer_memory_command(command, self._setup)
         elif command.name == "reminders":
             text = await self._list_reminders(command.user_id)
         else:
             if command.name == "start":
                 await self._resume_reminders()  # a chat that blocked the bot starts it again
             text = texts.START if command.name == "start" else texts.HELP
-        return await self._answer_with_notice(command.update_id, command.target, text, "notice")
+        return await self._answer_with_notice(command.update_id, command.target, text, "notice", None)
 
     async def _answer_with_notice(
         self,
@@ -217,39 +251,29 @@ class ConversationActor(ReminderFirings, Actor[ConversationMessage]):
         target: ReplyTarget,
         text: str,
         kind: Literal["notice", "error"],
-        *,
-        firing_id: str | None = None,
+        firing: str | None,
     ) -> str:
-        reply = Reply(self.conversation_id, text, target, update_id, kind=kind, firing_id=firing_id)
-        if update_id is not None or firing_id is not None:
-            notice = NoticeRecord(
-                text=text, is_error=kind == "error", target=target, update_id=update_id, firing_id=firing_id
-            )
-            await self._append(notice)
+        reply = Reply(self.conversation_id, text, target, update_id, kind=kind, firing_id=firing)
+        if update_id is not None or firing is not None:
+            notice = NoticeRecord(text=text, is_error=kind == "error", target=target, update_id=update_id)
+            await self._append(dataclasses.replace(notice, firing_id=firing))
         return await self._deliver(reply)
 
-    def _turn_context(self, message: UserMessage | ReminderDue) -> TurnContext:
-        """What this turn asks of the model: the instructions are built here, per turn."""
+    def _turn_context(self, message: UserMessage | ReminderDue, instructions: str) -> TurnContext:
+        """What this turn asks of the model, with the instructions built for it (`TurnSetup`)."""
         settings = self._settings
-        return TurnContext(settings.system_prompt, settings.max_steps, settings.context_tokens)
+        return TurnContext(instructions, settings.max_steps, settings.context_tokens, deadline=self._deadline(message))
 
-    async def _turn_toolbox(self, message: UserMessage | ReminderDue) -> Toolbox:
-        """The tools of this turn: the built-in ones bound to its user and chat, and MCP's."""
-        if self._toolkit is None:
-            return self._toolbox
-        from tools.builtin import ToolContext
-
-        zone = await self._zones.zone_of(message.user_id) if self._zones is not None else None
-        update_id = message.update_id if isinstance(message, UserMessage) else None
-        context = ToolContext(
-            message.user_id, self.conversation_id, message.target, zone or _UTC, self._clock(), update_id
-        )
-        return self._toolkit.for_turn(context)
+    def _deadline(self, message: UserMessage | ReminderDue) -> float:
+        """When the model work of the message's turn must end (the loop's clock): one deadline per
+        message, counted from its arrival, so a message queued behind a slow turn hears in time too."""
+        now = asyncio.get_running_loop().time()
+        arrived = message.received_at if message.received_at is not None else now
+        return min(now, arrived) + self._settings.reply_within_seconds
 
     async def _run_turn(self, message: UserMessage | ReminderDue) -> str:
         started = time.perf_counter()
-        update_id = message.update_id if isinstance(message, UserMessage) else None
-        firing = message.firing_id if isinstance(message, ReminderDue) else None
+        update_id, firing = message.update_id, message.firing_id if isinstance(message, ReminderDue) else None
 
         async def record(item: TurnRecord) -> None:
             if isinstance(item, AssistantRecord):
@@ -258,10 +282,11 @@ class ConversationActor(ReminderFirings, Actor[ConversationMessage]):
 
         ok, steps = False, 0
         try:
-            toolbox = await self._turn_toolbox(message)
             async with self._channel.typing(message.target):
+                prepared = await self._setup.prepare(self.conversation_id, message)
+                context = self._turn_context(message, prepared.instructions)
                 result = await run_turn(
-                    self._model, toolbox, self._turn_context(message), history=self._history, record=record
+                    self._model, prepared.toolbox, context, history=self._history.records(), record=record
                 )
             ok, steps = True, result.steps
             log.info(
@@ -273,17 +298,21 @@ class ConversationActor(ReminderFirings, Actor[ConversationMessage]):
                 step_limit=result.stopped_by_step_limit,
             )
             answer = Reply(self.conversation_id, result.text, message.target, update_id, firing_id=firing)
-            return await self._deliver(answer)
+            text = await self._deliver(answer)
+            # After the delivery: a summary never delays an answer.
+            self._summariser.start_if_needed(
+                self._history.records(), prepared.instructions, resets=self._history.resets
+            )
+            return text
+        except TurnTimedOut as exc:
+            log.warning("turn_failed_deadline", steps=exc.steps, error=str(exc))
+            return await self._answer_with_notice(update_id, message.target, texts.TURN_TIMED_OUT, "error", firing)
         except LLMUnavailable as exc:
             log.warning("turn_failed_model_unavailable", status=exc.status, error=str(exc))
-            return await self._answer_with_notice(
-                update_id, message.target, texts.MODEL_UNAVAILABLE, "error", firing_id=firing
-            )
+            return await self._answer_with_notice(update_id, message.target, texts.MODEL_UNAVAILABLE, "error", firing)
         except LLMRejected as exc:
             log.error("turn_failed_model_rejected", status=exc.status, error=str(exc))
-            return await self._answer_with_notice(
-                update_id, message.target, texts.MODEL_REJECTED, "error", firing_id=firing
-            )
+            return await self._answer_with_notice(update_id, message.target, texts.MODEL_REJECTED, "error", firing)
         finally:
             if self._metrics is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
@@ -298,49 +327,34 @@ class ConversationActor(ReminderFirings, Actor[ConversationMessage]):
         except DeliveryFailed as exc:
             log.error("reply_undeliverable", reason=exc.reason)
             self._failed_deliveries += 1
-        if reply.update_id is not None or reply.firing_id is not None:
-            await self._append(DeliveredRecord(update_id=reply.update_id, firing_id=reply.firing_id))
+        if reply.firing_id is not None:
+            await self._record_firing_delivered(reply.firing_id)
         if reply.update_id is not None:
-            await self._channel.done(reply.update_id)
+            # Should recording it fail (the store), the retry records it and sends nothing again.
+            self._unrecorded_deliveries[reply.update_id] = None
+            await self._record_delivered(reply.update_id)
         return reply.text
 
-    async def on_dead_letter(self, message: ConversationMessage, error: BaseException) -> None:
+    async def _record_delivered(self, update_id: int) -> None:
+        await self._append(DeliveredRecord(update_id=update_id))
+        self._unrecorded_deliveries.pop(update_id, None)
+        await self._channel.done(update_id)
+
+    async def on_dead_letter(self, message: Inbox, error: BaseException) -> None:
         """Tell the user the message was skipped, and mark it handled so a replay skips it too."""
-        if isinstance(message, ReminderDue):
-            self._next_seq = _seq_after(await self._store.load(self.conversation_id))
-            await self._firing_dead_letter(message)
+        if isinstance(message, RetryParked):  # the retry itself kept crashing: try again later
+            self._parking.schedule()
             return
+        if isinstance(message, ReminderDue):
+            return await self._firing_dead_letter(message)
         reply = Reply(self.conversation_id, texts.DEAD_LETTER, message.target, message.update_id, kind="error")
         try:
             await self._channel.deliver(reply)
         finally:
             if message.update_id is not None:
                 # The failure may have struck half-way through an append: number from the store.
-                self._next_seq = _seq_after(await self._store.load(self.conversation_id))
+                self._next_seq = _seq_after(await self._store.load_recent(self.conversation_id, _last_only))
                 marker = DeliveredRecord(dead_letter=True, update_id=message.update_id, seq=self._next_seq)
                 await self._store.append(self.conversation_id, [record_to_json(marker)])
                 self._next_seq += 1
                 await self._channel.done(message.update_id)
-
-
-_UTC = ZoneInfo("UTC")
-
-
-def _seq_after(stored: list[dict[str, Any]]) -> int:
-    """The `seq` of the next record: the stores number records, so this is read off their JSON."""
-    return int(stored[-1]["seq"]) + 1 if stored else 0
-
-
-def _user_record(message: UserMessage) -> UserRecord:
-    return UserRecord(
-        text=message.text, user_id=message.user_id, target=message.target, ts=time.time(), update_id=message.update_id
-    )
-
-
-def _reply(conversation_id: str, answer: AssistantRecord | NoticeRecord, target: ReplyTarget) -> Reply:
-    """The reply an answer recorded before a restart still owes (to where it was recorded for)."""
-    if isinstance(answer, NoticeRecord):
-        kind: Literal["answer", "notice", "error"] = "error" if answer.is_error else "notice"
-    else:
-        kind = "answer"
-    return Reply(conversation_id, answer.text, answer.target or target, answer.update_id, kind=kind)

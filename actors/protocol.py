@@ -33,6 +33,9 @@ class UserMessage:
     update_id: int | None = None
     """Telegram's update id: identifies the message across crashes and replays. None in the console."""
     user_id: int | None = None
+    received_at: float | None = None
+    """When this process received it, on the event loop's clock (`loop.time()`): the deadline of its
+    answer counts from here. None when unknown (the turn's start counts then)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,14 @@ class ReminderDue:
     """The text is a task to carry out with the model and tools; else it is sent as written."""
     late: str = ""
     """A note that the firing is late and when it was due (the assistant was stopped); empty if on time."""
+    received_at: float | None = None
+    """When the scheduler told it (the loop's clock), from which its turn's deadline counts; None: from
+    when its turn starts."""
+
+    @property
+    def update_id(self) -> None:
+        """A firing has no Telegram update: it is known by `firing_id`."""
+        return None
 
 
 FiringOutcome = Literal["sent", "duplicate", "undeliverable"]

@@ -15,6 +15,12 @@ it was due; a repeating reminder then fires once, not once per missed occurrence
 its next occurrence after now. A reminder fires one firing at a time: its next firing waits until
 the previous one is confirmed. A chat that cannot be reached (the bot was blocked) has its
 reminders paused, not retried forever; `/start` there resumes them.
+
+Claims are safe between several schedulers on one store (one wins each firing), but the replay at
+start is not: a scheduler that starts hands every unconfirmed firing to its chat again, including
+one that another scheduler still has in flight. The assistant runs one scheduler per store; running
+several (workers sharing DynamoDB) needs a claim time in the store, so that only firings claimed
+longer ago than any handling takes are replayed.
 """
 
 from __future__ import annotations

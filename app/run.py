@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from typing import Literal
 
@@ -16,6 +17,18 @@ Mode = Literal["telegram", "console", "check"]
 
 def run(mode: Mode, config_path: str | None = None) -> int:
     """Load settings, configure logging, run `mode` until it ends; the exit status of the contract."""
+    if mode == "check":
+        return _run(mode, config_path)
+    # Until the system installs its own handlers (after the imports and settings), a SIGTERM stops
+    # the process as Ctrl-C does, and either is a clean stop: status 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run(mode, config_path)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run(mode: Mode, config_path: str | None) -> int:
     # python-telegram-bot's future behaviour (durations as timedelta) now, which silences its
     # deprecation warning on every RetryAfter; our code reads both forms.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
@@ -35,11 +48,16 @@ def run(mode: Mode, config_path: str | None = None) -> int:
     from ops.memory import limit_malloc_arenas
 
     limit_malloc_arenas()
-    # In the console the conversation owns stdout, so logs go to stderr there.
+    # In the console the conversation owns stdout, and --check's lines are stdout for a person: logs
+    # go to stderr there, and --check keeps only warnings and errors (the libraries' request lines
+    # and our own progress lines would repeat what its lines say) unless LOG_LEVEL=DEBUG asks.
+    log_settings = settings.logging
+    if mode == "check" and log_settings.level == "INFO":
+        log_settings = log_settings.model_copy(update={"level": "WARNING"})
     configure_logging(
-        settings.logging,
+        log_settings,
         secrets=[*settings.secrets(), *mcp_secrets(mcp_servers)],
-        stream=sys.stderr if mode == "console" else None,
+        stream=None if mode == "telegram" else sys.stderr,
         cache_loggers=True,
     )
     if mode == "check":

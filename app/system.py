@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from actors.conversation import ConversationActor, TurnSettings
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
 from actors.supervisor import Child, Supervisor
+from app.memory import build_turn_setup
 from app.metered import MeteredChatModel, MeteredToolbox
 from app.reminders import reminder_tools, start_scheduler
 from conf import Settings
@@ -30,13 +32,12 @@ if TYPE_CHECKING:
 
     from actors.mcp import McpServerActor
     from actors.scheduler import ReminderScheduler
+    from actors.turn_setup import TurnSetup
     from channels.console import ConsoleChannel, ConsoleGateway
     from channels.telegram.gateway import TelegramChannel, TelegramGateway
     from ops.health import HealthServer
     from ops.metrics import Metrics
-    from tools.builtin import BuiltinTool, Toolkit
     from tools.builtin_reminders import ReminderTools
-    from tools.zones import UserZones
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "AssistantSystem", "ConversationFactory"]
 
@@ -60,8 +61,9 @@ class ConversationFactory:
     turn: TurnSettings
     mailbox_size: int
     metrics: Metrics | None
-    toolkit: Toolkit | None = None
-    zones: UserZones | None = None
+    setup: TurnSetup | None = None
+    """The instructions and tools of each turn (the user's facts, zone, built-in tools)."""
+    backoff: Backoff | None = None
     reminders: ReminderTools | None = None
 
     def __call__(self, conversation_id: str) -> ConversationActor:
@@ -75,8 +77,8 @@ class ConversationFactory:
             settings=self.turn,
             mailbox_size=self.mailbox_size,
             metrics=self.metrics,
-            toolkit=self.toolkit,
-            zones=self.zones,
+            setup=self.setup,
+            backoff=self.backoff,
             reminders=self.reminders,
         )
 
@@ -120,8 +122,8 @@ class AssistantSystem:
         self.health: HealthServer | None = None
         self.metrics: Metrics | None = None
         self.mcp_actors: dict[str, McpServerActor] = {}
-        self.builtins: list[BuiltinTool] = []
-        """The built-in tools every turn has (each feature appends its own)."""
+        self.features: FeatureStores | None = None
+        """The facts, reminders, usage and preference stores, once open."""
         self.scheduler: ReminderScheduler | None = None
 
     def request_stop(self, exit_code: int = EXIT_OK) -> None:
@@ -158,8 +160,11 @@ class AssistantSystem:
             edge = await self._open_edge(stack, ingress)
             root = self._start_root(stack)
             toolbox = self._start_tools(root)
-            reminders = self._reminder_tools(features)
-            factory = self._conversation_factory(store, model, toolbox, edge.channel, features, reminders)
+            factory = self._conversation_factory(store, model, toolbox, edge.channel)
+            # The scheduler starts after the actors whose tools wake it: they look it up when called.
+            reminders = reminder_tools(features.reminders, lambda: self.scheduler)
+            setup = build_turn_setup(self.settings, toolbox, features, stack, extra_tools=reminders.tools)
+            factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff, reminders=reminders)
             registry = self._start_registry(stack, root, factory)
             # Stopped before the conversation actors drain: no firing goes to an actor that is stopping.
             self.scheduler, scheduler = start_scheduler(root, registry, features.reminders, self.backoff)
@@ -194,12 +199,8 @@ class AssistantSystem:
 
         features = build_feature_stores(self.settings.store, self.backoff)
         await stack.enter_async_context(features)
+        self.features = features
         return features
-
-    def _reminder_tools(self, features: FeatureStores) -> ReminderTools:
-        reminders = reminder_tools(features.reminders, lambda: self.scheduler)
-        self.builtins.extend(reminders.tools)
-        return reminders
 
     def _open_model(self, stack: AsyncExitStack) -> ChatModel:
         from llm import build_chat_model
@@ -223,6 +224,8 @@ class AssistantSystem:
         client = await stack.enter_async_context(
             TelegramClient(telegram, pool_size=telegram.send_connections, read_timeout=telegram.send_timeout_seconds)
         )
+        # "typing..." has connections of its own: a chat action must never delay a reply.
+        actions = await stack.enter_async_context(TelegramClient(telegram, pool_size=2, read_timeout=5.0))
         overall = telegram.overall_messages_per_second
         sender = TelegramSender(
             client.bot,
@@ -232,6 +235,7 @@ class AssistantSystem:
             max_concurrent_sends=telegram.send_connections,
             typing_delay_s=telegram.typing_delay_seconds,
             on_retry=self._count_telegram_retry if self.metrics is not None else None,
+            typing_bot=actions.bot,
         )
         stack.push_async_callback(sender.aclose)
         return _TelegramEdge(TelegramChannel(sender, ingress), client.bot)
@@ -270,19 +274,9 @@ class AssistantSystem:
         return toolbox
 
     def _conversation_factory(
-        self,
-        store: ConversationStore,
-        model: ChatModel,
-        toolbox: Toolbox,
-        channel: ReplyChannel,
-        features: FeatureStores,
-        reminders: ReminderTools,
+        self, store: ConversationStore, model: ChatModel, toolbox: Toolbox, channel: ReplyChannel
     ) -> ConversationFactory:
-        from zoneinfo import ZoneInfo
-
         from llm import load_system_prompt
-        from tools.builtin import Toolkit
-        from tools.zones import UserZones
 
         llm = self.settings.llm
         return ConversationFactory(
@@ -290,12 +284,15 @@ class AssistantSystem:
             model=model,
             toolbox=toolbox,
             channel=channel,
-            turn=TurnSettings(load_system_prompt(llm), llm.max_steps, llm.context_tokens),
+            turn=TurnSettings(
+                load_system_prompt(llm),
+                llm.max_steps,
+                llm.context_tokens,
+                reply_within_seconds=llm.retry_budget_seconds,
+            ),
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
-            toolkit=Toolkit(toolbox, self.builtins),
-            zones=UserZones(features.preferences, ZoneInfo(self.settings.timezone)),
-            reminders=reminders,
+            backoff=self.backoff,
         )
 
     def _start_registry(

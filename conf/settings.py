@@ -7,7 +7,6 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from conf._interpolate import interpolate
+from conf.zones import ZoneName
 
 __all__ = [
     "ActorSettings",
@@ -288,20 +288,8 @@ class Settings(SettingsModel):
     health: HealthSettings = HealthSettings()
     logging: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
-    timezone: str = "UTC"
-    """Users' default time zone (an IANA name); each may set their own with `/timezone`."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, raw: str) -> str:
-        name = raw.strip()
-        try:
-            if not name or name.startswith(("/", ".")) or ".." in name:
-                raise ValueError(name)
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{raw!r} is not an IANA time zone name (e.g. Europe/Berlin, UTC)") from None
-        return name
+    timezone: ZoneName = "UTC"
+    """Users' time zone until they choose their own with /timezone."""
 
     def secrets(self) -> list[str]:
         """The secret values in these settings, for the log redactor."""

@@ -17,6 +17,7 @@ from actors.protocol import DeliveryFailed, ReminderDue, Reply, ReplyTarget
 from actors.registry import ConversationRegistry
 from actors.scheduler import ReminderScheduler
 from actors.supervisor import Supervisor
+from actors.turn_setup import TurnSetup
 from conf import BackoffSettings
 from llm import EmptyToolbox, ModelReply, ModelRequest, UserRecord, record_to_json
 from ops.backoff import Backoff
@@ -25,7 +26,6 @@ from stores.memory_reminders import InMemoryReminderStore
 from tests.fakes.clock import FakeWallClock
 from tools import ToolContext, Toolkit
 from tools.builtin_reminders import ReminderTools
-from tools.zones import UserZones
 
 START = datetime(2026, 5, 1, 6, 0, tzinfo=UTC)  # Friday 08:00 in Berlin
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -130,10 +130,16 @@ class ReminderWorld:
         """Start the system afresh (after `crash` or `stop`: a restart)."""
         backoff = Backoff(FAST)
         supervisor = Supervisor("conversations", backoff=backoff, max_restarts=10, window_seconds=60)
-        zones = UserZones(self.preferences, BERLIN)
         scheduler_box: list[ReminderScheduler] = []
         tools = ReminderTools(self.reminders, lambda due: scheduler_box[0].wake(due))
-        toolkit = Toolkit(EmptyToolbox(), tools.tools)
+        setup = TurnSetup(
+            "You are a test.",
+            Toolkit(EmptyToolbox(), tools.tools),
+            default_zone=BERLIN,
+            context_tokens=16000,
+            preferences=self.preferences,
+            clock=self.clock.now,
+        )
 
         def new_actor(conversation_id: str) -> ConversationActor:
             return ConversationActor(
@@ -143,10 +149,9 @@ class ReminderWorld:
                 toolbox=EmptyToolbox(),
                 channel=self.channel,
                 settings=TurnSettings("You are a test."),
-                toolkit=toolkit,
-                zones=zones,
+                setup=setup,
+                backoff=backoff,
                 reminders=tools,
-                clock=self.clock.now,
             )
 
         registry: ConversationRegistry[ConversationActor] = ConversationRegistry(

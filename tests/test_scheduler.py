@@ -302,6 +302,11 @@ async def test_two_schedulers_on_one_store_fire_each_firing_once() -> None:
     second.start()
     for index in range(10):
         await first.create(f"r{index}", "2026-05-01T09:00", chat=100 + index)
+    # Both are running before the reminders fall due for both at once: the claims race. (A scheduler
+    # that starts hands every unconfirmed firing to its chat again, so one starting while another
+    # has firings in flight could repeat them: the scheduler's docstring says so.)
+    await first.settle()
+    await second.settle()
     first.clock.advance(hours=1)
     second.scheduler.wake()  # type: ignore[union-attr]  # the second worker looks at once too
     await first.channel.until_sent(10)

@@ -18,7 +18,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from conf.zones import find_zone
 
 __all__ = [
     "RepeatRule",
@@ -73,16 +75,13 @@ class RepeatRule:
 
 
 def parse_zone(name: str) -> ZoneInfo:
-    """The IANA zone `name` (`Europe/Berlin`, `UTC`); ScheduleError if there is none by that name."""
-    cleaned = name.strip()
-    try:
-        if not cleaned or cleaned.startswith(("/", ".")) or ".." in cleaned:
-            raise ValueError(cleaned)
-        return ZoneInfo(cleaned)
-    except (ZoneInfoNotFoundError, ValueError):
+    """The IANA zone `name` (`Europe/Berlin`, `UTC`, in any case); ScheduleError if there is none by that name."""
+    zone = find_zone(name)
+    if zone is None:
         raise ScheduleError(
             f"Unknown time zone {name!r}: use an IANA zone name such as 'Europe/Berlin' or 'America/New_York'."
-        ) from None
+        )
+    return zone
 
 
 def zone_or_utc(name: str) -> ZoneInfo:

@@ -5,6 +5,12 @@ Limits follow python-telegram-bot's `AIORateLimiter` defaults: at most 30 messag
 drew it: one chat's flood wait never stalls the others. Private chats are not paced proactively:
 Telegram's ~1 message/s per chat is guidance it enforces with 429 + `retry_after`, which we honour
 for that chat; pacing every private chat at 1/s would add up to a second to each quick exchange.
+
+Retries are at-least-once. A failure before the request was whole on the wire (connecting,
+writing, our own pool) certainly left the message untaken and is retried; so is one after it
+(a read timeout, a dropped connection), where Telegram may have taken it: the Bot API has no
+idempotency key and no way to ask, so the message is sent again and may arrive twice
+(`telegram_send_uncertain` in the log). A duplicate is the lesser harm than a lost answer.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ from ops.backoff import Backoff, Clock, Sleep
 __all__ = ["DeliveryError", "Rate", "TelegramSender", "retry_after_seconds"]
 
 log = structlog.get_logger(__name__)
+
+_MAYBE_TAKEN = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+"""Failures after the whole request was written: Telegram may have taken the message. Every other
+network failure (connecting, writing, the pool, an HTTP error status) certainly left it untaken."""
 
 
 class DeliveryError(Exception):
@@ -99,6 +109,8 @@ class TelegramSender:
     are waited out through `sleep`. `on_retry(wait_s, reason)` hears of every retry (for metrics).
     `overall_rate` paces all chats together (None: no proactive overall pacing, only Telegram's
     429s, per chat); `group_rate` paces each group; `clock` and `sleep` are injectable for tests.
+    `typing_bot` (with its own pool of `typing_connections`) sends "typing...", so that chat actions
+    never hold a connection a reply is waiting for; without it they share the sending pool.
 
     `send_text` returns once every chunk was accepted; it waits out `RetryAfter` (for that chat
     only) and retries network errors with capped backoff, forever, so nothing is dropped for a
@@ -118,8 +130,11 @@ class TelegramSender:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         on_retry: Callable[[float, str], None] | None = None,
+        typing_bot: Bot | None = None,
+        typing_connections: int = 2,
     ) -> None:
         self._bot = bot
+        self._typing_bot = typing_bot if typing_bot is not None else bot
         self._on_retry = on_retry
         self._backoff = backoff
         self._group_rate = group_rate
@@ -131,6 +146,7 @@ class TelegramSender:
         # Requests beyond the HTTP pool's size would fail with a pool timeout after waiting for a
         # connection; queueing them here instead keeps hundreds of chats from retrying in lockstep.
         self._in_flight = asyncio.Semaphore(max_concurrent_sends)
+        self._typing_in_flight = asyncio.Semaphore(typing_connections) if typing_bot is not None else self._in_flight
         self._typing: set[asyncio.Task[None]] = set()
         self._groups: dict[int, _Window] = {}
         # One lock per chat, so chunks of two replies to a chat never interleave.
@@ -213,7 +229,7 @@ class TelegramSender:
             except (Forbidden, InvalidToken) as exc:
                 log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
                 raise DeliveryError(chat_id, exc.message) from exc
-            except NetworkError as exc:  # TimedOut included; a timed-out send may have arrived (at-least-once)
+            except NetworkError as exc:  # TimedOut included
                 if isinstance(exc.__cause__, httpx.PoolTimeout):
                     # Not sent at all: our own pool was busy. Try again at once; backing off would
                     # only make the waiting chats retry together later.
@@ -221,10 +237,18 @@ class TelegramSender:
                     continue
                 attempt += 1
                 wait_s = self._backoff.delay(attempt)
+                # Sent, but no answer came back (read timeout, connection lost): Telegram may have
+                # taken it, and the Bot API cannot tell. Sending again risks a duplicate; not sending
+                # risks losing the answer to an acknowledged message, which is worse.
+                uncertain = isinstance(exc.__cause__, _MAYBE_TAKEN)
                 log.warning(
-                    "telegram_send_retry", chat_id=chat_id, attempt=attempt, wait_s=round(wait_s, 3), error=exc.message
+                    "telegram_send_uncertain" if uncertain else "telegram_send_retry",
+                    chat_id=chat_id,
+                    attempt=attempt,
+                    wait_s=round(wait_s, 3),
+                    error=exc.message,
                 )
-                self._report_retry(wait_s, "network")
+                self._report_retry(wait_s, "uncertain" if uncertain else "network")
                 await self._sleep(wait_s)
             except TelegramError as exc:
                 log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
@@ -272,10 +296,10 @@ class TelegramSender:
         """Show "typing..." in the chat. Best effort: failures are logged at debug, never raised.
         With `unless`, nothing is sent if that event is set by the time a connection is free."""
         try:
-            async with self._in_flight:
+            async with self._typing_in_flight:
                 if unless is not None and unless.is_set():
                     return
-                await self._bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=message_thread_id)
+                await self._typing_bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=message_thread_id)
         except TelegramError as exc:
             log.debug("telegram_typing_failed", chat_id=chat_id, error=exc.message)
 
