@@ -14,6 +14,8 @@ __all__ = [
     "Command",
     "ConversationMessage",
     "DeliveryFailed",
+    "FiringOutcome",
+    "ReminderDue",
     "Reply",
     "ReplyChannel",
     "ReplyTarget",
@@ -52,7 +54,41 @@ class Command:
     """What the user wrote after the command word (`/forget 3f2a` has args `3f2a`), stripped."""
 
 
-ConversationMessage = UserMessage | Command
+@dataclass(frozen=True, slots=True)
+class ReminderDue:
+    """A reminder's firing is due in this conversation (the scheduler tells it, like a message).
+
+    The conversation records it by `firing_id` as it records a message by `update_id`, so a firing
+    told again after a crash is sent at most once more (only if the crash fell between Telegram
+    accepting it and the store recording it). Its answer (to `ask`) is a `FiringOutcome`.
+    """
+
+    conversation_id: str
+    firing_id: str
+    """The reminder's id and due time (`stores.firing_id`)."""
+    text: str
+    target: ReplyTarget
+    user_id: int | None
+    """Who made the reminder: a `run` reminder acts for them (their tools, zone and budget)."""
+    run: bool = False
+    """The text is a task to carry out with the model and tools; else it is sent as written."""
+    late: str = ""
+    """A note that the firing is late and when it was due (the assistant was stopped); empty if on time."""
+    received_at: float | None = None
+    """When the scheduler told it (the loop's clock), from which its turn's deadline counts; None: from
+    when its turn starts."""
+
+    @property
+    def update_id(self) -> None:
+        """A firing has no Telegram update: it is known by `firing_id`."""
+        return None
+
+
+FiringOutcome = Literal["sent", "duplicate", "undeliverable"]
+"""What became of a `ReminderDue`: sent (or its turn answered and delivered), already sent before,
+or it can never be delivered (the chat blocked the bot or is gone)."""
+
+ConversationMessage = UserMessage | Command | ReminderDue
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +100,8 @@ class Reply:
     target: ReplyTarget
     update_id: int | None = None
     kind: Literal["answer", "notice", "error"] = "answer"
+    firing_id: str | None = None
+    """The reminder firing this answers, where a reminder caused it (then `update_id` is None)."""
 
 
 class DeliveryFailed(Exception):

@@ -26,6 +26,12 @@ __all__ = [
     "MODEL_UNKNOWN",
     "NOT_ALLOWED",
     "NOT_READ",
+    "REMINDERS_HEADER",
+    "REMINDERS_NONE",
+    "REMINDERS_OFF",
+    "REMINDER_FAILED",
+    "REMINDER_LATE",
+    "REMINDER_LATE_REPEATING",
     "RESET",
     "START",
     "STORE_UNAVAILABLE",
@@ -56,6 +62,7 @@ HELP = (
     "/timezone Area/City: your time zone (e.g. /timezone Europe/Berlin)\n"
     "/model: show or switch the model of this chat\n"
     "/usage: tokens and cost used today and this month\n"
+    "/reminders: the reminders set in this chat\n"
     "/help: this message\n\n"
     "In groups, mention me or reply to one of my messages."
 )
@@ -167,3 +174,17 @@ USAGE_BUDGET = "Daily budget: {remaining} of {budget} tokens left; it renews at 
 USAGE_NO_BUDGET = "Daily budget: unlimited."
 
 USAGE_ALL_USERS = "All users this month: {total}"
+REMINDERS_HEADER = "Reminders in this chat:"
+
+REMINDERS_NONE = 'No reminders in this chat. Ask me, for example: "remind me tomorrow at 9 to call the bank".'
+
+REMINDERS_OFF = "Reminders are not available here."
+
+REMINDER_LATE = "(Late: this was due {due}, while I was not running.)"
+
+REMINDER_LATE_REPEATING = (
+    "(Late: this was due {due}, while I was not running, and came due {missed} more time(s) since. "
+    "It goes on as scheduled.)"
+)
+
+REMINDER_FAILED = "Sorry, something went wrong with a reminder, so I skipped it: {text}"

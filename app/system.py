@@ -20,6 +20,7 @@ from actors.registry import ConversationRegistry
 from actors.supervisor import Child, Supervisor
 from app.memory import build_turn_setup
 from app.metered import MeteredChatModel, MeteredToolbox
+from app.reminders import reminder_tools, start_scheduler
 from conf import Settings
 from conf.mcp import McpServerSettings
 from llm import ChatModel, Toolbox
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
 
     from actors.accounting import Accounting
     from actors.mcp import McpServerActor
+    from actors.scheduler import ReminderScheduler
     from actors.turn_setup import TurnSetup
     from channels.console import ConsoleChannel, ConsoleGateway
     from channels.telegram.gateway import TelegramChannel, TelegramGateway
     from ops.health import HealthServer
     from ops.metrics import Metrics
+    from tools.builtin_reminders import ReminderTools
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "AssistantSystem", "ConversationFactory"]
 
@@ -67,6 +70,7 @@ class ConversationFactory:
     """Reading voice, photos and files (None: a message with files is explained as unreadable)."""
     accounting: Accounting | None = None
     """Usage, the daily budget and each chat's model."""
+    reminders: ReminderTools | None = None
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
@@ -83,6 +87,7 @@ class ConversationFactory:
             backoff=self.backoff,
             media=self.media,
             accounting=self.accounting,
+            reminders=self.reminders,
         )
 
 
@@ -128,6 +133,7 @@ class AssistantSystem:
         self.mcp_actors: dict[str, McpServerActor] = {}
         self.features: FeatureStores | None = None
         """The facts, reminders, usage and preference stores, once open."""
+        self.scheduler: ReminderScheduler | None = None
 
     def request_stop(self, exit_code: int = EXIT_OK) -> None:
         """Begin a graceful stop; the first non-zero exit code wins."""
@@ -164,10 +170,15 @@ class AssistantSystem:
             root = self._start_root(stack)
             toolbox = self._start_tools(root)
             factory = self._conversation_factory(store, model, toolbox, edge.channel)
-            setup = build_turn_setup(self.settings, toolbox, features, stack)
+            # The scheduler starts after the actors whose tools wake it: they look it up when called.
+            reminders = reminder_tools(features.reminders, lambda: self.scheduler)
+            setup = build_turn_setup(self.settings, toolbox, features, stack, extra_tools=reminders.tools)
             media = edge.media if isinstance(edge, _TelegramEdge) else None
-            factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff, media=media)
+            factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff, media=media, reminders=reminders)
             registry = self._start_registry(stack, root, factory)
+            # Stopped before the conversation actors drain: no firing goes to an actor that is stopping.
+            self.scheduler, scheduler = start_scheduler(root, registry, features.reminders, self.backoff)
+            stack.push_async_callback(_stop_child, root, scheduler)
             self._start_gateway(stack, root, registry, ingress, edge)
             stack.callback(self._log_stopping)
             self._log_started()

@@ -13,6 +13,7 @@ from llm.records import (
     AssistantRecord,
     ModelMessage,
     Record,
+    ReminderFiredRecord,
     ResetRecord,
     SummaryRecord,
     ToolCall,
@@ -22,6 +23,8 @@ from llm.records import (
 
 __all__ = [
     "INTERRUPTED_TOOL_RESULT",
+    "REMINDER_SENT",
+    "REMINDER_TASK",
     "SUMMARY_HEADER",
     "ImageCost",
     "anthropic_image_tokens",
@@ -48,6 +51,15 @@ one of these (see `_stable_start`)."""
 
 INTERRUPTED_TOOL_RESULT = "No result: this tool call was interrupted before it finished. Call it again if needed."
 """The text of the tool result made up for a call whose result was never recorded (a crash mid-step)."""
+
+REMINDER_TASK = (
+    "(This is not a message from the user: it is a task the user scheduled earlier, due now. Carry it out, "
+    "with your tools if they help, and answer with the result for the user.)\n\n{text}"
+)
+"""How the model sees a `run` reminder's firing: the user message its turn answers."""
+
+REMINDER_SENT = "(Reminder sent to the user at its time:) {text}"
+"""How the model sees a plain reminder's firing: something the assistant said, which needs no answer."""
 
 SUMMARY_HEADER = (
     "[Summary of the earlier part of this conversation, written by you (the assistant) to keep it "
@@ -104,6 +116,8 @@ def estimate_stored_tokens(data: Mapping[str, Any], image_cost: ImageCost = anth
     """`estimate_tokens` of a stored record, read off its JSON (`llm.record_json`) without decoding it
     (an activation estimates many records it may never decode); markers and malformed fields cost 0."""
     role = data.get("role")
+    if data.get("type") == "reminder_fired":  # seen in its place (`_firing_message`)
+        return _MESSAGE_OVERHEAD + estimate_text_tokens(REMINDER_TASK) + _text_tokens(data.get("text"))
     if role not in ("user", "assistant", "tool"):
         return 0
     tokens = _MESSAGE_OVERHEAD + _text_tokens(data.get("content"))
@@ -146,7 +160,9 @@ def trim_history(
     - only messages after the last reset are seen; markers (notices, delivered, reset) are the
       conversation's own book-keeping. The latest summary is seen in place of the records it covers
       (as a user message, `summary_message`), before the records after them; a summary that covers
-      records from before the last reset is not seen. Reminder firings are not shown yet;
+      records from before the last reset is not seen. A reminder firing is seen in its place: a
+      `run` one as the user message of the task (`REMINDER_TASK`), which its turn answers; a plain
+      one as what the assistant said (`REMINDER_SENT`), so the model knows of it but never answers it;
     - an assistant message with tool calls and its tool results are kept or dropped together; a tool
       result without its call is dropped, and a call whose result is missing (a crash mid-step) gets a
       made-up error result (`INTERRUPTED_TOOL_RESULT`), so the providers never see a broken pair: this is
@@ -257,6 +273,8 @@ def _messages_newest_first(history: Sequence[Record]) -> Iterator[list[ModelMess
             yield [record, *(by_call.get(call.id) or _interrupted(call) for call in record.tool_calls)]
         elif isinstance(record, UserRecord | AssistantRecord):
             yield [record]
+        elif isinstance(record, ReminderFiredRecord):
+            yield [_firing_message(record)]
         elif isinstance(record, ResetRecord):
             if summary is not None and record.seq is not None and summary.first_seq <= record.seq:
                 summary = None  # it tells of what the reset put out of sight
@@ -270,3 +288,9 @@ def _messages_newest_first(history: Sequence[Record]) -> Iterator[list[ModelMess
 
 def _interrupted(call: ToolCall) -> ToolResultRecord:
     return ToolResultRecord(tool_call_id=call.id, name=call.name, content=INTERRUPTED_TOOL_RESULT, is_error=True)
+
+
+def _firing_message(record: ReminderFiredRecord) -> UserRecord | AssistantRecord:
+    if record.run:
+        return UserRecord(text=REMINDER_TASK.format(text=record.text), firing_id=record.firing_id, seq=record.seq)
+    return AssistantRecord(text=REMINDER_SENT.format(text=record.text), firing_id=record.firing_id, seq=record.seq)

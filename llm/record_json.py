@@ -75,6 +75,7 @@ def record_to_json(record: Record) -> dict[str, Any]:
             data = {"type": "summary", "text": record.text, "first_seq": record.first_seq, "last_seq": record.last_seq}
         case ReminderFiredRecord():
             data = {"type": "reminder_fired", "text": record.text}
+            _put(data, "run", record.run)
         case _:
             assert_never(record)
     target: ReplyTarget | None = getattr(record, "target", None)
@@ -259,7 +260,7 @@ def _summary(f: _Fields) -> SummaryRecord:
 
 
 def _reminder_fired(f: _Fields) -> ReminderFiredRecord:
-    record = ReminderFiredRecord(text=f.text("text"), target=f.target(), **f.stamps())
+    record = ReminderFiredRecord(text=f.text("text"), target=f.target(), run=f.flag("run"), **f.stamps())
     if record.firing_id is None:
         raise RecordError("a reminder firing without its firing_id")
     return record

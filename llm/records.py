@@ -202,6 +202,8 @@ class ReminderFiredRecord(_Stamped):
 
     text: str
     target: ReplyTarget | None = None
+    run: bool = False
+    """The text is a task the assistant carries out (a turn follows), rather than a note sent as written."""
 
 
 ModelMessage: TypeAlias = UserRecord | AssistantRecord | ToolResultRecord

@@ -43,6 +43,7 @@ def test_the_menu_lists_the_table_in_order_without_start() -> None:
         ("timezone", "Your time zone: /timezone Area/City"),
         ("model", "Show or switch the model of this chat"),
         ("usage", "Tokens and cost used today and this month"),
+        ("reminders", "Reminders in this chat"),
     ]
 
 
