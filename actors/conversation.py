@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Protocol
 
 import structlog
 
 from actors import texts
-from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
+from actors._streaming import StopSwitch, TurnOutput, TurnStopped, stopped_text, write_through
+from actors.protocol import (
+    Command,
+    ConversationMessage,
+    DeliveryFailed,
+    Reply,
+    ReplyChannel,
+    ReplyStream,
+    ReplyTarget,
+    StreamingReplyChannel,
+    UserMessage,
+)
 from actors.runtime import Actor
 from llm import (
     AssistantRecord,
@@ -19,11 +32,13 @@ from llm import (
     LLMRejected,
     LLMUnavailable,
     NoticeRecord,
+    PreviewRecord,
     Record,
     ResetRecord,
     Toolbox,
     TurnContext,
     TurnRecord,
+    TurnResult,
     UserRecord,
     decode_history,
     record_to_json,
@@ -50,7 +65,9 @@ class TurnSettings:
 class TurnMetrics(Protocol):
     """The metrics a conversation reports (ops.metrics.Metrics implements it)."""
 
-    def turn(self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool) -> None: ...
+    def turn(
+        self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool, first_text_ms: float | None = None
+    ) -> None: ...
 
 
 class ConversationActor(Actor[ConversationMessage]):
@@ -63,6 +80,9 @@ class ConversationActor(Actor[ConversationMessage]):
     An update is answered at most once: after a restart, a replayed update that is already delivered
     is skipped, one answered but not delivered is delivered, and one only received gets its turn run
     again from the stored history.
+
+    A StreamingReplyChannel previews answers as they are written (not records; the ids of a group's
+    preview messages are: PreviewRecord, finished by an edit after a restart). /stop is `interrupt`.
     """
 
     def __init__(
@@ -90,6 +110,11 @@ class ConversationActor(Actor[ConversationMessage]):
         self._last_update: int | None = None
         self._stage: Stage = "delivered"
         self._answer: AssistantRecord | NoticeRecord | None = None
+        self._preview: tuple[int, ...] = ()
+        # Preview message ids are recorded from the preview's own task, beside the turn's records:
+        # one append at a time keeps `seq` and the store's order in step.
+        self._appending = asyncio.Lock()
+        self._stops = StopSwitch()
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -102,6 +127,7 @@ class ConversationActor(Actor[ConversationMessage]):
         self._history = []
         self._next_seq = _seq_after(stored)
         self._last_update, self._stage, self._answer = None, "delivered", None
+        self._preview = ()
         for record in decode_history(stored):
             self._track(record)
         log.debug(
@@ -123,17 +149,25 @@ class ConversationActor(Actor[ConversationMessage]):
         if self._last_update is None or update_id > self._last_update:
             # Update ids only grow, so the first record of a newer update starts its handling.
             self._last_update, self._stage, self._answer = update_id, "received", None
+            self._preview = ()
         elif update_id < self._last_update:
             return
-        if isinstance(record, NoticeRecord) or (isinstance(record, AssistantRecord) and not record.tool_calls):
+        if isinstance(record, PreviewRecord):
+            self._preview = record.message_ids
+        elif isinstance(record, NoticeRecord) or (isinstance(record, AssistantRecord) and not record.tool_calls):
             self._stage, self._answer = "answered", record
         elif isinstance(record, DeliveredRecord):
             # Delivered answers are never needed again; thousands of idle actors need not keep them.
             self._stage, self._answer = "delivered", None
 
     async def _append(self, record: Record) -> None:
-        record = dataclasses.replace(record, seq=self._next_seq)
-        await self._store.append(self.conversation_id, [record_to_json(record)])
+        async with self._appending:
+            record = dataclasses.replace(record, seq=self._next_seq)
+            await write_through(
+                self._store.append(self.conversation_id, [record_to_json(record)]), partial(self._count, record)
+            )
+
+    def _count(self, record: Record) -> None:
         self._next_seq += 1
         self._track(record)
 
@@ -141,6 +175,32 @@ class ConversationActor(Actor[ConversationMessage]):
 
     async def handle(self, message: ConversationMessage) -> str | None:
         """Answer one message; returns the answer's text (None when it was a duplicate)."""
+        if self._stops.passed_by(message):
+            await self._settle_stop()
+        answer = await self._handle(message)
+        if self._stops.request is not None and not self.queued:
+            await self._settle_stop()
+        return answer
+
+    def interrupt(self, message: ConversationMessage) -> bool:
+        """/stop, out of band (from the gateway's task): cancel the running turn, or hold the stop for
+        the turns queued before it. False (nothing to stop) for anything else, or when idle."""
+        taken = self._stops.interrupt(message, waiting=self.queued > 0)
+        log.info("turn_stop_requested", conversation_id=self.conversation_id, update_id=message.update_id, taken=taken)
+        return taken
+
+    async def _settle_stop(self) -> None:
+        """The held /stop has nothing left to cover: its update is done (answered if it stopped nothing)."""
+        settled = self._stops.settle()
+        if settled is None:
+            return
+        command, stopped = settled
+        if not stopped:
+            await self._answer_with_notice(command.update_id, command.target, texts.NOTHING_TO_STOP, "notice")
+        elif command.update_id is not None:
+            await self._channel.done(command.update_id)
+
+    async def _handle(self, message: ConversationMessage) -> str | None:
         update_id = message.update_id
         with structlog.contextvars.bound_contextvars(update_id=update_id):
             if update_id is not None and self._last_update is not None:
@@ -150,7 +210,10 @@ class ConversationActor(Actor[ConversationMessage]):
                     return None
                 if update_id == self._last_update and self._stage == "answered" and self._answer is not None:
                     log.info("update_answer_redelivered")
-                    return await self._deliver(_reply(self.conversation_id, self._answer, message.target))
+                    async with TurnOutput() as output:
+                        # A group's preview left by the crash is finished by editing it.
+                        output.stream = self._open_stream(message, output) if self._preview else None
+                        return await self._deliver(_reply(self.conversation_id, self._answer, message.target), output)
                 if update_id == self._last_update and isinstance(message, UserMessage):
                     # Tool calls a crash left without results are answered in what the model sees (llm.context).
                     log.info("update_turn_resumed")
@@ -164,17 +227,25 @@ class ConversationActor(Actor[ConversationMessage]):
         if command.name == "reset":
             await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
+        elif command.name == "stop":
+            # A /stop that reaches the mailbox (the console, or a channel without out-of-band stops).
+            text = texts.NOTHING_TO_STOP
         else:
             text = texts.START if command.name == "start" else texts.HELP
         return await self._answer_with_notice(command.update_id, command.target, text, "notice")
 
     async def _answer_with_notice(
-        self, update_id: int | None, target: ReplyTarget, text: str, kind: Literal["notice", "error"]
+        self,
+        update_id: int | None,
+        target: ReplyTarget,
+        text: str,
+        kind: Literal["notice", "error"],
+        output: TurnOutput | None = None,
     ) -> str:
         reply = Reply(self.conversation_id, text, target, update_id, kind=kind)
         if update_id is not None:
             await self._append(NoticeRecord(text=text, is_error=kind == "error", target=target, update_id=update_id))
-        return await self._deliver(reply)
+        return await self._deliver(reply, output)
 
     def _turn_context(self, message: UserMessage) -> TurnContext:
         """What this turn asks of the model: the instructions are built here, per turn."""
@@ -183,47 +254,106 @@ class ConversationActor(Actor[ConversationMessage]):
 
     async def _run_turn(self, message: UserMessage) -> str:
         started = time.perf_counter()
-        update_id = message.update_id
+        update_id, target = message.update_id, message.target
+        ok, steps = False, 0
+        output = TurnOutput()
+        output.stream = self._open_stream(message, output)
+        try:
+            async with output:
+                try:
+                    result = await self._model_and_tools(message, output)
+                except TurnStopped:
+                    return await self._finish_stopped(message, output)
+                except LLMUnavailable as exc:
+                    log.warning("turn_failed_model_unavailable", status=exc.status, error=str(exc))
+                    return await self._answer_with_notice(update_id, target, texts.MODEL_UNAVAILABLE, "error", output)
+                except LLMRejected as exc:
+                    log.error("turn_failed_model_rejected", status=exc.status, error=str(exc))
+                    return await self._answer_with_notice(update_id, target, texts.MODEL_REJECTED, "error", output)
+                ok, steps = True, result.steps
+                text = await self._deliver(Reply(self.conversation_id, result.text, target, update_id), output)
+                log.info(
+                    "turn_finished",
+                    steps=result.steps,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    model_ms=round(result.model_ms, 2),
+                    tool_ms=round(result.tool_ms, 2),
+                    step_limit=result.stopped_by_step_limit,
+                    first_text_ms=None if output.first_text_ms is None else round(output.first_text_ms, 2),
+                )
+                return text
+        finally:
+            if self._metrics is not None:
+                latency_ms, first_ms = (time.perf_counter() - started) * 1000, output.first_text_ms
+                self._metrics.turn(
+                    latency_ms, conversation_id=self.conversation_id, steps=steps, ok=ok, first_text_ms=first_ms
+                )
+
+    async def _model_and_tools(self, message: UserMessage, output: TurnOutput) -> TurnResult:
+        """The model and its tool calls, streaming into `output`; TurnStopped if a /stop cut them short."""
 
         async def record(item: TurnRecord) -> None:
             if isinstance(item, AssistantRecord):
                 item = dataclasses.replace(item, target=message.target)
-            await self._append(dataclasses.replace(item, update_id=update_id))
+                if item.tool_calls:
+                    output.tool_boundary(item.text)
+            await self._append(dataclasses.replace(item, update_id=message.update_id))
 
-        ok, steps = False, 0
+        if self._stops.covers(message):
+            raise TurnStopped  # the /stop came before this turn could start (or before a crash ended it)
+        context = dataclasses.replace(self._turn_context(message), on_delta=output.delta, on_retry=output.retry)
         try:
-            async with self._channel.typing(message.target):
-                result = await run_turn(
-                    self._model, self._toolbox, self._turn_context(message), history=self._history, record=record
-                )
-            ok, steps = True, result.steps
-            log.info(
-                "turn_finished",
-                steps=result.steps,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                model_ms=round(result.model_ms, 2),
-                tool_ms=round(result.tool_ms, 2),
-                step_limit=result.stopped_by_step_limit,
-            )
-            answer = Reply(self.conversation_id, result.text, message.target, update_id)
-            return await self._deliver(answer)
-        except LLMUnavailable as exc:
-            log.warning("turn_failed_model_unavailable", status=exc.status, error=str(exc))
-            return await self._answer_with_notice(update_id, message.target, texts.MODEL_UNAVAILABLE, "error")
-        except LLMRejected as exc:
-            log.error("turn_failed_model_rejected", status=exc.status, error=str(exc))
-            return await self._answer_with_notice(update_id, message.target, texts.MODEL_REJECTED, "error")
-        finally:
-            if self._metrics is not None:
-                latency_ms = (time.perf_counter() - started) * 1000
-                self._metrics.turn(latency_ms, conversation_id=self.conversation_id, steps=steps, ok=ok)
+            with self._stops.running():
+                async with self._channel.typing(message.target):
+                    return await run_turn(self._model, self._toolbox, context, history=self._history, record=record)
+        except asyncio.CancelledError:
+            if self._stops.consume_cancel():
+                raise TurnStopped from None
+            raise
 
-    async def _deliver(self, reply: Reply) -> str:
+    async def _finish_stopped(self, message: UserMessage, output: TurnOutput) -> str:
+        """Record what the stopped turn wrote, marked as stopped, and send it; or, if its answer was
+        recorded just before the /stop landed, send that."""
+        self._stops.stopped_any = True
+        update_id = message.update_id
+        answered = update_id is not None and update_id == self._last_update and self._stage == "answered"
+        if answered and self._answer is not None:
+            reply = _reply(self.conversation_id, self._answer, message.target)
+        else:
+            text = stopped_text(output.text())
+            await self._append(AssistantRecord(text=text, target=message.target, update_id=update_id))
+            reply = Reply(self.conversation_id, text, message.target, update_id)
+        log.info("turn_stopped", written_chars=len(output.text()))
+        return await self._deliver(reply, output)
+
+    def _open_stream(self, message: ConversationMessage, output: TurnOutput) -> ReplyStream | None:
+        """A live preview of this answer, if the channel streams; it finishes the preview messages an
+        earlier run of the same update left (recorded in PreviewRecord)."""
+        channel = self._channel
+        if not isinstance(channel, StreamingReplyChannel):
+            return None
+        update_id = message.update_id
+        shown = self._preview if update_id is not None and update_id == self._last_update else ()
+        record = partial(self._record_preview, update_id, message.target)
+        return channel.open_stream(
+            message.target, output.text, shown=shown, on_messages=record, on_visible=output.visible
+        )
+
+    async def _record_preview(self, update_id: int | None, target: ReplyTarget, message_ids: tuple[int, ...]) -> None:
+        await self._append(PreviewRecord(message_ids=message_ids, target=target, update_id=update_id))
+
+    async def _deliver(self, reply: Reply, output: TurnOutput | None = None) -> str:
         if not reply.text.strip():
             # Telegram refuses an empty message; the user must still hear back.
             reply = dataclasses.replace(reply, text=texts.EMPTY_ANSWER)
+        stream = output.stream if output is not None else None
         try:
-            await self._channel.deliver(reply)
+            if stream is not None:
+                await stream.finish(reply)
+            else:
+                await self._channel.deliver(reply)
+            if output is not None:
+                output.visible()
         except DeliveryFailed as exc:
             log.error("reply_undeliverable", reason=exc.reason)
         if reply.update_id is not None:

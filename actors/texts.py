@@ -7,9 +7,11 @@ __all__ = [
     "HELP",
     "MODEL_REJECTED",
     "MODEL_UNAVAILABLE",
+    "NOTHING_TO_STOP",
     "NOT_ALLOWED",
     "RESET",
     "START",
+    "STOPPED",
     "UNREADABLE",
 ]
 
@@ -22,6 +24,7 @@ START = (
 HELP = (
     "Write to me in plain words and I'll answer; I remember our conversation.\n\n"
     "/new or /reset: forget this conversation and start afresh\n"
+    "/stop: stop the answer I am writing\n"
     "/help: this message\n\n"
     "In groups, mention me or reply to one of my messages."
 )
@@ -41,3 +44,8 @@ NOT_ALLOWED = "Sorry, this assistant is private. Your Telegram user id is {user_
 UNREADABLE = "I can only read text messages for now. Please write your message as text."
 
 EMPTY_ANSWER = "(The model answered with nothing. Please ask again, perhaps in other words.)"
+
+STOPPED = "(stopped)"
+"""Ends what was written of an answer that /stop cut short (on a line of its own), or is all of it."""
+
+NOTHING_TO_STOP = "Nothing to stop: I'm not working on anything right now."

@@ -203,7 +203,16 @@ class AssistantSystem:
             on_retry=self._count_telegram_retry if self.metrics is not None else None,
         )
         stack.push_async_callback(sender.aclose)
-        return _TelegramEdge(TelegramChannel(sender, ingress), client.bot)
+        streams = None
+        if telegram.stream_replies:
+            from channels.telegram.streaming import StreamTiming, TelegramStreams
+
+            timing = StreamTiming(
+                draft_interval_s=telegram.draft_interval_seconds, edit_interval_s=telegram.edit_interval_seconds
+            )
+            streams = TelegramStreams(sender, timing)
+            stack.push_async_callback(streams.aclose)
+        return _TelegramEdge(TelegramChannel(sender, ingress, streams), client.bot)
 
     def _count_telegram_retry(self, wait_s: float, reason: str) -> None:
         if self.metrics is not None:

@@ -53,7 +53,8 @@ class ModelRequest:
 
     `messages` are what the model should see, as `llm.context.trim_history` chose them; `on_delta`
     receives the answer's text as it streams in; `timeout` caps this request's seconds below the
-    model's own request timeout (a retry policy passes what is left of its budget).
+    model's own request timeout (a retry policy passes what is left of its budget). `on_retry` is
+    called before a retry policy asks again: the text streamed so far is void, and comes again.
     """
 
     system: str
@@ -61,6 +62,7 @@ class ModelRequest:
     tools: Sequence[ToolSpec] = ()
     on_delta: DeltaCallback | None = None
     timeout: float | None = None
+    on_retry: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -31,14 +31,16 @@ class TurnContext:
     """What one turn is asked: the instructions the model gets (built per turn by the caller: the
     system prompt, and whatever it adds for this user and moment), and how far the turn may go.
 
-    `on_delta` receives the answer's text as the model writes it (see `RetryingChatModel` for what a
-    retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`).
+    `on_delta` receives the answer's text as the model writes it, and `on_retry` hears that the text
+    of the step so far is void because a retry writes it again (see `RetryingChatModel`);
+    `context_tokens` is the budget of what the model sees (see `trim_history`).
     """
 
     instructions: str
     max_steps: int = 8
     context_tokens: int = 16000
     on_delta: DeltaCallback | None = None
+    on_retry: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,8 @@ async def run_turn(
         specs = list(toolbox.specs())
         messages = trim_history(working, context.context_tokens, context.instructions)
         started = time.perf_counter()
-        reply = await model.complete(ModelRequest(context.instructions, messages, specs, context.on_delta))
+        request = ModelRequest(context.instructions, messages, specs, context.on_delta, on_retry=context.on_retry)
+        reply = await model.complete(request)
         model_ms += (time.perf_counter() - started) * 1000
         usage += reply.usage
         if not reply.tool_calls or step == context.max_steps:

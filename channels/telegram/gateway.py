@@ -17,12 +17,13 @@ from tenacity import RetryCallState, retry_if_exception
 
 from actors import texts
 from actors.commands import COMMANDS
-from actors.protocol import DeliveryFailed, Reply, ReplyTarget
+from actors.protocol import Command, DeliveryFailed, PreviewMessages, Reply, ReplyStream, ReplyTarget
 from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
 from channels.telegram.client import TelegramClient
 from channels.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
 from channels.telegram.sender import DeliveryError, TelegramSender, retry_after_seconds
+from channels.telegram.streaming import TelegramStreams
 from conf import Settings
 from ops.aio import wait_event
 from ops.backoff import Backoff
@@ -41,11 +42,27 @@ warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", categ
 
 
 class TelegramChannel:
-    """The ReplyChannel conversation actors use: sends through the gateway's flood-controlled sender."""
+    """The ReplyChannel conversation actors use: sends through the gateway's flood-controlled sender.
+    With `streams`, it is a StreamingReplyChannel: answers are previewed as they are written."""
 
-    def __init__(self, sender: TelegramSender, ingress: IngressLog) -> None:
+    def __init__(self, sender: TelegramSender, ingress: IngressLog, streams: TelegramStreams | None = None) -> None:
         self._sender = sender
         self._ingress = ingress
+        self._streams = streams
+
+    def open_stream(
+        self,
+        target: ReplyTarget,
+        text: Callable[[], str],
+        *,
+        shown: tuple[int, ...] = (),
+        on_messages: PreviewMessages | None = None,
+        on_visible: Callable[[], None] | None = None,
+    ) -> ReplyStream | None:
+        """A preview of one answer (see StreamingReplyChannel), or None when streaming is off."""
+        if self._streams is None:
+            return None
+        return self._streams.open(target, text, shown=shown, on_messages=on_messages, on_visible=on_visible)
 
     async def deliver(self, reply: Reply) -> None:
         """Send the reply (split, formatted, retried); DeliveryFailed if Telegram never will take it."""
@@ -311,6 +328,13 @@ class TelegramGateway:
             self._route(route, update_id, replay)
 
     def _route(self, route: Routed, update_id: int, replay: bool) -> None:
+        message = route.message
+        if isinstance(message, Command) and message.name == "stop":
+            # Out of band: a /stop must not wait behind the turn it stops.
+            if not self._registry.interrupt(route.conversation_id, message):
+                reply = Reply(route.conversation_id, texts.NOTHING_TO_STOP, message.target, update_id, kind="notice")
+                self._spawn(self._notify(reply), f"stop:{update_id}")
+            return
         try:
             self._registry.tell(route.conversation_id, route.message)
         except MailboxFull:
