@@ -172,7 +172,7 @@ async def test_commands_and_reset(tg: FakeTelegramServer, llm: FakeLLMServer, en
         texts.HELP,
     ]
     assert [m["content"] for m in llm.requests[-1].messages if m["role"] == "user"] == ["which number?"]
-    assert [command["command"] for command in tg.commands()] == ["new", "reset", "help"]
+    assert [command["command"] for command in tg.commands()] == ["new", "reset", "help", "stop"]
 
 
 async def test_commands_are_registered_only_when_they_changed(tg: FakeTelegramServer, env: dict[str, str]) -> None:
