@@ -10,9 +10,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, this file's folder comes first on sys.path, where bench/telegram.py would
+# shadow python-telegram-bot's `telegram` package: put the repository root there instead.
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH]
+sys.path.insert(0, str(_BENCH.parent))
 
-from tests.fakes.llm_server import FakeLLMRequest, FakeLLMServer, Reply
+from tests.fakes.llm_server import FakeLLMRequest, FakeLLMServer, Reply  # noqa: E402
 
 FIRST_TOKEN_S = 1.0
 CHARS_PER_SECOND = 300.0

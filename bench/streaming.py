@@ -31,13 +31,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, this file's folder comes first on sys.path, where bench/telegram.py would
+# shadow python-telegram-bot's `telegram` package: put the repository root there instead.
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH]
+sys.path.insert(0, str(_BENCH.parent))
 
-from bench._harness import REPO, BotProcess, format_table, median, percentile
-from bench._streaming_model import CHARS_PER_SECOND, FIRST_TOKEN_S, answer_text
-from channels.telegram.format import split_message, to_telegram_html
-from tests.fakes._llm_responses import split_text
-from tests.fakes.telegram_server import FakeTelegramServer
+from bench._harness import REPO, BotProcess, format_table, median, percentile  # noqa: E402
+from bench._streaming_model import CHARS_PER_SECOND, FIRST_TOKEN_S, answer_text  # noqa: E402
+from channels.telegram.format import split_message, to_telegram_html  # noqa: E402
+from tests.fakes._llm_responses import split_text  # noqa: E402
+from tests.fakes.telegram_server import FakeTelegramServer  # noqa: E402
 
 TOKEN = "123456:TEST-bench-token"
 OUT = Path(__file__).resolve().parent / "out"
@@ -170,7 +174,7 @@ def run_case(tg: FakeTelegramServer, requests: dict[str, float], pid: int, case:
     if not done:
         raise RuntimeError(f"{case.label}: not every chat got its answer")
     for chat in chats:
-        answer = Answer(asked[chat], request=requests[f"{mention}bench {case.size} {chat}".strip()])
+        answer = Answer(asked[chat], request=requests[f"bench {case.size} {chat}"])  # the mention is not the model's
         sent, edits, drafts = tg.sent_to(chat), tg.edits_to(chat), tg.drafts(chat)
         shown = [m.time for m in sent] + [d.time for d in drafts]
         answer.first_visible = min(shown)

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import anthropic
 from anthropic.types import Message as AnthropicMessage
-from anthropic.types import RawMessageStreamEvent
 
 from llm._clients import SdkChatModel
 from llm._errors import parse_arguments, unavailable
@@ -37,7 +36,6 @@ class AnthropicChatModel(SdkChatModel):
     response_type = AnthropicMessage
     # Raw events rather than `messages.stream()`: its helper raises on tool arguments that are not
     # JSON, and we want those back as ToolCall(arguments=None) for the model to correct.
-    stream_type = anthropic.AsyncStream[RawMessageStreamEvent]
 
     def body(self, request: ModelRequest) -> dict[str, Any]:
         """A Messages API request."""
@@ -109,8 +107,8 @@ class _StreamAccumulator:
             self.blocks[event.index] = _Block(
                 type=block.type,
                 text=[block.text] if block.type == "text" and block.text else [],
-                id=getattr(block, "id", ""),
-                name=getattr(block, "name", ""),
+                id=getattr(block, "id", None) or "",
+                name=getattr(block, "name", None) or "",
                 input=getattr(block, "input", None),
             )
         elif kind == "content_block_delta":

@@ -216,9 +216,7 @@ ModelMessage: TypeAlias = UserRecord | AssistantRecord | ToolResultRecord
 TurnRecord: TypeAlias = AssistantRecord | ToolResultRecord
 """The records a turn makes."""
 
-Marker: TypeAlias = (
-    NoticeRecord | DeliveredRecord | ResetRecord | SummaryRecord | ReminderFiredRecord | PreviewRecord
-)
+Marker: TypeAlias = NoticeRecord | DeliveredRecord | ResetRecord | SummaryRecord | ReminderFiredRecord | PreviewRecord
 """The records that say what happened around the messages."""
 
 Record: TypeAlias = ModelMessage | Marker
