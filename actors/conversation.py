@@ -364,8 +364,9 @@ class ConversationActor(Actor[ConversationMessage]):
     async def on_dead_letter(self, message: ConversationMessage, error: BaseException) -> None:
         """Tell the user the message was skipped, and mark it handled so a replay skips it too."""
         reply = Reply(self.conversation_id, texts.DEAD_LETTER, message.target, message.update_id, kind="error")
+        stream = self._open_stream(message, TurnOutput())  # it replaces a preview the failed turn left
         try:
-            await self._channel.deliver(reply)
+            await (stream.finish(reply) if stream is not None else self._channel.deliver(reply))
         finally:
             if message.update_id is not None:
                 # The failure may have struck half-way through an append: number from the store.

@@ -92,9 +92,7 @@ async def test_a_private_answer_grows_as_drafts_and_is_then_sent_once(
     assert answer.visible == 1 and answer.recorded == []
 
 
-async def test_an_answer_finished_before_the_first_preview_costs_no_draft(
-    tg: FakeTelegramServer, bot: Bot
-) -> None:
+async def test_an_answer_finished_before_the_first_preview_costs_no_draft(tg: FakeTelegramServer, bot: Bot) -> None:
     streams = TelegramStreams(TelegramSender(bot, FAST), StreamTiming(first_delay_s=0.5))
     answer = Answer()
     stream = open_stream(streams, PRIVATE, answer)
@@ -212,9 +210,7 @@ async def test_a_group_answer_is_one_message_edited_as_it_grows(
     assert tg.drafts() == []
 
 
-async def test_a_group_answer_past_4096_characters_continues_in_a_new_message(
-    tg: FakeTelegramServer, bot: Bot
-) -> None:
+async def test_a_group_answer_past_4096_characters_continues_in_a_new_message(tg: FakeTelegramServer, bot: Bot) -> None:
     streams = TelegramStreams(TelegramSender(bot, FAST), StreamTiming(first_delay_s=0.0, edit_interval_s=0.01))
     paragraphs = [f"Paragraph {index}: " + "lorem ipsum " * 60 + "\n\n" for index in range(14)]
     answer = Answer()

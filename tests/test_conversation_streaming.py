@@ -1,10 +1,13 @@
-"""/stop in the conversation actor: out of band, mid-model and mid-tool, held for queued and replayed turns."""
+"""Streamed turns in the conversation actor: /stop (out of band, mid-model and mid-tool, held for queued
+and replayed turns) and the time to the first visible text."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from structlog.testing import capture_logs
 
 from actors import texts
 from actors.protocol import Command
@@ -84,7 +87,8 @@ async def test_stop_mid_model_records_and_sends_what_was_written_marked_stopped(
     assert world.channel.done_ids == [1, 2]
     records = await world.records()
     assert [r.get("role") or r.get("type") for r in records] == ["user", "assistant", "delivered"]
-    assert records[1]["content"].endswith(texts.STOPPED) and records[1]["update_id"] == 1
+    assert records[1]["content"].endswith(texts.STOPPED)
+    assert records[1]["update_id"] == 1
 
     # The conversation goes on, and the model sees the stopped answer.
     model.release.set()
@@ -178,4 +182,15 @@ async def test_a_stop_with_only_other_work_queued_says_there_was_nothing_to_stop
     assert await helped == texts.HELP  # answered once the held stop was settled too
     assert world.channel.texts == [texts.HELP, texts.NOTHING_TO_STOP]
     assert world.channel.done_ids == [1, 2]
+    await world.stop()
+
+
+async def test_the_turns_log_line_says_when_its_first_text_became_visible() -> None:
+    model = WritingModel()
+    model.release.set()
+    world = World(model)  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        await world.ask(user("hello", 1))
+    [line] = [line for line in logs if line["event"] == "turn_finished"]
+    assert 0 < line["first_text_ms"] <= line["duration_ms"]
     await world.stop()
