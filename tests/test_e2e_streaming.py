@@ -134,7 +134,8 @@ async def test_stop_mid_answer_sends_what_was_written_marked_and_the_chat_goes_o
         [stopped] = await tg.await_sent(chat_id=42, timeout=5)
         assert stopped.visible_text.endswith(f"\n\n{texts.STOPPED}")
         written = stopped.visible_text.removesuffix(f"\n\n{texts.STOPPED}")
-        assert long_answer.startswith(written) and 0 < len(written) < len(long_answer) // 2
+        assert long_answer.startswith(written)
+        assert 0 < len(written) < len(long_answer) // 2
 
         tg.add_text_message(42, "thanks")
         sent = await tg.await_sent(chat_id=42, count=2, timeout=10)
@@ -173,5 +174,6 @@ async def test_with_streaming_off_answers_come_whole(
         tg.add_text_message(42, "tell me something")
         tg.add_text_message(GROUP, MENTION + "and us", chat_type="supergroup")
         await tg.await_sent(count=2, timeout=15)
-    assert tg.drafts() == [] and tg.edits == []
+    assert tg.drafts() == []
+    assert tg.edits == []
     assert [m.text for m in tg.sent_to(42)] == split_message(to_telegram_html(ANSWER))

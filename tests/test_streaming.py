@@ -86,10 +86,12 @@ async def test_a_private_answer_grows_as_drafts_and_is_then_sent_once(
     assert all(draft.time < message.time for draft in drafts)  # no preview lands after the answer
     assert all(answer.text.startswith(draft.visible_text) for draft in drafts)
     lengths = [len(draft.visible_text) for draft in drafts]
-    assert lengths == sorted(lengths) and len(set(lengths)) == len(lengths)  # sent only when it grew
+    assert lengths == sorted(lengths)
+    assert len(set(lengths)) == len(lengths)
     gaps = [later.time - earlier.time for earlier, later in itertools.pairwise(drafts)]
     assert min(gaps) >= TIMING.draft_interval_s * 0.9
-    assert answer.visible == 1 and answer.recorded == []
+    assert answer.visible == 1
+    assert answer.recorded == []
 
 
 async def test_an_answer_finished_before_the_first_preview_costs_no_draft(tg: FakeTelegramServer, bot: Bot) -> None:
@@ -138,8 +140,10 @@ async def test_a_preview_telegram_refuses_as_html_goes_plain(tg: FakeTelegramSer
     await answer.write(stream, ["Some **bold** words ", *words(30)])
     await stream.finish(reply(answer.text, PRIVATE))
     drafts = tg.drafts(42)
-    assert drafts and all(draft.parse_mode is None for draft in drafts)
-    assert "**" not in drafts[-1].text and "bold" in drafts[-1].text
+    assert drafts
+    assert all(draft.parse_mode is None for draft in drafts)
+    assert "**" not in drafts[-1].text
+    assert "bold" in drafts[-1].text
     [message] = tg.sent_to(42)
     assert message.parse_mode == "HTML"  # only the preview went plain
 
@@ -220,7 +224,8 @@ async def test_a_group_answer_past_4096_characters_continues_in_a_new_message(tg
     await stream.finish(reply(answer.text, GROUP))
 
     chunks = split_message(to_telegram_html(answer.text))
-    assert previews >= 2 and len(chunks) >= 2
+    assert previews >= 2
+    assert len(chunks) >= 2
     assert tg.chat_view(GROUP.chat_id) == chunks  # the same split as an answer sent whole
     assert len(answer.recorded) == len(tg.sent_to(GROUP.chat_id)) - (len(chunks) - previews)
     assert all(len(parse_html(text)) <= 4096 for text in tg.chat_view(GROUP.chat_id))
