@@ -1,8 +1,10 @@
 """The fake model of bench/streaming.py: answers of a given length, paced like a real model.
 
 It runs in a subprocess of its own (so that streaming tens of thousands of deltas does not share
-the benchmark's GIL with the fake Bot API), and prints one line per request, `REQ <monotonic>
-<user text>`: CLOCK_MONOTONIC is one clock for every process on the machine.
+the benchmark's GIL with the fake Bot API), and prints one line per answer, `ANSWERED <first text>
+<last text> <user text>`, the moments its first and last text went out (`time.monotonic()`: one
+clock for every process on the machine). A busy machine makes the model late; measuring from
+these moments keeps that out of the assistant's figures.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def main() -> None:
     """Serve until stdin closes."""
     with FakeLLMServer() as llm:
         llm.script(handler)
-        llm.on_request = lambda request: print("REQ", request.received_at, request.last_user_text, flush=True)
+        llm.on_answered = lambda request: print(
+            "ANSWERED", request.first_text_at, request.last_text_at, request.last_user_text, flush=True
+        )
         print(llm.openai_base_url, flush=True)
         sys.stdin.read()
 

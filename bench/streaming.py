@@ -40,7 +40,6 @@ sys.path.insert(0, str(_BENCH.parent))
 from bench._harness import REPO, BotProcess, format_table, median, percentile  # noqa: E402
 from bench._streaming_model import CHARS_PER_SECOND, FIRST_TOKEN_S, answer_text  # noqa: E402
 from channels.telegram.format import split_message, to_telegram_html  # noqa: E402
-from tests.fakes._llm_responses import split_text  # noqa: E402
 from tests.fakes.telegram_server import FakeTelegramServer  # noqa: E402
 
 TOKEN = "123456:TEST-bench-token"
@@ -77,10 +76,11 @@ QUICK = (Case(300, 1), Case(1500, 1), Case(1500, 20), Case(1500, 1, group=True))
 
 @dataclass
 class Answer:
-    """What one chat saw of one answer (monotonic seconds)."""
+    """What one chat saw of one answer, and when the model wrote it (monotonic seconds)."""
 
     asked: float
-    request: float = 0.0
+    model_first: float = 0.0
+    model_last: float = 0.0
     first_visible: float = 0.0
     finished: float = 0.0
     previews: int = 0
@@ -101,8 +101,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def fake_model() -> Iterator[tuple[str, dict[str, float]]]:
-    """The paced fake model in a subprocess: its base URL, and user text -> when its request came."""
+def fake_model() -> Iterator[tuple[str, dict[str, tuple[float, float]]]]:
+    """The paced fake model in a subprocess: its base URL, and user text -> when the first and last
+    text of its answer went out."""
     process = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "_streaming_model.py")],
         stdin=subprocess.PIPE,
@@ -112,14 +113,14 @@ def fake_model() -> Iterator[tuple[str, dict[str, float]]]:
     assert process.stdout is not None
     assert process.stdin is not None
     base_url = process.stdout.readline().strip()
-    requests: dict[str, float] = {}
+    requests: dict[str, tuple[float, float]] = {}
 
     def read() -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            kind, at, text = line.rstrip("\n").split(" ", 2)
-            if kind == "REQ":
-                requests[text] = float(at)
+            kind, first, last, text = line.rstrip("\n").split(" ", 3)
+            if kind == "ANSWERED":
+                requests[text] = (float(first), float(last))
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -156,7 +157,9 @@ def assistant_env(mode: str, tg: FakeTelegramServer, base_url: str, workdir: Pat
     return env
 
 
-def run_case(tg: FakeTelegramServer, requests: dict[str, float], pid: int, case: Case, first_chat: int) -> Batch:
+def run_case(
+    tg: FakeTelegramServer, requests: dict[str, tuple[float, float]], pid: int, case: Case, first_chat: int
+) -> Batch:
     """Ask `case.chats` chats at once and wait until each shows its finished answer."""
     text = answer_text(case.size)
     final = split_message(to_telegram_html(text))
@@ -182,7 +185,8 @@ def run_case(tg: FakeTelegramServer, requests: dict[str, float], pid: int, case:
     if not done:
         raise RuntimeError(f"{case.label}: not every chat got its answer")
     for chat in chats:
-        answer = Answer(asked[chat], request=requests[f"bench {case.size} {chat}"])  # the mention is not the model's
+        first, last = requests[f"bench {case.size} {chat}"]  # the model never sees the mention
+        answer = Answer(asked[chat], model_first=first, model_last=last)
         sent, edits, drafts = tg.sent_to(chat), tg.edits_to(chat), tg.drafts(chat)
         shown = [m.time for m in sent] + [d.time for d in drafts]
         answer.first_visible = min(shown)
@@ -211,12 +215,6 @@ def run_mode(mode: str, cases: tuple[Case, ...], workdir: Path) -> dict[Case, Ba
     return results
 
 
-def last_token_offset(size: int) -> float:
-    """Seconds from the model's request to its last token (the fake paces by characters written)."""
-    pieces = split_text(answer_text(size))
-    return FIRST_TOKEN_S + (size - len(pieces[-1])) / CHARS_PER_SECOND
-
-
 def report(results: dict[str, dict[Case, Batch]], cases: tuple[Case, ...]) -> str:
     """The table: one row per case and mode."""
     rows: list[list[str]] = []
@@ -228,8 +226,8 @@ def report(results: dict[str, dict[Case, Batch]], cases: tuple[Case, ...]) -> st
                 continue
             answers = batch.answers
             visible = [a.first_visible - a.asked for a in answers]
-            after_first = [a.first_visible - (a.request + FIRST_TOKEN_S) for a in answers]
-            after_last = [a.finished - (a.request + last_token_offset(case.size)) for a in answers]
+            after_first = [a.first_visible - a.model_first for a in answers]
+            after_last = [a.finished - a.model_last for a in answers]
             cpu_ms = batch.cpu_s / len(answers) * 1000
             whole_cpu = cpu_ms if mode == "whole" else whole_cpu
             rows.append(

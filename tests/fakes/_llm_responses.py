@@ -94,6 +94,7 @@ async def _respond(
         wait = first + (written / rate if rate > 0 else 0.0)
         if wait > 0:
             await asyncio.sleep(wait)
+        request.first_text_at = request.last_text_at = time.monotonic()
         if request.provider == "openai":
             return web.json_response(_openai_completion(model, text, calls, usage))
         return web.json_response(_anthropic_message(model, text, calls, usage))
@@ -102,7 +103,7 @@ async def _respond(
         events = _openai_events(model, text, calls, usage, include_usage)
     else:
         events = _anthropic_events(model, text, calls, usage)
-    return await _stream(http, events, spec if isinstance(spec, Malformed) else None, pace)
+    return await _stream(http, events, spec if isinstance(spec, Malformed) else None, pace, request)
 
 
 def _reply_parts(spec: ResponseSpec) -> tuple[str, list[tuple[str, str, Mapping[str, Any] | str]]]:
@@ -284,7 +285,11 @@ def _anthropic_events(
 
 
 async def _stream(
-    http: web.Request, events: list[Event], broken: Malformed | None, pace: tuple[float, float]
+    http: web.Request,
+    events: list[Event],
+    broken: Malformed | None,
+    pace: tuple[float, float],
+    request: FakeLLMRequest | None = None,
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         status=200, headers={"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
@@ -307,6 +312,9 @@ async def _stream(
                 await asyncio.sleep(wait)
             written += chars
         await response.write(chunk.encode())
+        if chars is not None and request is not None:
+            request.last_text_at = time.monotonic()
+            request.first_text_at = request.first_text_at or request.last_text_at
     if broken is not None and broken.kind == "disconnect":
         assert http.transport is not None
         http.transport.abort()
