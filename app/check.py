@@ -1,4 +1,20 @@
-"""`python main.py --check`: reach every dependency once and say, one line each, what answered."""
+"""`python main.py --check`: reach every dependency once and say, one line each, what answered.
+
+The output is for a person, and only these lines go to stdout (logs go to stderr, see app/run.py)::
+
+    telegram: ok (@my_bot, 310 ms)
+    llm (openai): ok (model gpt-4o-mini answered 4 characters, 820 ms)
+    store (file): ok (wrote, read and deleted a probe, 3 ms)
+    mcp: ok (no server enabled)
+    streaming: off (whole answers)
+    speech: off (not configured)
+    ...
+    summary: ok (4 of 4 checks passed; features on: none)
+
+Components are always checked. An optional feature prints `off (why)` or, when on, the result of
+reaching its endpoint. A feature adds its line by adding one probe function to `FEATURES`: it reads
+the settings and returns a `Feature` (on with a probe, or off with the reason).
+"""
 
 from __future__ import annotations
 
@@ -6,54 +22,145 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from conf import Settings
 
-__all__ = ["run_checks"]
+__all__ = ["FEATURES", "Feature", "run_checks"]
 
 Check = Callable[[], Awaitable[str]]
 
 
-async def run_checks(settings: Settings, mcp_servers: Mapping[str, Any], out: TextIO, *, telegram: bool = True) -> int:
-    """Run every check, print `component: ok (detail)` or `component: FAILED (reason)`; 0 if all ok."""
-    checks: list[tuple[str, Check]] = []
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """An optional feature as the settings have it: `on` with a `probe` that reaches its endpoint
+    (None when it has none to reach), or off; `detail` says what is on or why it is off."""
+
+    on: bool
+    detail: str
+    probe: Check | None = None
+
+
+_NOT_CONFIGURED = Feature(False, "not configured")
+
+
+def _streaming(settings: Settings) -> Feature:
+    if not settings.llm.stream:
+        return Feature(False, "whole answers")
+    return Feature(True, "answers grow as the model writes", lambda: _check_llm(settings, stream=True))
+
+
+def _configured(settings: Settings, path: str) -> Any:
+    """The setting at dotted `path`, or None while this version has no such setting."""
+    value: Any = settings
+    for part in path.split("."):
+        value = getattr(value, part, None)
+    return value or None
+
+
+def _unprobed(settings: Settings, path: str) -> Feature:
+    # The features below have no setting yet; whoever adds one replaces its probe with a real check.
+    return _NOT_CONFIGURED if _configured(settings, path) is None else Feature(True, "configured, not probed")
+
+
+def _speech(settings: Settings) -> Feature:
+    return _unprobed(settings, "speech")
+
+
+def _webhook(settings: Settings) -> Feature:
+    return _unprobed(settings, "telegram.webhook_url")
+
+
+def _queue(settings: Settings) -> Feature:
+    return _unprobed(settings, "ingress.queue_url")
+
+
+FEATURES: Mapping[str, Callable[[Settings], Feature]] = {
+    "streaming": _streaming,
+    "speech": _speech,
+    "webhook": _webhook,
+    "queue": _queue,
+}
+"""Optional features in the order they are printed: name -> probe of the settings."""
+
+
+class _Report:
+    """Writes the lines and keeps the tally for the summary."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self.checked = 0
+        self.failed: list[str] = []
+        self.features_on: list[str] = []
+
+    def line(self, name: str, state: str, detail: str) -> None:
+        self._out.write(f"{name}: {state} ({detail})\n")
+        self._out.flush()
+
+    def result(self, name: str, ok: bool, detail: str) -> None:
+        self.checked += 1
+        if not ok:
+            self.failed.append(name)
+        self.line(name, "ok" if ok else "FAILED", detail)
+
+    async def run(self, name: str, check: Check, prefix: str = "") -> None:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(60):
+                detail = await check()
+        except Exception as exc:  # every failure is reported as a line, whatever its kind
+            self.result(name, False, prefix + _reason(exc))
+            return
+        self.result(name, True, f"{prefix}{detail}, {round((time.perf_counter() - started) * 1000)} ms")
+
+    def summary(self) -> int:
+        features = ", ".join(self.features_on) or "none"
+        if self.failed:
+            failed = f"{len(self.failed)} of {self.checked} checks failed: {', '.join(self.failed)}"
+            self.line("summary", "FAILED", failed)
+            return 1
+        self.line("summary", "ok", f"{self.checked} of {self.checked} checks passed; features on: {features}")
+        return 0
+
+
+async def run_checks(
+    settings: Settings,
+    mcp_servers: Mapping[str, Any],
+    out: TextIO,
+    *,
+    telegram: bool = True,
+    features: Mapping[str, Callable[[Settings], Feature]] = FEATURES,
+) -> int:
+    """Check every component and optional feature, one line each, then a summary; 0 if all ok, 1 if not."""
+    report = _Report(out)
     if telegram:
-        checks.append(("telegram", lambda: _check_telegram(settings)))
-    checks.append((f"llm ({settings.llm.provider})", lambda: _check_llm(settings)))
-    checks.append((f"store ({settings.store.backend})", lambda: _check_store(settings)))
-    failed = 0
-    for name, check in checks:
-        failed += not await _report(name, check, out)
-    if mcp_servers:
-        from tools import check_servers
-
-        for result in await check_servers(mcp_servers, timeout=30.0):
-            if result.ok:
-                _line(out, f"mcp {result.name}", True, f"{len(result.tools)} tools: {', '.join(result.tools)}")
-            else:
-                failed += 1
-                _line(out, f"mcp {result.name}", False, result.reason)
-    else:
-        _line(out, "mcp", True, "no servers configured")
-    return 1 if failed else 0
+        await report.run("telegram", lambda: _check_telegram(settings))
+    await report.run(f"llm ({settings.llm.provider})", lambda: _check_llm(settings))
+    await report.run(f"store ({settings.store.backend})", lambda: _check_store(settings))
+    await _check_mcp(mcp_servers, report)
+    for name, probe in features.items():
+        feature = probe(settings)
+        if not feature.on:
+            report.line(name, "off", feature.detail)
+            continue
+        report.features_on.append(name)
+        if feature.probe is None:
+            report.line(name, "on", feature.detail)
+        else:
+            await report.run(name, feature.probe, prefix=f"on, {feature.detail}: ")
+    return report.summary()
 
 
-async def _report(name: str, check: Check, out: TextIO) -> bool:
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(60):
-            detail = await check()
-    except Exception as exc:  # every failure is reported as a line, whatever its kind
-        _line(out, name, False, _reason(exc))
-        return False
-    _line(out, name, True, f"{detail}, {round((time.perf_counter() - started) * 1000)} ms")
-    return True
+async def _check_mcp(mcp_servers: Mapping[str, Any], report: _Report) -> None:
+    if not mcp_servers:
+        report.line("mcp", "ok", "no server enabled")
+        return
+    from tools import check_servers
 
-
-def _line(out: TextIO, name: str, ok: bool, detail: str) -> None:
-    out.write(f"{name}: {'ok' if ok else 'FAILED'} ({detail})\n")
-    out.flush()
+    for result in await check_servers(mcp_servers, timeout=30.0):
+        detail = f"{len(result.tools)} tools: {', '.join(result.tools)}" if result.ok else result.reason
+        report.result(f"mcp {result.name}", result.ok, detail)
 
 
 def _reason(exc: BaseException) -> str:
@@ -72,15 +179,20 @@ async def _check_telegram(settings: Settings) -> str:
     return f"@{me.username}"
 
 
-async def _check_llm(settings: Settings) -> str:
+async def _check_llm(settings: Settings, *, stream: bool = False) -> str:
     from llm import ModelRequest, UserRecord, build_chat_model
 
-    llm = settings.llm.model_copy(update={"retry_budget_seconds": 5.0, "max_output_tokens": 16, "stream": False})
+    llm = settings.llm.model_copy(update={"retry_budget_seconds": 5.0, "max_output_tokens": 16, "stream": stream})
     model = build_chat_model(llm, settings.backoff)
+    pieces: list[str] = []
     try:
-        reply = await model.complete(ModelRequest("Answer with one word.", [UserRecord(text="ping")]))
+        reply = await model.complete(
+            ModelRequest("Answer with one word.", [UserRecord(text="ping")], on_delta=pieces.append if stream else None)
+        )
     finally:
         await model.aclose()
+    if stream:
+        return f"model {settings.llm.model} streamed {len(reply.text)} characters in {len(pieces)} pieces"
     return f"model {settings.llm.model} answered {len(reply.text)} characters"
 
 

@@ -35,11 +35,16 @@ def run(mode: Mode, config_path: str | None = None) -> int:
     from ops.memory import limit_malloc_arenas
 
     limit_malloc_arenas()
-    # In the console the conversation owns stdout, so logs go to stderr there.
+    # In the console the conversation owns stdout, and --check's lines are stdout for a person: logs
+    # go to stderr there, and --check keeps only warnings and errors (the libraries' request lines
+    # and our own progress lines would repeat what its lines say) unless LOG_LEVEL=DEBUG asks.
+    log_settings = settings.logging
+    if mode == "check" and log_settings.level == "INFO":
+        log_settings = log_settings.model_copy(update={"level": "WARNING"})
     configure_logging(
-        settings.logging,
+        log_settings,
         secrets=[*settings.secrets(), *mcp_secrets(mcp_servers)],
-        stream=sys.stderr if mode == "console" else None,
+        stream=None if mode == "telegram" else sys.stderr,
         cache_loggers=True,
     )
     if mode == "check":

@@ -19,6 +19,7 @@ from typing import TypeVar
 import pytest
 
 from conf.settings import BackoffSettings, DynamoDBSettings
+from ops.backoff import Backoff
 from stores import (
     FactLimits,
     FactStore,
@@ -38,7 +39,7 @@ from tests.fakes.moto_server import fake_aws_credentials
 
 T = TypeVar("T")
 BACKENDS = ["memory", "file", "dynamodb"]
-FAST = BackoffSettings(initial_seconds=0.01, max_seconds=0.1, jitter_seconds=0)
+FAST = Backoff(BackoffSettings(initial_seconds=0.01, max_seconds=0.1, jitter_seconds=0))
 START = datetime(2026, 5, 1, 7, 0, tzinfo=UTC)
 
 

@@ -361,7 +361,8 @@ async def test_an_old_format_history_is_resumed_where_it_stopped(tmp_path: Path)
     # Written before records were typed: update 11 was answered (in a forum topic, quoting the
     # user's message) but its delivery was never recorded.
     shutil.copy(
-        Path(__file__).parent / "data" / "history_before_typed_records.jsonl", tmp_path / conversation_file_name("42")
+        Path(__file__).parent / "fixtures" / "history_before_typed_records.jsonl",
+        tmp_path / conversation_file_name("42"),
     )
     model = ScriptedModel()
     async with FileConversationStore(tmp_path) as store:

@@ -101,9 +101,12 @@ def test_check_reports_every_component(tg: FakeTelegramServer, llm: FakeLLMServe
     result = run_main(["--check"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["telegram", "llm (openai)", "store (file)", "mcp"]
-    assert all(": ok (" in line for line in lines)
+    components, features, summary = lines[:4], lines[4:-1], lines[-1]
+    assert [line.split(":")[0] for line in components] == ["telegram", "llm (openai)", "store (file)", "mcp"]
+    assert all(": ok (" in line for line in components)
     assert "@test_assistant_bot" in lines[0]
+    assert [line.split(":")[0] for line in features] == ["streaming", "speech", "webhook", "queue"]
+    assert summary == "summary: ok (3 of 3 checks passed; features on: none)"
 
 
 def test_check_says_which_component_failed(tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path) -> None:
@@ -114,6 +117,7 @@ def test_check_says_which_component_failed(tg: FakeTelegramServer, llm: FakeLLMS
     assert telegram_line.startswith("telegram: FAILED (")
     assert "wrong-token" not in result.stdout + result.stderr
     assert ": ok (" in result.stdout  # the others still ran
+    assert result.stdout.splitlines()[-1] == "summary: FAILED (1 of 3 checks failed: telegram)"
 
 
 def test_console_holds_a_conversation_until_end_of_input(llm: FakeLLMServer, tmp_path: Path) -> None:

@@ -162,7 +162,15 @@ def test_consecutive_user_records_are_merged_and_empty_ones_dropped() -> None:
 async def test_images_from_tools_are_sent_as_image_blocks(llm: FakeLLMServer) -> None:
     history: list[ModelMessage] = [
         UserRecord(text="draw"),
-        *_tool_turn(["toolu_i"], images=(Image("image/png", "iVBORw0KGgo="),)),
+        *_tool_turn(
+            ["toolu_i"],
+            images=(
+                Image(
+                    "image/png",
+                    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+                ),
+            ),
+        ),
     ]
     model = raw_model(llm)
     await model.complete(ModelRequest("", history, [CLOCK]))
@@ -170,7 +178,11 @@ async def test_images_from_tools_are_sent_as_image_blocks(llm: FakeLLMServer) ->
     result = llm.requests[0].json["messages"][-1]["content"][0]
     assert result["content"][1] == {
         "type": "image",
-        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+        "source": {
+            "type": "base64",
+            "media_type": "image/png",
+            "data": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+        },
     }
 
 

@@ -242,7 +242,7 @@ async def test_the_fake_server_answers_many_requests_concurrently(llm: FakeLLMSe
     elapsed = time.monotonic() - started
     await model.aclose()
     assert sorted(reply.text for reply in replies) == sorted(f"echo: n{i}" for i in range(100))
-    assert elapsed < 3  # one after another it would take 50 s
+    assert elapsed < 10  # one after another it would take 50 s (the margin is for a loaded 2-core machine)
     assert len(await llm.await_requests(100, timeout=1)) == 100
 
 

@@ -28,26 +28,39 @@ def error_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> st
     return str(caught.value)
 
 
-def test_the_shipped_file_enables_only_the_time_server() -> None:
-    servers = load_mcp_servers(SHIPPED, env={})
-    assert list(servers) == ["time"]
-    time = servers["time"]
-    assert time.command == "python"
-    assert time.args == ("-m", "mcp_server_time", "--local-timezone", "UTC")
-    assert time.kind == "stdio"
+def test_the_shipped_file_enables_no_server_and_documents_five() -> None:
+    assert load_mcp_servers(SHIPPED, env={}) == {}
+    servers = load_mcp_servers(SHIPPED, env={"TAVILY_API_KEY": "tvly-s3cret"}, include_disabled=True)
+    assert list(servers) == ["fetch", "search", "web", "email", "memory"]
+    assert not any(server.enabled for server in servers.values())
+    assert servers["fetch"].args == ("-m", "mcp_server_fetch")
+    assert servers["web"].kind == "streamable-http"
+    assert servers["web"].headers == {"Authorization": "Bearer tvly-s3cret"}
+    assert servers["memory"].env["MEMORY_FILE_PATH"].startswith("/")
 
 
-def test_the_shipped_examples_are_valid_when_uncommented(tmp_path: Path) -> None:
-    head, examples = SHIPPED.read_text(encoding="utf-8").split("# --- EXAMPLES", 1)
-    uncommented = [line.replace("  # ", "  ", 1) for line in examples.splitlines()[1:] if line.strip() != "#"]
-    lines = [*head.splitlines(), *uncommented]
-    servers = load_mcp_servers(write(tmp_path, "\n".join(lines)), env={"SEARCH_TOKEN": "s3cret"}, include_disabled=True)
-    assert set(servers) == {"time", "email", "search", "memory"}
-    assert servers["search"].headers == {"Authorization": "Bearer s3cret"}
-    assert servers["memory"].kind == "sse"
-    assert servers["memory"].enabled is False
-    assert servers["email"].tools.allows("send_email")
-    assert not servers["email"].tools.allows("read_inbox")
+def test_the_shipped_email_server_may_only_send() -> None:
+    email = load_mcp_servers(SHIPPED, env={"EMAIL_PASSWORD": "pw"}, include_disabled=True)["email"]
+    assert email.command == "mcp-email-server"
+    assert email.env["MCP_EMAIL_SERVER_PASSWORD"] == "pw"
+    # The server's 21 tools as version 1.13.3 lists them: only sending and the account list pass.
+    listed = [
+        "list_available_accounts", "list_email_tags", "list_emails_metadata", "get_emails_content",
+        "list_allowed_recipients", "list_allowed_senders", "send_email", "forward_email", "save_to_mailbox",
+        "save_draft", "delete_emails", "set_email_flags", "set_email_tags", "mark_emails_as_read", "move_emails",
+        "archive_emails", "list_mailboxes", "create_mailbox", "get_attachment_content", "download_attachment",
+        "email_command",
+    ]  # fmt: skip
+    assert [tool for tool in listed if email.tools.allows(tool)] == ["list_available_accounts", "send_email"]
+
+
+def test_enabling_a_shipped_server_is_one_line(tmp_path: Path) -> None:
+    text = SHIPPED.read_text(encoding="utf-8")
+    for name in ("fetch", "search", "web", "email", "memory"):
+        head, block = text.split(f"\n  {name}:", 1)
+        edited = f"{head}\n  {name}:{block.replace('enabled: false', 'enabled: true', 1)}"
+        assert sum(a != b for a, b in zip(text.splitlines(), edited.splitlines(), strict=True)) == 1
+        assert list(load_mcp_servers(write(tmp_path, edited), env={})) == [name]
 
 
 def test_http_servers_read_headers_from_the_environment(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from llm import (
 from stores import FileConversationStore
 from stores.file import conversation_file_name
 
-OLD_HISTORY = Path(__file__).parent / "data" / "history_before_typed_records.jsonl"
+OLD_HISTORY = Path(__file__).parent / "fixtures" / "history_before_typed_records.jsonl"
 
 
 def old_lines() -> list[dict[str, Any]]:

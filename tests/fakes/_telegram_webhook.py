@@ -15,7 +15,7 @@ Rules as telegram-bot-api (tdlib) applies them:
 Delivery: each pending update is POSTed as JSON to the URL. Updates of one chat go one at a time,
 in order (the next only after the previous was answered 2xx); different chats go in parallel, up
 to max_connections. A non-2xx answer or a connection failure is retried as Telegram does: the first
-retry at once (or after the answer's Retry-After), then after 1, 2, 4, ... units, where the unit
+retry at once (or after the answer's Retry-After), then after 2, 4, 8, ... units (at most 60), where the unit
 is `webhook_retry_unit` seconds (Telegram's is 1 s; the fake's default keeps tests fast); after
 `webhook_max_attempts` attempts the update is dropped (Telegram drops it after 24 hours). A 2xx
 answer whose JSON body names a `method` runs that method (not get*/setWebhook/deleteWebhook).
