@@ -92,12 +92,20 @@ class Batch:
 
     answers: list[Answer] = field(default_factory=list)
     cpu_s: float = 0.0
+    wall_s: float = 0.0
+    waited_s: float = 0.0
+    """Seconds the assistant's event loop was ready to run but waited for a CPU (another process had it)."""
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def runqueue_seconds(pid: int) -> float:
+    """Seconds the process's main thread (the event loop) has waited for a CPU while runnable."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 @contextlib.contextmanager
@@ -167,7 +175,7 @@ def run_case(
     mention = "@test_assistant_bot " if case.group else ""
     batch = Batch()
     base = len(tg.sent)
-    cpu_before = cpu_seconds(pid)
+    cpu_before, waited_before, began = cpu_seconds(pid), runqueue_seconds(pid), time.monotonic()
     asked = {}
     for chat in chats:
         asked[chat] = time.monotonic()
@@ -182,6 +190,8 @@ def run_case(
     with tg._sent_cond:
         done = tg._sent_cond.wait_for(finished, 120)
     batch.cpu_s = cpu_seconds(pid) - cpu_before
+    batch.waited_s = runqueue_seconds(pid) - waited_before
+    batch.wall_s = time.monotonic() - began
     if not done:
         raise RuntimeError(f"{case.label}: not every chat got its answer")
     for chat in chats:
@@ -240,6 +250,7 @@ def report(results: dict[str, dict[Case, Batch]], cases: tuple[Case, ...]) -> st
                     f"{sum(a.previews for a in answers) / len(answers):.1f}",
                     f"{cpu_ms:.0f}",
                     f"{cpu_ms / whole_cpu:.2f}" if whole_cpu else "",
+                    f"{batch.waited_s / batch.wall_s:.0%}",
                 ]
             )
     headers = [
@@ -251,6 +262,7 @@ def report(results: dict[str, dict[Case, Batch]], cases: tuple[Case, ...]) -> st
         "previews/answer",
         "CPU ms/turn",
         "CPU / whole",
+        "waited for CPU",
     ]
     return format_table(headers, rows)
 
@@ -295,8 +307,10 @@ def main() -> int:
         for mode in MODES:
             results[mode] = run_mode(mode, cases, Path(tmp))
     print(report(results, cases))
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}, on {os.cpu_count()} CPUs")
     print("first text: from the user's message; - model's 1st token / done - model's last token: the same")
-    print("moments counted from the model's (negative: before it); previews: drafts, edits, extra messages")
+    print("moments counted from the model's; previews: drafts, edits, extra messages; waited for CPU: share of")
+    print("the batch's wall time the assistant's event loop was runnable but another process had the CPU")
     plot(results, cases, OUT / "streaming.png")
     print(f"plot: {OUT / 'streaming.png'}")
     return 0
