@@ -106,7 +106,8 @@ def test_check_reports_every_component(tg: FakeTelegramServer, llm: FakeLLMServe
     assert all(": ok (" in line for line in components)
     assert "@test_assistant_bot" in lines[0]
     assert [line.split(":")[0] for line in features] == ["streaming", "speech", "webhook", "queue"]
-    assert summary == "summary: ok (3 of 3 checks passed; features on: none)"
+    assert features[0].startswith("streaming: ok (on, answers grow as the model writes: ")
+    assert summary == "summary: ok (4 of 4 checks passed; features on: streaming)"
 
 
 def test_check_says_which_component_failed(tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path) -> None:
