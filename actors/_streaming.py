@@ -1,78 +1,178 @@
-"""What the conversation actor needs for streamed turns and /stop: the text a turn has written so
-far (shown live through a ReplyStream when the channel has one), and the switch a /stop flips."""
+"""Streamed answers in a conversation actor: the text a turn writes, shown live through the channel's
+ReplyStream (when it has one) and delivered through it; and the actor's /stop, out of band."""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import structlog
 
 from actors import texts
-from actors.protocol import Command, ConversationMessage, ReplyStream, UserMessage
+from actors._stopping import StopSwitch, TurnStopped, stopped_text, write_through
+from actors.protocol import (
+    ConversationMessage,
+    DeliveryFailed,
+    Reply,
+    ReplyChannel,
+    ReplyStream,
+    ReplyTarget,
+    StreamingReplyChannel,
+    UserMessage,
+)
+from llm import AssistantRecord, NoticeRecord, PreviewRecord, Record, RecordSink, TurnContext, TurnRecord
 
-__all__ = ["StopSwitch", "TurnOutput", "TurnStopped", "stopped_text", "write_through"]
+__all__ = ["TurnOutput", "TurnStopped", "TurnStreams"]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
-class TurnStopped(Exception):
-    """The running turn was cut short by /stop."""
+class TurnStreams:
+    """A conversation actor's streamed answers and /stop (what the actor keeps of them is here).
 
+    `begin` makes the output of a turn, or of a delivery, with its live preview if the channel
+    streams; while it is open, `deliver` finishes that preview with the answer. `interrupt` takes
+    a /stop (see StopSwitch); `settle` answers a held one once nothing is left for it to cover.
+    `append` records (the actor's write-through append): preview message ids are recorded with it.
+    """
 
-def stopped_text(written: str) -> str:
-    """The answer of a stopped turn: what was written, marked as stopped."""
-    written = written.rstrip()
-    return f"{written}\n\n{texts.STOPPED}" if written.strip() else texts.STOPPED
+    def __init__(
+        self, conversation_id: str, channel: ReplyChannel, append: Callable[[Record], Awaitable[None]]
+    ) -> None:
+        self._conversation_id = conversation_id
+        self._channel = channel
+        self._append = append
+        self.stops = StopSwitch()
+        self.current: TurnOutput | None = None
 
+    def begin(self, message: ConversationMessage, shown: tuple[int, ...] = ()) -> TurnOutput:
+        """The output of the turn (or delivery) of `message`; `shown` are preview messages a crash left."""
+        output = TurnOutput(self, message)
+        channel = self._channel
+        if isinstance(channel, StreamingReplyChannel):
+            record = partial(self._record_preview, message.update_id, message.target)
+            output.stream = channel.open_stream(
+                message.target, output.text, shown=shown, on_messages=record, on_visible=output.visible
+            )
+        self.current = output
+        return output
 
-async def write_through(write: Awaitable[None], then: Callable[[], None]) -> None:
-    """Await `write` to its end even when the caller is cancelled meanwhile, and run `then` once it
-    went through (before the cancellation goes on): a /stop must not cut a store write short, nor
-    leave one that went through unaccounted for. A failed write raises, and `then` does not run."""
-    task = asyncio.ensure_future(write)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        if not task.cancelled() and task.exception() is None:
-            then()
-        raise
-    then()
+    async def _record_preview(self, update_id: int | None, target: ReplyTarget, message_ids: tuple[int, ...]) -> None:
+        await self._append(PreviewRecord(message_ids=message_ids, target=target, update_id=update_id))
+
+    async def deliver(self, reply: Reply) -> None:
+        """Deliver `reply` in place of the open output's preview, or through the channel."""
+        output = self.current
+        stream = output.stream if output is not None else None
+        if stream is not None:
+            await stream.finish(reply)
+        else:
+            await self._channel.deliver(reply)
+        if output is not None:
+            output.visible()
+
+    def interrupt(self, message: object, waiting: bool) -> bool:
+        """A /stop, out of band (see StopSwitch.interrupt)."""
+        taken = self.stops.interrupt(message, waiting)
+        update_id = getattr(message, "update_id", None)
+        log.info("turn_stop_requested", conversation_id=self._conversation_id, update_id=update_id, taken=taken)
+        return taken
+
+    async def stopped(
+        self,
+        message: UserMessage,
+        output: TurnOutput,
+        recorded: AssistantRecord | NoticeRecord | None,
+        deliver: Callable[[Reply], Awaitable[str]],
+    ) -> str:
+        """A stopped turn's answer: what it wrote, marked as stopped, recorded and delivered; or the
+        answer it recorded just before the /stop landed (`recorded`)."""
+        if recorded is None:
+            recorded = AssistantRecord(text=stopped_text(output.text()), target=message.target)
+            await self._append(dataclasses.replace(recorded, update_id=message.update_id))
+        log.info("turn_stopped", written_chars=len(output.text()))
+        kind: Literal["answer", "error"] = (
+            "error" if isinstance(recorded, NoticeRecord) and recorded.is_error else "answer"
+        )
+        return await deliver(Reply(self._conversation_id, recorded.text, message.target, message.update_id, kind=kind))
+
+    async def settle(self) -> None:
+        """End a held /stop: its update is done, answered "nothing to stop" if it stopped nothing."""
+        settled = self.stops.settle()
+        if settled is None:
+            return
+        command, stopped = settled
+        if not stopped:
+            try:
+                notice = Reply(self._conversation_id, texts.NOTHING_TO_STOP, command.target, kind="notice")
+                await self._channel.deliver(notice)
+            except DeliveryFailed as exc:
+                log.warning("notice_undeliverable", update_id=command.update_id, reason=exc.reason)
+        if command.update_id is not None:
+            await self._channel.done(command.update_id)
 
 
 class TurnOutput:
-    """The text of one turn as the model writes it: every step's text, steps apart by a blank line.
+    """The text of one turn as the model writes it (every step's text, a blank line apart), its
+    preview (`stream`), and when text first became visible to the user.
 
-    Deltas only append (cheap: this runs per streamed token); the text is joined when someone reads
-    it, which a preview does a few times a second at most. `stream` is told of every change.
-    `async with` closes the stream however the turn ends.
+    Deltas only append (cheap: this runs per streamed token); the text is joined when it is read,
+    which a preview does a few times a second at most. Close it (or `async with` it) after the
+    answer was delivered: the preview ends.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, streams: TurnStreams, message: ConversationMessage) -> None:
+        self._streams = streams
+        self._message = message
         self.stream: ReplyStream | None = None
         self._steps: list[str] = []
         self._pieces: list[str] = []
         self._text: str | None = ""
         self._started = time.perf_counter()
-        self.first_text_ms: float | None = None
-        """Milliseconds from the turn's start until text was first visible to the user."""
+        self.first_ms: float | None = None
+        """Milliseconds from the start until text was first visible (a preview, or the answer)."""
+
+    def context(self, context: TurnContext) -> TurnContext:
+        """The turn's context, streaming into this output."""
+        return dataclasses.replace(context, on_delta=self.delta, on_retry=self.retry)
+
+    def recorder(self, record: Callable[[TurnRecord], Awaitable[None]]) -> RecordSink:
+        """`record`, which also marks the end of a step that calls tools, and is never cut short by a /stop."""
+
+        async def recording(item: TurnRecord) -> None:
+            if isinstance(item, AssistantRecord) and item.tool_calls:
+                self.tool_boundary(item.text)
+            await write_through(record(item))
+
+        return recording
+
+    async def run(self, turn: Coroutine[Any, Any, T]) -> T:
+        """Await the turn's model and tool work; TurnStopped if a /stop cuts it short (or came before)."""
+        assert isinstance(self._message, UserMessage)
+        return await self._streams.stops.stoppable(self._message, turn)
 
     def delta(self, piece: str) -> None:
-        """A piece of the current step's text (the turn loop's `on_delta`)."""
+        """A piece of the current step's text."""
         self._pieces.append(piece)
         self._text = None
         if self.stream is not None:
             self.stream.changed()
 
     def retry(self) -> None:
-        """The model is asked again: the current step's text so far is void (its `on_retry`)."""
+        """The model is asked again: the current step's text so far is void."""
         self._pieces.clear()
         self._text = None
         if self.stream is not None:
             self.stream.changed()
 
     def tool_boundary(self, step_text: str) -> None:
-        """The step ended in tool calls; its recorded text replaces what streamed, and a new step begins."""
+        """The step ended in tool calls: its recorded text replaces what streamed; a new step begins."""
         self._steps.append(step_text.strip())
         self._pieces.clear()
         self._text = None
@@ -87,9 +187,16 @@ class TurnOutput:
         return self._text
 
     def visible(self) -> None:
-        """Text became visible to the user now (a preview, or the answer itself): the first time counts."""
-        if self.first_text_ms is None:
-            self.first_text_ms = (time.perf_counter() - self._started) * 1000
+        """Text became visible to the user now: the first time counts."""
+        if self.first_ms is None:
+            self.first_ms = round((time.perf_counter() - self._started) * 1000, 2)
+
+    async def close(self) -> None:
+        """End the preview (a request in flight ends first); the output is no longer current."""
+        if self._streams.current is self:
+            self._streams.current = None
+        if self.stream is not None:
+            await self.stream.aclose()
 
     async def __aenter__(self) -> TurnOutput:
         return self
@@ -97,80 +204,4 @@ class TurnOutput:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.stream is not None:
-            await self.stream.aclose()
-
-
-class StopSwitch:
-    """The out-of-band /stop of one conversation actor.
-
-    `interrupt` runs in the gateway's task: it cancels the actor's task while a turn runs (inside
-    `running`), or holds the stop for turns queued before it (they stop at once when they start,
-    which is also how a turn replayed after a crash stays stopped). The actor `settle`s a held stop
-    once nothing before it is left: the stop's own update is then done.
-    """
-
-    def __init__(self) -> None:
-        self._task: asyncio.Task[object] | None = None
-        self._cancelled = False
-        self.request: Command | None = None
-        """The /stop being carried out, until it is settled."""
-        self.stopped_any = False
-        """A turn before the /stop was stopped (or its answer sent) while the stop was held."""
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        """The body is the turn a /stop cancels."""
-        self._task = asyncio.current_task()
-        try:
-            yield
-        finally:
-            self._task = None
-
-    def interrupt(self, command: ConversationMessage, waiting: bool) -> bool:
-        """Take a /stop: True if a turn runs, or (`waiting`) messages are queued that it may cover.
-        Anything but a /stop is not taken, nor a second /stop while one is carried out."""
-        if not (isinstance(command, Command) and command.name == "stop") or self.request is not None:
-            return False
-        if self._task is not None:
-            self.request = command
-            self._cancelled = True
-            self._task.cancel()
-            return True
-        if waiting:
-            self.request = command
-            return True
-        return False
-
-    def consume_cancel(self) -> bool:
-        """In `except CancelledError`: True if the cancellation was only this switch's (then it is
-        withdrawn, and the turn counts as stopped); False if someone else cancelled the task too."""
-        if not self._cancelled:
-            return False
-        self._cancelled = False
-        task = asyncio.current_task()
-        return task is not None and task.uncancel() == 0
-
-    def covers(self, message: ConversationMessage) -> bool:
-        """True if a held /stop came after `message`, which is a turn that should not run."""
-        request = self.request
-        if request is None or not isinstance(message, UserMessage):
-            return False
-        return message.update_id is None or request.update_id is None or message.update_id < request.update_id
-
-    def passed_by(self, message: ConversationMessage) -> bool:
-        """Before `message` is handled: True if it came after the held /stop, which must be settled
-        first (everything the stop could cover is behind). Notes a turn the stop covers."""
-        request = self.request
-        if request is None:
-            return False
-        if message.update_id is not None and request.update_id is not None and message.update_id > request.update_id:
-            return True
-        if self.covers(message):
-            self.stopped_any = True
-        return False
-
-    def settle(self) -> tuple[Command, bool] | None:
-        """End the held /stop: (the command, whether it stopped anything), or None if none was held."""
-        request, stopped, self.request, self.stopped_any = self.request, self.stopped_any, None, False
-        return None if request is None else (request, stopped)
+        await self.close()

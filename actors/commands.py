@@ -11,7 +11,7 @@ from typing import Literal
 
 __all__ = ["COMMANDS", "CommandName", "CommandWord", "command_args", "command_named"]
 
-CommandName = Literal["start", "help", "reset", "stop"]
+CommandName = Literal["start", "help", "reset", "memory", "forget", "timezone", "stop"]
 """What a command asks of the conversation."""
 
 
@@ -29,6 +29,9 @@ COMMANDS: tuple[CommandWord, ...] = (
     CommandWord("new", "reset", "Start a new conversation"),
     CommandWord("reset", "reset", "Start a new conversation"),
     CommandWord("help", "help", "What I can do"),
+    CommandWord("memory", "memory", "What I remember about you"),
+    CommandWord("forget", "forget", "Forget a saved fact: /forget ID or /forget all"),
+    CommandWord("timezone", "timezone", "Your time zone: /timezone Area/City"),
     CommandWord("stop", "stop", "Stop the answer being written"),
     # Telegram's own Start button sends /start; it needs no line in the menu.
     CommandWord("start", "start", ""),

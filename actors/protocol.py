@@ -33,6 +33,9 @@ class UserMessage:
     update_id: int | None = None
     """Telegram's update id: identifies the message across crashes and replays. None in the console."""
     user_id: int | None = None
+    received_at: float | None = None
+    """When this process received it, on the event loop's clock (`loop.time()`): the deadline of its
+    answer counts from here. None when unknown (the turn's start counts then)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,10 +102,28 @@ class ConversationRegistry(Generic[A]):
     def _on_exit(self, conversation_id: str, actor: A, exc: BaseException | None) -> None:
         if self._actors.get(conversation_id) is actor:
             del self._actors[conversation_id]
-        actor.reject_waiting()
         if exc is not None:
             log.error("conversation_actor_given_up", conversation_id=conversation_id, error=repr(exc))
+        if exc is None or self._closed:
+            actor.reject_waiting()  # stopping: what waits stays pending in the ingress log
+        else:
+            self._give_up(conversation_id, actor)
         self._count_changed()
+
+    def _give_up(self, conversation_id: str, actor: A) -> None:
+        """Hand what was told to a given-up actor to its `on_given_up`, as a task of the supervisor:
+        an acknowledged message is never dropped without an answer."""
+        left = actor.take_waiting()
+        if not left:
+            return
+        try:
+            self._supervisor.start_child(
+                f"given-up:{conversation_id}:{self.spawned}",
+                functools.partial(actor.on_given_up, left),
+                restart="temporary",
+            )
+        except RuntimeError:  # the supervisor is stopping: the messages stay pending for the next start
+            log.warning("given_up_messages_deferred", conversation_id=conversation_id, messages=len(left))
 
     def _count_changed(self) -> None:
         if self._on_count_changed is not None:

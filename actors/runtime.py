@@ -68,6 +68,11 @@ class Actor(Generic[M]):
         """Queue `message` without waiting. Raises MailboxFull or ActorStopped; never blocks."""
         self._mailbox.put(_Envelope(message, None))
 
+    def tell_self(self, message: M) -> None:
+        """Queue a message of the actor's own (a timer's) even when the mailbox is full: it must
+        get in whatever the load. Raises ActorStopped once the actor takes no more messages."""
+        self._mailbox.put(_Envelope(message, None), force=True)
+
     def ask_future(self, message: M) -> asyncio.Future[Any]:
         """Queue `message` and return the future of its answer, without a coroutine per message
         (for callers that fan out many asks and gather them). Raises like `tell`."""
@@ -130,6 +135,11 @@ class Actor(Generic[M]):
     async def on_dead_letter(self, message: M, error: BaseException) -> None:
         """A message failed twice and is given up; tell whoever needs to know."""
 
+    async def on_given_up(self, messages: list[M]) -> None:
+        """The actor crashed past its restart intensity and is given up; `messages` were told to it
+        and never handled. Runs as a task of its own (the actor's task is gone): answer them."""
+        log.error("actor_given_up_with_messages", actor=self.name, messages=len(messages))
+
     # -- the task body ---------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -187,11 +197,20 @@ class Actor(Generic[M]):
     def reject_waiting(self) -> int:
         """Close the mailbox and answer every waiting ask with ActorStopped; returns how many
         messages were still waiting (tells among them are logged, never silently lost)."""
+        left = self._take_waiting()
+        if left:
+            log.warning("actor_stopped_with_messages", actor=self.name, messages=len(left))
+        return len(left)
+
+    def take_waiting(self) -> list[M]:
+        """Close the mailbox, answer every waiting ask with ActorStopped, and return the messages
+        that were told and never handled (for `on_given_up`), oldest first."""
+        return [envelope.message for envelope in self._take_waiting() if envelope.reply is None]
+
+    def _take_waiting(self) -> list[_Envelope]:
         self._mailbox.close()
         left = [envelope for envelope in self._mailbox.drain() if envelope is not _STOP]
         for envelope in left:
             if envelope.reply is not None and not envelope.reply.done():
                 envelope.reply.set_exception(ActorStopped(self.name))
-        if left:
-            log.warning("actor_stopped_with_messages", actor=self.name, messages=len(left))
-        return len(left)
+        return left

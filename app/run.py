@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from typing import Literal
 
@@ -16,6 +17,18 @@ Mode = Literal["telegram", "console", "check"]
 
 def run(mode: Mode, config_path: str | None = None) -> int:
     """Load settings, configure logging, run `mode` until it ends; the exit status of the contract."""
+    if mode == "check":
+        return _run(mode, config_path)
+    # Until the system installs its own handlers (after the imports and settings), a SIGTERM stops
+    # the process as Ctrl-C does, and either is a clean stop: status 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run(mode, config_path)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run(mode: Mode, config_path: str | None) -> int:
     # python-telegram-bot's future behaviour (durations as timedelta) now, which silences its
     # deprecation warning on every RetryAfter; our code reads both forms.
     os.environ.setdefault("PTB_TIMEDELTA", "1")

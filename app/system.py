@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 from collections.abc import Mapping
@@ -16,18 +17,20 @@ from actors.conversation import ConversationActor, TurnSettings
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
 from actors.supervisor import Child, Supervisor
+from app.memory import build_turn_setup
 from app.metered import MeteredChatModel, MeteredToolbox
 from conf import Settings
 from conf.mcp import McpServerSettings
 from llm import ChatModel, Toolbox
 from ops.backoff import Backoff
 from ops.memory import release_free_memory
-from stores import ConversationStore, IngressLog
+from stores import ConversationStore, FeatureStores, IngressLog
 
 if TYPE_CHECKING:
     from telegram import Bot
 
     from actors.mcp import McpServerActor
+    from actors.turn_setup import TurnSetup
     from channels.console import ConsoleChannel, ConsoleGateway
     from channels.telegram.gateway import TelegramChannel, TelegramGateway
     from ops.health import HealthServer
@@ -55,6 +58,9 @@ class ConversationFactory:
     turn: TurnSettings
     mailbox_size: int
     metrics: Metrics | None
+    setup: TurnSetup | None = None
+    """The instructions and tools of each turn (the user's facts, zone, built-in tools)."""
+    backoff: Backoff | None = None
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
@@ -67,6 +73,8 @@ class ConversationFactory:
             settings=self.turn,
             mailbox_size=self.mailbox_size,
             metrics=self.metrics,
+            setup=self.setup,
+            backoff=self.backoff,
         )
 
 
@@ -109,6 +117,8 @@ class AssistantSystem:
         self.health: HealthServer | None = None
         self.metrics: Metrics | None = None
         self.mcp_actors: dict[str, McpServerActor] = {}
+        self.features: FeatureStores | None = None
+        """The facts, reminders, usage and preference stores, once open."""
 
     def request_stop(self, exit_code: int = EXIT_OK) -> None:
         """Begin a graceful stop; the first non-zero exit code wins."""
@@ -139,11 +149,14 @@ class AssistantSystem:
         self.metrics = self._build_metrics()
         async with AsyncExitStack() as stack:
             store, ingress = await self._open_stores(stack)
+            features = await self._open_feature_stores(stack)
             model = self._open_model(stack)
             edge = await self._open_edge(stack, ingress)
             root = self._start_root(stack)
             toolbox = self._start_tools(root)
             factory = self._conversation_factory(store, model, toolbox, edge.channel)
+            setup = build_turn_setup(self.settings, toolbox, features, stack)
+            factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff)
             registry = self._start_registry(stack, root, factory)
             self._start_gateway(stack, root, registry, ingress, edge)
             stack.callback(self._log_stopping)
@@ -170,6 +183,14 @@ class AssistantSystem:
         await stack.enter_async_context(ingress)
         return store, ingress
 
+    async def _open_feature_stores(self, stack: AsyncExitStack) -> FeatureStores:
+        from stores import build_feature_stores
+
+        features = build_feature_stores(self.settings.store, self.backoff)
+        await stack.enter_async_context(features)
+        self.features = features
+        return features
+
     def _open_model(self, stack: AsyncExitStack) -> ChatModel:
         from llm import build_chat_model
 
@@ -192,6 +213,8 @@ class AssistantSystem:
         client = await stack.enter_async_context(
             TelegramClient(telegram, pool_size=telegram.send_connections, read_timeout=telegram.send_timeout_seconds)
         )
+        # "typing..." has connections of its own: a chat action must never delay a reply.
+        actions = await stack.enter_async_context(TelegramClient(telegram, pool_size=2, read_timeout=5.0))
         overall = telegram.overall_messages_per_second
         sender = TelegramSender(
             client.bot,
@@ -201,6 +224,7 @@ class AssistantSystem:
             max_concurrent_sends=telegram.send_connections,
             typing_delay_s=telegram.typing_delay_seconds,
             on_retry=self._count_telegram_retry if self.metrics is not None else None,
+            typing_bot=actions.bot,
         )
         stack.push_async_callback(sender.aclose)
         streams = None
@@ -258,9 +282,15 @@ class AssistantSystem:
             model=model,
             toolbox=toolbox,
             channel=channel,
-            turn=TurnSettings(load_system_prompt(llm), llm.max_steps, llm.context_tokens),
+            turn=TurnSettings(
+                load_system_prompt(llm),
+                llm.max_steps,
+                llm.context_tokens,
+                reply_within_seconds=llm.retry_budget_seconds,
+            ),
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
+            backoff=self.backoff,
         )
 
     def _start_registry(

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from conf._interpolate import interpolate
+from conf.zones import ZoneName
 
 __all__ = [
     "ActorSettings",
@@ -291,6 +292,8 @@ class Settings(SettingsModel):
     health: HealthSettings = HealthSettings()
     logging: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    timezone: ZoneName = "UTC"
+    """Users' time zone until they choose their own with /timezone."""
 
     def secrets(self) -> list[str]:
         """The secret values in these settings, for the log redactor."""

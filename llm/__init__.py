@@ -41,7 +41,7 @@ from llm.records import (
 )
 from llm.retry import RetryingChatModel
 from llm.toolbox import EmptyToolbox
-from llm.turn import STEP_LIMIT_TEXT, TurnContext, TurnResult, run_turn
+from llm.turn import STEP_LIMIT_TEXT, TurnContext, TurnResult, TurnTimedOut, run_turn
 
 __all__ = [
     "STEP_LIMIT_TEXT",
@@ -77,6 +77,7 @@ __all__ = [
     "TurnContext",
     "TurnRecord",
     "TurnResult",
+    "TurnTimedOut",
     "Usage",
     "UserRecord",
     "build_chat_model",

@@ -18,6 +18,7 @@ from anthropic.types import Message as AnthropicMessage
 from llm._clients import SdkChatModel
 from llm._errors import parse_arguments, unavailable
 from llm.base import ModelReply, ModelRequest
+from llm.images import ANTHROPIC_IMAGES, fit_image, left_out_note
 from llm.records import AssistantRecord, ModelMessage, ToolCall, ToolResultRecord, Usage, UserRecord
 
 __all__ = ["AnthropicChatModel", "to_anthropic_messages"]
@@ -197,7 +198,11 @@ def _text_block(text: str) -> list[dict[str, Any]]:
 def _tool_result(message: ToolResultRecord) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
     for image in message.images:
-        source = {"type": "base64", "media_type": image.mime_type, "data": image.data_base64}
+        fitted = fit_image(image, ANTHROPIC_IMAGES)  # a header read for images fitted when recorded
+        if fitted is None:
+            content.append({"type": "text", "text": left_out_note(image)})
+            continue
+        source = {"type": "base64", "media_type": fitted.mime_type, "data": fitted.data_base64}
         content.append({"type": "image", "source": source})
     result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
     if content:

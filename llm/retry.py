@@ -46,11 +46,14 @@ class RetryingChatModel:
         return self._model
 
     async def complete(self, request: ModelRequest) -> ModelReply:
-        """Ask the wrapped model, retrying LLMUnavailable within the budget (see the class docstring)."""
+        """Ask the wrapped model, retrying LLMUnavailable within the budget (see the class docstring);
+        a `request.timeout` shorter than the budget is this call's budget (what is left of a turn's
+        deadline, say), so the caller hears LLMUnavailable before its deadline passes."""
+        budget = self._budget_seconds if request.timeout is None else min(self._budget_seconds, request.timeout)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(LLMUnavailable),
             wait=self._wait,
-            stop=stop_before_delay(self._budget_seconds),
+            stop=stop_before_delay(budget),
             before_sleep=_log_retry,
             reraise=True,
         )
@@ -62,9 +65,7 @@ class RetryingChatModel:
                 with attempt:
                     # An attempt may not outlast the budget: a hung request must not keep the user
                     # waiting past it (the SDK's own timeout ends it; nothing is cancelled here).
-                    left = self._budget_seconds - (time.monotonic() - started)
-                    if request.timeout is not None:
-                        left = min(left, request.timeout)
+                    left = budget - (time.monotonic() - started)
                     attempt_request = dataclasses.replace(request, timeout=max(_MIN_ATTEMPT_SECONDS, left))
                     return await self._model.complete(attempt_request)
         except LLMRejected as exc:

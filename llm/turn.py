@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import structlog
 
-from llm.base import ChatModel, DeltaCallback, ModelReply, ModelRequest, RecordSink, Toolbox, ToolCall, ToolResult
+from llm.base import (
+    ChatModel,
+    DeltaCallback,
+    LLMError,
+    ModelReply,
+    ModelRequest,
+    RecordSink,
+    Toolbox,
+    ToolCall,
+    ToolResult,
+)
 from llm.context import trim_history
+from llm.images import fit_images
 from llm.records import AssistantRecord, Record, ToolResultRecord, Usage
 
-__all__ = ["STEP_LIMIT_TEXT", "TurnContext", "TurnResult", "run_turn"]
+__all__ = ["STEP_LIMIT_TEXT", "TurnContext", "TurnResult", "TurnTimedOut", "run_turn"]
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +45,9 @@ class TurnContext:
 
     `on_delta` receives the answer's text as the model writes it, and `on_retry` hears that the text
     of the step so far is void because a retry writes it again (see `RetryingChatModel`);
-    `context_tokens` is the budget of what the model sees (see `trim_history`).
+    `context_tokens` is the budget of what the model sees (see `trim_history`); `deadline` (the
+    event loop's clock, `loop.time()`) is when the turn's model and tool work must have ended,
+    across all its steps (None: no deadline).
     """
 
     instructions: str
@@ -41,6 +55,16 @@ class TurnContext:
     context_tokens: int = 16000
     on_delta: DeltaCallback | None = None
     on_retry: Callable[[], None] | None = None
+    deadline: float | None = None
+
+
+class TurnTimedOut(LLMError):
+    """The turn's deadline passed while the model or its tools were still at work. What the turn
+    recorded before stays recorded; `steps` counts the model calls it started."""
+
+    def __init__(self, message: str, *, steps: int) -> None:
+        super().__init__(message)
+        self.steps = steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +105,10 @@ async def run_turn(
     Tool failures, unknown tools and arguments that are not a JSON object go back to the model as error
     results. LLMError from the model propagates (nothing is recorded for the failed step), and so does
     cancellation (tool calls in flight are cancelled).
+
+    Deadline: every model call and every step's tool calls run under `context.deadline` (whatever
+    the transport's own timeouts: a server that trickles bytes defeats a per-read timeout); when it
+    passes, the work in flight is cancelled and TurnTimedOut raised. Recording is never cut off.
     """
     working: list[Record] = list(history)
     model_ms = tool_ms = 0.0
@@ -89,8 +117,11 @@ async def run_turn(
         specs = list(toolbox.specs())
         messages = trim_history(working, context.context_tokens, context.instructions)
         started = time.perf_counter()
-        request = ModelRequest(context.instructions, messages, specs, context.on_delta, on_retry=context.on_retry)
-        reply = await model.complete(request)
+        request = ModelRequest(
+            context.instructions, messages, specs, context.on_delta, _left(context.deadline), context.on_retry
+        )
+        async with _within(context.deadline, step, "the model"):
+            reply = await model.complete(request)
         model_ms += (time.perf_counter() - started) * 1000
         usage += reply.usage
         if not reply.tool_calls or step == context.max_steps:
@@ -101,8 +132,10 @@ async def run_turn(
         await record(asking)
         working.append(asking)
         started = time.perf_counter()
-        results = await _call_tools(toolbox, reply.tool_calls, {spec.name for spec in specs})
+        async with _within(context.deadline, step, "the tools"):
+            results = await _call_tools(toolbox, reply.tool_calls, {spec.name for spec in specs})
         tool_ms += (time.perf_counter() - started) * 1000
+        results = [await _fitted(result) for result in results]
         for call, result in zip(reply.tool_calls, results, strict=True):
             tool_record = ToolResultRecord(
                 tool_call_id=call.id,
@@ -116,6 +149,27 @@ async def run_turn(
     raise AssertionError("unreachable: the last step returns")  # pragma: no cover
 
 
+def _left(deadline: float | None) -> float | None:
+    """Seconds left until the deadline, as a model request's timeout (a retry policy stops in time)."""
+    return None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+
+
+@asynccontextmanager
+async def _within(deadline: float | None, step: int, what: str) -> AsyncIterator[None]:
+    """The block under the turn's deadline; TurnTimedOut if it passes first."""
+    if deadline is None:
+        yield
+        return
+    scope = asyncio.timeout_at(deadline)
+    try:
+        async with scope:
+            yield
+    except TimeoutError as exc:
+        if not scope.expired():
+            raise  # a timeout of the work's own, not the deadline's
+        raise TurnTimedOut(f"the turn's deadline passed while {what} worked (step {step})", steps=step) from exc
+
+
 def _answer(reply: ModelReply, max_steps: int) -> AssistantRecord:
     """The turn's final record: the model's answer, or (tools still wanted at the step limit) its text
     and STEP_LIMIT_TEXT, the calls left out."""
@@ -124,6 +178,16 @@ def _answer(reply: ModelReply, max_steps: int) -> AssistantRecord:
         text = "\n\n".join(part for part in (reply.text.strip(), STEP_LIMIT_TEXT.format(steps=max_steps)) if part)
         log.warning("turn_step_limit_reached", max_steps=max_steps)
     return AssistantRecord(text=text, usage=reply.usage, model=reply.model)
+
+
+async def _fitted(result: ToolResult) -> ToolResult:
+    """The result with its images fitted to what every provider takes (converted in a thread, as
+    Pillow blocks), so the history holds them as they will be sent; unreadable ones become a note."""
+    if not result.images:
+        return result
+    images, notes = await asyncio.to_thread(fit_images, result.images)
+    content = "\n".join([result.content, *notes]) if notes else result.content
+    return ToolResult(content, result.is_error, images)
 
 
 async def _call_tools(toolbox: Toolbox, calls: Sequence[ToolCall], known: set[str]) -> list[ToolResult]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["KeyedLocks", "wait_event"]
+__all__ = ["KeyedLocks", "run_unless_set", "wait_event"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -77,3 +77,22 @@ async def wait_event(
         waiting.cancel()
         await asyncio.wait([sleeping, waiting])
     return event.is_set()
+
+
+async def run_unless_set(work: Coroutine[Any, Any, None], event: asyncio.Event, *, name: str) -> bool:
+    """Run `work` as a task named `name` until it ends or `event` is set, whichever comes first;
+    True if the work ended (its exception, if any, is raised), False if the event came first and
+    the work was cancelled. Cancellation of the caller cancels the work too; nothing is left running."""
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(work, name=name)
+    watch = loop.create_task(event.wait(), name=f"{name}-unless")
+    try:
+        await asyncio.wait([task, watch], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()
+        watch.cancel()
+        await asyncio.wait([task, watch])
+    if task.cancelled():
+        return False
+    task.result()
+    return True

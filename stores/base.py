@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -68,6 +68,22 @@ class ConversationStore(_Resource):
 
         A damaged history never raises: what can be read is returned and the damage is logged.
         """
+
+    async def load_recent(self, conversation_id: str, stop_at: Callable[[Record], bool]) -> list[Record]:
+        """The newest records of the conversation, in `seq` order: read from the newest back, up to
+        and including the first record for which `stop_at` returns True (or to the beginning).
+
+        `stop_at` sees each record once, newest first, and may keep state between calls (a summary
+        marker tells it how far back the records it covers begin). It may be called in a worker
+        thread, so it must not touch the event loop. Damage is handled as by `load`: never raised.
+        The backends read from the end of the history, so the cost is that of the records returned,
+        not of the history's length. This default, for stores without such a read, uses `load`.
+        """
+        records = await self.load(conversation_id)
+        for index in range(len(records) - 1, -1, -1):
+            if stop_at(records[index]):
+                return records[index:]
+        return records
 
     @abstractmethod
     async def append(self, conversation_id: str, records: Sequence[Record]) -> None:

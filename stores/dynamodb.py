@@ -17,9 +17,10 @@ stops at the first failure (records before it stay written).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,6 +30,7 @@ import structlog
 
 from conf.settings import DynamoDBSettings
 from ops.backoff import Backoff
+from stores._dynamodb_recent import NewestFirst
 from stores._dynamodb_table import (
     INGRESS_PARTITION,
     PARTITION_KEY,
@@ -51,6 +53,7 @@ CHUNK_BYTES = 350_000
 """Largest stored payload per item: under the 400 KB item limit with room for keys and names."""
 _PART_SCALE = 1_000_000  # chunk k of record n sits at sort key n + k / _PART_SCALE
 
+_RECENT_PAGE = 200  # items per page of a newest-first read: most activations need one page
 _NAMES = {"#pk": PARTITION_KEY, "#sk": SORT_KEY}
 _NOT_THERE = "attribute_not_exists(#pk)"
 
@@ -133,6 +136,30 @@ class DynamoDBConversationStore(_TableUser, ConversationStore):
         with _about(conversation_id):
             items = await self._query(partition_key(conversation_id))
         return _assemble(conversation_id, items)
+
+    async def load_recent(self, conversation_id: str, stop_at: Callable[[Record], bool]) -> list[Record]:
+        """The newest records: a Query in descending `seq`, page by page (each page parsed in a worker
+        thread) until `stop_at` accepts a record; no later page is read."""
+        reader = NewestFirst(conversation_id, stop_at)
+        request: dict[str, Any] = {
+            "TableName": self.table.name,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": PARTITION_KEY},
+            "ExpressionAttributeValues": {":pk": {"S": partition_key(conversation_id)}},
+            "ConsistentRead": True,
+            "ScanIndexForward": False,
+            "Limit": self.table.page_size or _RECENT_PAGE,
+        }
+        with _about(conversation_id):
+            while True:
+                page = await self.table.call("query", **request)
+                if await asyncio.to_thread(reader.feed, page.get("Items", [])):
+                    break
+                last_key = page.get("LastEvaluatedKey")
+                if not last_key:
+                    break
+                request["ExclusiveStartKey"] = last_key
+        return reader.records()
 
     async def append(self, conversation_id: str, records: Sequence[Record]) -> None:
         """Put each record (conditionally) in order; ConflictError at the first seq already taken."""

@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +32,7 @@ import aiofiles.os
 import structlog
 
 from ops.aio import KeyedLocks
+from stores._file_recent import read_recent
 from stores._fs import fsync_directory, rename_durably, truncate_durably, unlink_durably, write_all
 from stores._records import decode_record, encode_batch
 from stores.base import ConflictError, ConversationStore, Record, StoreError
@@ -93,6 +94,35 @@ class FileConversationStore(ConversationStore):
         name = conversation_file_name(conversation_id)
         async with self._locks.hold(name):
             return await self._load_locked(conversation_id, name)
+
+    async def load_recent(self, conversation_id: str, stop_at: Callable[[Record], bool]) -> list[Record]:
+        """The newest records, read from the end of the file backwards in a worker thread (parsing
+        included), back to the first for which `stop_at` is True. Damage is handled as by `load`."""
+        name = conversation_file_name(conversation_id)
+        path = self.directory / name
+        async with self._locks.hold(name):
+            try:
+                read = await asyncio.to_thread(read_recent, path, stop_at)
+            except OSError as exc:
+                raise StoreError(f"cannot read {name}: {exc.strerror}", conversation_id=conversation_id) from exc
+            if read is None:
+                self._last_seq[name] = -1
+                return []
+            if read.damaged:
+                # Rare: the full load quarantines the file, as it always has.
+                records = await self._load_locked(conversation_id, name)
+                return _recent(records, stop_at)
+            if read.sound_length < read.size:
+                log.warning(
+                    "store_torn_tail_skipped",
+                    conversation_id=conversation_id,
+                    file=name,
+                    offset=read.sound_length,
+                    bytes=read.size - read.sound_length,
+                )
+                await self._truncate(conversation_id, path, read.sound_length)
+            self._last_seq[name] = read.records[-1]["seq"] if read.records else -1
+            return read.records
 
     async def append(self, conversation_id: str, records: Sequence[Record]) -> None:
         """Write the records as lines, `fsync`, then return.
@@ -243,6 +273,14 @@ def _parse(data: bytes) -> tuple[list[Record], int, int | None]:
             good_length = end + 1
         start = end + 1
     return records, good_length, None
+
+
+def _recent(records: list[Record], stop_at: Callable[[Record], bool]) -> list[Record]:
+    """The tail of `records` back to the first (from the end) for which `stop_at` is True."""
+    for index in range(len(records) - 1, -1, -1):
+        if stop_at(records[index]):
+            return records[index:]
+    return records
 
 
 def _append_lines(path: Path, data: bytes, new_file: bool) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from stores._records import encode_batch, encode_updates
@@ -25,6 +25,18 @@ class InMemoryConversationStore(ConversationStore):
     async def load(self, conversation_id: str) -> list[Record]:
         """Every record of the conversation, as fresh copies."""
         return [json.loads(data) for data in self._histories.get(conversation_id, [])]
+
+    async def load_recent(self, conversation_id: str, stop_at: Callable[[Record], bool]) -> list[Record]:
+        """The newest records, back to the first for which `stop_at` is True (see the base class)."""
+        stored = self._histories.get(conversation_id, [])
+        recent: list[Record] = []
+        for data in reversed(stored):
+            record = json.loads(data)
+            recent.append(record)
+            if stop_at(record):
+                break
+        recent.reverse()
+        return recent
 
     async def append(self, conversation_id: str, records: Sequence[Record]) -> None:
         """Add `records`; ConflictError if the first `seq` is not above the last one stored."""

@@ -49,7 +49,7 @@ def fast_settings(env: dict[str, str], **llm: Any) -> Settings:
         update={
             "backoff": backoff,
             "telegram": telegram,
-            "llm": settings.llm.model_copy(update={"retry_budget_seconds": 2.0, **llm}),
+            "llm": settings.llm.model_copy(update={"retry_budget_seconds": 5.0, **llm}),
         }
     )
 

@@ -38,6 +38,9 @@ def test_the_menu_lists_the_table_in_order_without_start() -> None:
         ("new", "Start a new conversation"),
         ("reset", "Start a new conversation"),
         ("help", "What I can do"),
+        ("memory", "What I remember about you"),
+        ("forget", "Forget a saved fact: /forget ID or /forget all"),
+        ("timezone", "Your time zone: /timezone Area/City"),
         ("stop", "Stop the answer being written"),
     ]
 

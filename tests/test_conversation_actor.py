@@ -172,10 +172,10 @@ async def test_a_replayed_update_that_was_delivered_is_skipped() -> None:
     world = World(ScriptedModel())
     await world.ask(user("hello", 5))
     assert await world.ask(user("hello", 5)) is None
-    assert await world.ask(user("older", 4)) is None
+    # An older update the conversation holds no record of is not a duplicate: see test_store_faults.
     assert len(world.model.calls) == 1
     assert world.channel.texts == ["echo: hello"]
-    assert world.channel.done_ids == [5, 5, 4]
+    assert world.channel.done_ids == [5, 5]
     assert len([r for r in await world.records() if r.get("role") == "user"]) == 1
     await world.stop()
 

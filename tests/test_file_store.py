@@ -269,3 +269,70 @@ async def test_any_mix_of_appends_restarts_crashes_and_deletes_keeps_the_acknowl
                 await store.delete("c")
                 expected.clear()
             assert await store.load("c") == expected
+
+
+# load_recent: the same repairs as load, reading from the end
+
+
+async def test_load_recent_cuts_a_torn_tail_off_like_load(directory: Path) -> None:
+    async with FileConversationStore(directory) as store:
+        await store.append("c", records(0, 3))
+        path = store.path_for("c")
+    sound = await read(path)
+    await write(path, sound + b'{"seq":3,"te' + b"\n" + b"\x00" * 10)
+    with capture_logs() as logs:
+        async with FileConversationStore(directory) as store:
+            assert await store.load_recent("c", lambda record: record["seq"] <= 1) == records(1, 3)
+            await store.append("c", records(3, 4))
+    assert (await read(path)).startswith(sound + b'{"seq":3,')
+    async with FileConversationStore(directory) as store:
+        assert await store.load("c") == records(0, 4)
+    assert [entry["event"] for entry in logs] == ["store_torn_tail_skipped"]
+    assert logs[0]["offset"] == len(sound)
+
+
+async def test_load_recent_quarantines_a_file_damaged_within_what_it_reads(directory: Path) -> None:
+    async with FileConversationStore(directory) as store:
+        await store.append("c", records(0, 4))
+        path = store.path_for("c")
+    lines = (await read(path)).split(b"\n")
+    lines[2] = b'{"seq":2,"te'
+    await write(path, b"\n".join(lines))
+    with capture_logs() as logs:
+        async with FileConversationStore(directory) as store:
+            assert await store.load_recent("c", lambda record: False) == []
+            await store.append("c", records(0, 1))
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == ["store_file_quarantined"]
+    assert len([name for name in listing(directory) if ".corrupt-" in name]) == 1
+
+
+async def test_load_recent_reads_a_file_with_an_empty_tail_or_only_damage(directory: Path) -> None:
+    async with FileConversationStore(directory) as store:
+        path = store.path_for("c")
+        await write(path, b'{"seq":0,"te')
+        assert await store.load_recent("c", lambda record: False) == []
+        assert await read(path) == b""
+        await store.append("c", records(0, 1))
+        assert await store.load_recent("c", lambda record: False) == records(0, 1)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=st.lists(st.binary(max_size=40).map(lambda data: data.replace(b"\n", b"")), max_size=12),
+    torn=st.binary(max_size=20).map(lambda data: data.replace(b"\n", b"")),
+    block=st.integers(min_value=1, max_value=64),
+)
+def test_lines_read_backwards_are_the_lines_read_forwards_reversed(lines: list[bytes], torn: bytes, block: int) -> None:
+    from io import BytesIO
+
+    from stores._file_recent import _lines_backwards
+
+    data = b"".join(line + b"\n" for line in lines) + torn
+    expected: list[tuple[bytes, int, bool]] = []
+    offset = 0
+    for line in lines:
+        offset += len(line) + 1
+        expected.append((line, offset, True))
+    if torn:
+        expected.append((torn, len(data), False))
+    assert list(_lines_backwards(BytesIO(data), len(data), block)) == expected[::-1]

@@ -3,15 +3,17 @@
 The layers, top to bottom (an arrow is "may import"):
 
     main → app → channels → actors → tools → llm
-                                    ↘ stores
+                                  ↘    ↓
+                                   stores
     ops, conf: anyone may import them; ops imports only conf; conf imports only conf.
 
 A package imports only packages below it, never one above, so there is no cycle between
 packages. `llm`, `stores` and `tools` are the bottom layer, the parts the actors use; among them
 `tools` may import `llm` (the MCP toolbox implements the turn loop's `Toolbox` interface, in its
-types), and nothing else crosses between them: `llm` knows no tool server and no store, `stores`
-know no model. Every import counts: module-level, inside functions (the lazy imports that keep
-start-up light) and under `if TYPE_CHECKING:`.
+types) and `stores` (the built-in tools act on the facts and reminders stores), and nothing else
+crosses between them: `llm` knows no tool server and no store, `stores` know no model. Every
+import counts: module-level, inside functions (the lazy imports that keep start-up light) and
+under `if TYPE_CHECKING:`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "app": frozenset({"channels", "actors", "tools", "llm", "stores", "ops", "conf"}),
     "channels": frozenset({"actors", "tools", "llm", "stores", "ops", "conf"}),
     "actors": frozenset({"tools", "llm", "stores", "ops", "conf"}),
-    "tools": frozenset({"llm", "ops", "conf"}),
+    "tools": frozenset({"llm", "stores", "ops", "conf"}),
     "llm": frozenset({"ops", "conf"}),
     "stores": frozenset({"ops", "conf"}),
     "ops": frozenset({"conf"}),

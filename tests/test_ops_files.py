@@ -135,7 +135,7 @@ def test_the_ci_workflow_is_valid_against_githubs_schema() -> None:
 
 def test_the_workflow_runs_the_local_cis_test_command_lint_types_and_the_image_build() -> None:
     local = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    test_command = local.split("# The README's test command:\n", 1)[1].splitlines()[0]
+    test_command = local.split("# The README's test command:\n", 1)[1].splitlines()[0].removesuffix(" || status=1")
     workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
     assert set(workflow[True]) == {"push", "pull_request"}  # YAML 1.1 reads the key `on` as True
     runs = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]

@@ -347,6 +347,110 @@ async def crashed_appends(
         yield store
 
 
+# ConversationStore.load_recent: what an activation reads
+
+
+class StopAtMarker:
+    """Stops at a `reset`, or, after a `summary` covering up to `last_seq`, at the record after it;
+    counts the records it is shown."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.floor: int | None = None
+
+    def __call__(self, record: Record) -> bool:
+        self.seen.append(record["seq"])
+        if record.get("type") == "reset":
+            return True
+        if record.get("type") == "summary" and self.floor is None:
+            self.floor = record["last_seq"] + 1
+        return self.floor is not None and record["seq"] <= self.floor
+
+
+async def test_load_recent_of_an_unknown_conversation_is_empty(backend: Backend) -> None:
+    async with backend.store() as store:
+        assert await store.load_recent("nobody", lambda record: True) == []
+
+
+async def test_load_recent_without_a_stop_reads_the_whole_history(backend: Backend) -> None:
+    async with backend.store() as store:
+        await store.append("whole", records(0, 70))
+    async with backend.store() as store:
+        assert await store.load_recent("whole", lambda record: False) == records(0, 70)
+
+
+async def test_load_recent_reads_back_to_the_marker_and_no_further(backend: Backend) -> None:
+    history = [*records(0, 10), {"seq": 10, "type": "reset"}, *records(11, 80)]
+    async with backend.store() as store:
+        await store.append("reset", history)
+    async with backend.store() as store:
+        stop = StopAtMarker()
+        assert await store.load_recent("reset", stop) == history[10:]
+    # Each record is shown once, newest first, and nothing older than the marker is parsed for it.
+    assert stop.seen == list(range(79, 9, -1))
+
+
+async def test_load_recent_follows_a_summary_back_to_the_first_record_it_does_not_cover(backend: Backend) -> None:
+    summary: Record = {"seq": 60, "type": "summary", "text": "s", "first_seq": 0, "last_seq": 49}
+    history = [*records(0, 60), summary, *records(61, 70)]
+    async with backend.store() as store:
+        await store.append("summary", history)
+        stop = StopAtMarker()
+        assert await store.load_recent("summary", stop) == history[50:]
+    assert stop.seen == list(range(69, 49, -1))
+
+
+async def test_load_recent_of_a_long_history_reads_only_its_end(backend: Backend) -> None:
+    # DynamoDB: three Query pages of 64 (each record is a round trip to write); the others: 10,000.
+    size = 130 if backend.name == "dynamodb" else backend.history_size
+    async with backend.store() as store:
+        for start in range(0, size, 500):
+            await store.append("long-recent", records(start, min(start + 500, size)))
+    async with backend.store() as store:
+        stop = StopAtMarker()
+        started = time.perf_counter()
+        recent = await store.load_recent("long-recent", lambda record: stop(record) or record["seq"] <= size - 10)
+        elapsed = time.perf_counter() - started
+    assert recent == records(size - 10, size)
+    assert stop.seen == list(range(size - 1, size - 11, -1))
+    assert elapsed < 1, f"reading the last 10 of {size} records took {elapsed:.2f} s"
+
+
+async def test_load_recent_returns_big_records_whole(backend: Backend) -> None:
+    big = {"seq": 2, "role": "tool", "text": random_text(1024 * 1024)}
+    history = [*records(0, 2), big, *records(3, 5)]
+    async with backend.store() as store:
+        await store.append("big-recent", history)
+    async with backend.store() as store:
+        assert await store.load_recent("big-recent", lambda record: record["seq"] <= 1) == history[1:]
+        assert await store.load_recent("big-recent", lambda record: record["seq"] <= 2) == history[2:]
+
+
+async def test_appends_after_load_recent_continue_the_history(backend: Backend) -> None:
+    async with backend.store() as store:
+        await store.append("continue", records(0, 20))
+    async with backend.store() as store:
+        assert await store.load_recent("continue", lambda record: True) == records(19, 20)
+        with pytest.raises(ConflictError):
+            await store.append("continue", [{"seq": 19, "text": "again"}])
+        await store.append("continue", records(20, 21))
+        assert await store.load("continue") == records(0, 21)
+
+
+async def test_load_recent_after_a_crashed_append_returns_what_was_acknowledged(
+    backend: Backend, tmp_path: Path
+) -> None:
+    base = records(0, 3)
+    last: Record = {"seq": 3, "text": "the last line: ünïcödé 🚀 is cut mid-character too"}
+    async for store in crashed_appends(backend, "crashy-recent", base, last):
+        async with store:
+            assert await store.load_recent("crashy-recent", lambda record: False) == base
+            await store.append("crashy-recent", [last])
+            assert await store.load_recent("crashy-recent", lambda record: record["seq"] <= 2) == [base[2], last]
+        async with backend.store() as reopened:
+            assert await reopened.load("crashy-recent") == [*base, last]
+
+
 # IngressLog
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Coroutine
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import structlog
@@ -17,15 +17,16 @@ from tenacity import RetryCallState, retry_if_exception
 
 from actors import texts
 from actors.commands import COMMANDS
-from actors.protocol import Command, DeliveryFailed, PreviewMessages, Reply, ReplyStream, ReplyTarget
+from actors.protocol import Command, DeliveryFailed, Reply, UserMessage
 from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
+from channels.telegram.channel import TelegramChannel
 from channels.telegram.client import TelegramClient
-from channels.telegram.routing import BotIdentity, Ignore, Notify, Routed, route_update
-from channels.telegram.sender import DeliveryError, TelegramSender, retry_after_seconds
-from channels.telegram.streaming import TelegramStreams
+from channels.telegram.routing import BotIdentity, Ignore, Notify, Route, Routed, is_durable, route_update
+from channels.telegram.sender import retry_after_seconds
+from channels.telegram.strangers import StrangerGate
 from conf import Settings
-from ops.aio import wait_event
+from ops.aio import run_unless_set, wait_event
 from ops.backoff import Backoff
 from stores import IngressLog, StoreError
 
@@ -39,51 +40,6 @@ ALLOWED_UPDATES = ["message"]
 # We call getUpdates through do_api_request on purpose: it hands back raw JSON, which goes to the
 # ingress log as is, and one update PTB cannot parse cannot then fail (and so stall) its whole batch.
 warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
-
-
-class TelegramChannel:
-    """The ReplyChannel conversation actors use: sends through the gateway's flood-controlled sender.
-    With `streams`, it is a StreamingReplyChannel: answers are previewed as they are written."""
-
-    def __init__(self, sender: TelegramSender, ingress: IngressLog, streams: TelegramStreams | None = None) -> None:
-        self._sender = sender
-        self._ingress = ingress
-        self._streams = streams
-
-    def open_stream(
-        self,
-        target: ReplyTarget,
-        text: Callable[[], str],
-        *,
-        shown: tuple[int, ...] = (),
-        on_messages: PreviewMessages | None = None,
-        on_visible: Callable[[], None] | None = None,
-    ) -> ReplyStream | None:
-        """A preview of one answer (see StreamingReplyChannel), or None when streaming is off."""
-        if self._streams is None:
-            return None
-        return self._streams.open(target, text, shown=shown, on_messages=on_messages, on_visible=on_visible)
-
-    async def deliver(self, reply: Reply) -> None:
-        """Send the reply (split, formatted, retried); DeliveryFailed if Telegram never will take it."""
-        target = reply.target
-        try:
-            await self._sender.send_text(
-                target.chat_id,
-                reply.text,
-                message_thread_id=target.message_thread_id,
-                reply_to_message_id=target.reply_to_message_id,
-            )
-        except DeliveryError as exc:
-            raise DeliveryFailed(reply.conversation_id, type(exc).__name__) from exc
-
-    def typing(self, target: ReplyTarget) -> AbstractAsyncContextManager[None]:
-        """ "typing..." in the chat while the block runs."""
-        return self._sender.typing_while(target.chat_id, target.message_thread_id)
-
-    async def done(self, update_id: int) -> None:
-        """The update is answered: it leaves the ingress log."""
-        await self._ingress.done(update_id)
 
 
 class TelegramGateway:
@@ -111,6 +67,8 @@ class TelegramGateway:
         bot: Bot,
         channel: TelegramChannel,
         backoff: Backoff | None = None,
+        strangers: StrangerGate | None = None,
+        poll_margin_seconds: float = 15.0,
     ) -> None:
         self._settings = settings.telegram
         self._backoff = backoff if backoff is not None else Backoff(settings.backoff)
@@ -123,6 +81,11 @@ class TelegramGateway:
         self.identity: BotIdentity | None = None
         self.last_poll_ok = time.monotonic()
         self.polls = 0
+        self.ingress_failing = False
+        """The last append to the ingress log failed: updates cannot be acknowledged (/healthz 503)."""
+        self._strangers = strangers if strangers is not None else StrangerGate()
+        self._poll_margin_seconds = poll_margin_seconds
+        self._stop_grace_seconds = settings.actors.stop_grace_seconds
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -132,7 +95,10 @@ class TelegramGateway:
         """The gateway's task: identify the bot, replay unanswered updates, then poll until stopped."""
         await self._renew_poll_bot()
         try:
-            await self._start()
+            # Start-up retries Telegram for as long as it takes; a stop must not wait for that.
+            if not await run_unless_set(self._start(), self._stopping, name="telegram-gateway-start"):
+                log.info("telegram_start_abandoned")
+                return
             await self._replay_pending()
             await self._poll_forever()
         finally:
@@ -143,19 +109,22 @@ class TelegramGateway:
         self._stopping.set()
 
     async def aclose(self) -> None:
-        """Once polling has stopped: finish the notices in flight (a few seconds at most)."""
+        """Once polling has stopped: finish the notices in flight (within the stop grace period)."""
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+            await asyncio.wait(list(self._tasks), timeout=min(5.0, self._stop_grace_seconds))
         for task in list(self._tasks):
+            log.warning("gateway_task_abandoned", task=task.get_name())
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks))
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """Alive while a poll succeeded within the watchdog period."""
+        """Alive while a poll succeeded within the watchdog period and the ingress log takes updates."""
         since = time.monotonic() - self.last_poll_ok
-        ok = since < self._settings.watchdog_seconds
-        body = {"status": "ok" if ok else "stalled", "actors": len(self._registry), "last_poll_s": round(since, 3)}
+        polling = since < self._settings.watchdog_seconds
+        ok = polling and not self.ingress_failing
+        status = "ok" if ok else "stalled" if not polling else "ingress_failing"
+        body = {"status": status, "actors": len(self._registry), "last_poll_s": round(since, 3)}
         return ok, body
 
     async def _start(self) -> None:
@@ -217,20 +186,23 @@ class TelegramGateway:
         pending = await self._ingress.pending()
         if pending:
             log.info("ingress_replay", updates=len(pending), first=pending[0].get("update_id"))
+        arrived = asyncio.get_running_loop().time()
         for update in pending:
-            self._dispatch(update, replay=True)
+            self._handle(update["update_id"], self._route_of(update), arrived, replay=True)
 
     async def _poll_forever(self) -> None:
         offset: int | None = None
         failures = 0
         conflict_since: float | None = None
         rebuilt_for_stall = False
-        timeout = self._settings.poll_timeout_seconds
         while not self._stopping.is_set():
             if time.monotonic() - self.last_poll_ok > self._settings.watchdog_seconds and not rebuilt_for_stall:
                 log.error("telegram_poll_stalled", since_s=round(time.monotonic() - self.last_poll_ok, 1))
                 await self._renew_poll_bot()
                 rebuilt_for_stall = True
+            # After a failure (and at start) the poll is a short one: its answer shows at once that
+            # Telegram is reachable again (so /healthz is 200 again within seconds, not a poll later).
+            timeout = self._settings.poll_timeout_seconds if failures == 0 and self.polls else 0
             try:
                 updates = await self._get_updates(offset, timeout)
             except InvalidToken:
@@ -266,18 +238,29 @@ class TelegramGateway:
             failures, conflict_since, rebuilt_for_stall = 0, None, False
             self.last_poll_ok = time.monotonic()
             self.polls += 1
-            if not updates:
-                continue
+            if updates and await self._take(updates):
+                offset = max(update["update_id"] for update in updates) + 1
+
+    async def _take(self, updates: list[dict[str, Any]]) -> bool:
+        """Make the updates that need it durable, then act on all of them. False if the ingress log
+        failed: nothing is acknowledged then, and the next poll asks for the same updates again."""
+        arrived = asyncio.get_running_loop().time()
+        routes = [(update["update_id"], self._route_of(update)) for update in updates]
+        durable = [update for update, (_, route) in zip(updates, routes, strict=True) if is_durable(route)]
+        if durable:
             try:
-                await self._ingress.append(updates)
+                await self._ingress.append(durable)
             except StoreError as exc:
-                # Not durable, so not acknowledged: the next poll asks for the same updates again.
-                log.error("ingress_append_failed", updates=len(updates), error=repr(exc))
+                self.ingress_failing = True
+                log.error("ingress_append_failed", updates=len(durable), error=repr(exc))
                 await self._pause(self._backoff.delay(1))
-                continue
-            offset = max(update["update_id"] for update in updates) + 1
-            for update in updates:
-                self._dispatch(update)
+                return False
+            if self.ingress_failing:
+                log.info("ingress_append_recovered")
+            self.ingress_failing = False
+        for update_id, route in routes:
+            self._handle(update_id, route, arrived)
+        return True
 
     async def _get_updates(self, offset: int | None, timeout: int) -> list[dict[str, Any]]:
         bot = self._poll_bot
@@ -285,21 +268,24 @@ class TelegramGateway:
         kwargs: dict[str, Any] = {"timeout": timeout, "allowed_updates": ALLOWED_UPDATES}
         if offset is not None:
             kwargs["offset"] = offset
-        # A long poll whose connection silently died would hang: bound it beyond the poll timeout.
-        async with asyncio.timeout(timeout + 15):
-            stop = asyncio.ensure_future(self._stopping.wait())
-            poll = asyncio.ensure_future(bot.do_api_request("getUpdates", api_kwargs=kwargs, read_timeout=timeout + 10))
-            try:
+        stop = asyncio.ensure_future(self._stopping.wait())
+        poll = asyncio.ensure_future(bot.do_api_request("getUpdates", api_kwargs=kwargs, read_timeout=timeout + 10))
+        try:
+            # A long poll whose connection silently died, or that a proxy keeps alive with a byte
+            # now and then, would hang: bound it beyond the poll timeout.
+            async with asyncio.timeout(timeout + self._poll_margin_seconds):
                 await asyncio.wait([poll, stop], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-            if not poll.done():
-                # Stopping: abandon the poll. Its updates, if any, are not acknowledged, so
-                # Telegram hands them over again at the next start.
-                poll.cancel()
-                await asyncio.wait([poll])
-                return []
-            result = poll.result()
+        finally:
+            # Whatever ended the wait (an answer, stopping, the timeout, our own cancellation), the
+            # poll is ours to end: cancelled if still running, and awaited, so no task outlives it.
+            stop.cancel()
+            poll.cancel()
+            await asyncio.wait([poll, stop])
+        if poll.cancelled():
+            # Stopping: the poll was abandoned. Its updates, if any, are not acknowledged, so
+            # Telegram hands them over again at the next start.
+            return []
+        result = poll.result()
         return [update for update in result if isinstance(update, dict) and isinstance(update.get("update_id"), int)]
 
     async def _pause(self, seconds: float) -> None:
@@ -308,26 +294,34 @@ class TelegramGateway:
 
     # -- routing ----------------------------------------------------------------------------------
 
-    def _dispatch(self, update: dict[str, Any], *, replay: bool = False) -> None:
-        update_id: int = update["update_id"]
+    def _route_of(self, update: dict[str, Any]) -> Route:
         identity = self.identity
         assert identity is not None
         try:
-            route = route_update(update, identity, self._settings.allowed_user_ids)
+            return route_update(update, identity, self._settings.allowed_user_ids)
         except Exception as exc:  # a malformed update must never stop polling
-            log.error("update_unroutable", update_id=update_id, error=repr(exc))
-            route = Ignore("unroutable")
-        if isinstance(route, Ignore):
-            log.debug("update_ignored", update_id=update_id, reason=route.reason)
-            self._spawn(self._ingress.done(update_id), f"ingress-done:{update_id}")
-        elif isinstance(route, Notify):
+            log.error("update_unroutable", update_id=update.get("update_id"), error=repr(exc))
+            return Ignore("unroutable")
+
+    def _handle(self, update_id: int, route: Route, arrived: float, *, replay: bool = False) -> None:
+        """Act on a routed update. `arrived` is when it was received (the loop's clock): the turn's
+        deadline counts from it. Replayed updates are those the ingress log held at start."""
+        if isinstance(route, Routed):
+            self._route(route, update_id, arrived, replay)
+        elif isinstance(route, Notify) and is_durable(route):
             log.info("update_notice", update_id=update_id, reason=route.reason, conversation_id=route.conversation_id)
             reply = Reply(route.conversation_id, route.text, route.target, update_id, kind="notice")
             self._spawn(self._notify(reply), f"notice:{update_id}")
+        elif replay:  # logged by an older version, which kept every update: clear it
+            self._spawn(self.channel.done(update_id), f"ingress-done:{update_id}")
+        elif isinstance(route, Notify) and self._strangers.admit(route.user_id):
+            log.info("update_refused", update_id=update_id, user_id=route.user_id)
+            reply = Reply(route.conversation_id, route.text, route.target, None, kind="notice")
+            self._spawn(self._notify(reply), f"refusal:{update_id}")
         else:
-            self._route(route, update_id, replay)
+            log.debug("update_ignored", update_id=update_id, reason=route.reason)
 
-    def _route(self, route: Routed, update_id: int, replay: bool) -> None:
+    def _route(self, route: Routed, update_id: int, arrived: float, replay: bool) -> None:
         message = route.message
         if isinstance(message, Command) and message.name == "stop":
             # Out of band: a /stop must not wait behind the turn it stops.
@@ -335,12 +329,15 @@ class TelegramGateway:
                 reply = Reply(route.conversation_id, texts.NOTHING_TO_STOP, message.target, update_id, kind="notice")
                 self._spawn(self._notify(reply), f"stop:{update_id}")
             return
+        if isinstance(message, UserMessage):
+            message = dataclasses.replace(message, received_at=arrived)
         try:
-            self._registry.tell(route.conversation_id, route.message)
+            self._registry.tell(route.conversation_id, message)
         except MailboxFull:
             log.warning("message_refused", update_id=update_id, conversation_id=route.conversation_id, reason="busy")
-            reply = Reply(route.conversation_id, texts.BUSY, route.message.target, update_id, kind="notice")
-            self._spawn(self._notify(reply), f"busy:{update_id}")
+            reply = Reply(route.conversation_id, texts.BUSY, message.target, update_id, kind="notice")
+            # Done before the notice is sent: a restart never sends it again (at most once).
+            self._spawn(self._done_then_notify(reply, update_id), f"busy:{update_id}")
         except ActorStopped:
             # Stopping: the update stays in the ingress log and is replayed at the next start.
             log.info("update_deferred", update_id=update_id, conversation_id=route.conversation_id)
@@ -353,7 +350,11 @@ class TelegramGateway:
         except DeliveryFailed as exc:
             log.warning("notice_undeliverable", update_id=reply.update_id, reason=exc.reason)
         if reply.update_id is not None:
-            await self._ingress.done(reply.update_id)
+            await self.channel.done(reply.update_id)
+
+    async def _done_then_notify(self, reply: Reply, update_id: int) -> None:
+        await self.channel.done(update_id)
+        await self._notify(dataclasses.replace(reply, update_id=None))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)

@@ -9,7 +9,10 @@ from actors.commands import CommandName, command_args, command_named
 from actors.protocol import Command, ConversationMessage, ReplyTarget, UserMessage
 from conf import AllowedUsers
 
-__all__ = ["BotIdentity", "Ignore", "Notify", "Route", "Routed", "route_update"]
+__all__ = ["NOT_ALLOWED", "BotIdentity", "Ignore", "Notify", "Route", "Routed", "is_durable", "route_update"]
+
+NOT_ALLOWED = "not_allowed"
+"""The `Notify.reason` of a refusal: the sender is not allowed to use the assistant."""
 
 _GROUP_TYPES = frozenset({"group", "supergroup"})
 
@@ -38,6 +41,8 @@ class Notify:
     target: ReplyTarget
     text: str
     reason: str
+    user_id: int | None = None
+    """Who wrote (for a refusal: the gateway refuses each stranger at most once in a while)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +98,7 @@ def route_update(update: dict[str, Any], bot: BotIdentity, allowed: AllowedUsers
     if not allowed.allows(user_id):
         from actors import texts
 
-        return Notify(conversation_id, target, texts.NOT_ALLOWED.format(user_id=user_id), "not_allowed")
+        return Notify(conversation_id, target, texts.NOT_ALLOWED.format(user_id=user_id), NOT_ALLOWED, user_id)
     if text is None or not text.strip():
         if _is_service_message(message):
             return Ignore("service_message")
@@ -111,6 +116,13 @@ def route_update(update: dict[str, Any], bot: BotIdentity, allowed: AllowedUsers
     if in_group:
         text = _strip_mention(text, bot)
     return Routed(conversation_id, UserMessage(conversation_id, text, target, update_id, user_id))
+
+
+def is_durable(route: Route) -> bool:
+    """Whether the update must be in the ingress log before it is acknowledged: everything an allowed
+    user should hear back about. Ignored updates and strangers' messages are not (a flood of strangers
+    must not cost a write each)."""
+    return not isinstance(route, Ignore) and not (isinstance(route, Notify) and route.reason == NOT_ALLOWED)
 
 
 def _addressed_to_bot(message: dict[str, Any], text: str | None, entities: list[Any], bot: BotIdentity) -> bool:

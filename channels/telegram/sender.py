@@ -5,6 +5,12 @@ Limits follow python-telegram-bot's `AIORateLimiter` defaults: at most 30 messag
 drew it: one chat's flood wait never stalls the others. Private chats are not paced proactively:
 Telegram's ~1 message/s per chat is guidance it enforces with 429 + `retry_after`, which we honour
 for that chat; pacing every private chat at 1/s would add up to a second to each quick exchange.
+
+Retries are at-least-once. A failure before the request was whole on the wire (connecting,
+writing, our own pool) certainly left the message untaken and is retried; so is one after it
+(a read timeout, a dropped connection), where Telegram may have taken it: the Bot API has no
+idempotency key and no way to ask, so the message is sent again and may arrive twice
+(`telegram_send_uncertain` in the log). A duplicate is the lesser harm than a lost answer.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from telegram.error import (
 from telegram.warnings import PTBDeprecationWarning
 
 from channels.telegram._rate import Rate, RateWindow
+from channels.telegram._refusals import MessageGone, edit_impossible
 from channels.telegram.format import MAX_MESSAGE_LENGTH, html_to_plain, split_message, to_telegram_html
 from ops.aio import KeyedLocks, wait_event
 from ops.backoff import Backoff, Clock, Sleep
@@ -39,6 +46,10 @@ from ops.backoff import Backoff, Clock, Sleep
 __all__ = ["DeliveryError", "Rate", "TelegramSender", "edit_impossible", "retry_after_seconds"]
 
 log = structlog.get_logger(__name__)
+
+_MAYBE_TAKEN = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+"""Failures after the whole request was written: Telegram may have taken the message. Every other
+network failure (connecting, writing, the pool, an HTTP error status) certainly left it untaken."""
 
 
 class DeliveryError(Exception):
@@ -66,6 +77,8 @@ class TelegramSender:
     are waited out through `sleep`. `on_retry(wait_s, reason)` hears of every retry (for metrics).
     `overall_rate` paces all chats together (None: no proactive overall pacing, only Telegram's
     429s, per chat); `group_rate` paces each group; `clock` and `sleep` are injectable for tests.
+    `typing_bot` (with its own pool of `typing_connections`) sends "typing...", so that chat actions
+    never hold a connection a reply is waiting for; without it they share the sending pool.
 
     `send_text` returns once every chunk was accepted; it waits out `RetryAfter` (for that chat
     only) and retries network errors with capped backoff, forever, so nothing is dropped for a
@@ -85,8 +98,11 @@ class TelegramSender:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         on_retry: Callable[[float, str], None] | None = None,
+        typing_bot: Bot | None = None,
+        typing_connections: int = 2,
     ) -> None:
         self._bot = bot
+        self._typing_bot = typing_bot if typing_bot is not None else bot
         self._on_retry = on_retry
         self._backoff = backoff
         self._group_rate = group_rate
@@ -98,6 +114,7 @@ class TelegramSender:
         # Requests beyond the HTTP pool's size would fail with a pool timeout after waiting for a
         # connection; queueing them here instead keeps hundreds of chats from retrying in lockstep.
         self._in_flight = asyncio.Semaphore(max_concurrent_sends)
+        self._typing_in_flight = asyncio.Semaphore(typing_connections) if typing_bot is not None else self._in_flight
         self._typing: set[asyncio.Task[None]] = set()
         self._groups: dict[int, RateWindow] = {}
         # One lock per chat, so chunks of two replies to a chat never interleave.
@@ -193,7 +210,7 @@ class TelegramSender:
             except (Forbidden, InvalidToken) as exc:
                 log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
                 raise DeliveryError(chat_id, exc.message) from exc
-            except NetworkError as exc:  # TimedOut included; a timed-out send may have arrived (at-least-once)
+            except NetworkError as exc:  # TimedOut included
                 if isinstance(exc.__cause__, httpx.PoolTimeout):
                     # Not sent at all: our own pool was busy. Try again at once; backing off would
                     # only make the waiting chats retry together later.
@@ -201,10 +218,18 @@ class TelegramSender:
                     continue
                 attempt += 1
                 wait_s = self._backoff.delay(attempt)
+                # Sent, but no answer came back (read timeout, connection lost): Telegram may have
+                # taken it, and the Bot API cannot tell. Sending again risks a duplicate; not sending
+                # risks losing the answer to an acknowledged message, which is worse.
+                uncertain = isinstance(exc.__cause__, _MAYBE_TAKEN)
                 log.warning(
-                    "telegram_send_retry", chat_id=chat_id, attempt=attempt, wait_s=round(wait_s, 3), error=exc.message
+                    "telegram_send_uncertain" if uncertain else "telegram_send_retry",
+                    chat_id=chat_id,
+                    attempt=attempt,
+                    wait_s=round(wait_s, 3),
+                    error=exc.message,
                 )
-                self._report_retry(wait_s, "network")
+                self._report_retry(wait_s, "uncertain" if uncertain else "network")
                 await self._sleep(wait_s)
             except TelegramError as exc:
                 log.error("telegram_send_failed", chat_id=chat_id, reason=exc.message)
@@ -247,14 +272,14 @@ class TelegramSender:
                 if "message is not modified" in exc.message.lower():
                     return []
                 if edit_impossible(exc):
-                    raise _MessageGone from exc
+                    raise MessageGone from exc
                 raise
             return []
 
         try:
             async with self._chats.hold(chat_id):
                 await self._deliver(chat_id, html, edit)
-        except _MessageGone:
+        except MessageGone:
             log.info("telegram_edit_impossible", chat_id=chat_id, message_id=message_id)
             return False
         return True
@@ -304,10 +329,10 @@ class TelegramSender:
         """Show "typing..." in the chat. Best effort: failures are logged at debug, never raised.
         With `unless`, nothing is sent if that event is set by the time a connection is free."""
         try:
-            async with self._in_flight:
+            async with self._typing_in_flight:
                 if unless is not None and unless.is_set():
                     return
-                await self._bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=message_thread_id)
+                await self._typing_bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=message_thread_id)
         except TelegramError as exc:
             log.debug("telegram_typing_failed", chat_id=chat_id, error=exc.message)
 
@@ -354,21 +379,6 @@ class TelegramSender:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-
-
-class _MessageGone(Exception):
-    """The message to edit cannot be edited any more."""
-
-
-# Telegram has no error code for these either: its description is the only signal.
-_GONE = ("message to edit not found", "message can't be edited", "message is too long", "message_id_invalid")
-
-
-def edit_impossible(exc: BadRequest) -> bool:
-    """True if Telegram refused an edit because the message cannot take it (deleted, too old, too
-    long as Telegram counts), not because of the chat or the request."""
-    reason = exc.message.lower()
-    return any(gone in reason for gone in _GONE)
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:

@@ -89,6 +89,7 @@ async def _respond(
     prompt = request.usage or FakeUsage(0, 0)
     usage = FakeUsage(prompt.input_tokens, max(1, tokens(written)), prompt.cache_read, prompt.cache_write)
     request.usage = usage
+    keepalive = getattr(spec, "keepalive_seconds", 0.0)
     if not request.stream:
         first, rate = pace
         wait = first + (written / rate if rate > 0 else 0.0)
@@ -96,14 +97,42 @@ async def _respond(
             await asyncio.sleep(wait)
         request.first_text_at = request.last_text_at = time.monotonic()
         if request.provider == "openai":
-            return web.json_response(_openai_completion(model, text, calls, usage))
-        return web.json_response(_anthropic_message(model, text, calls, usage))
+            body = _openai_completion(model, text, calls, usage)
+        else:
+            body = _anthropic_message(model, text, calls, usage)
+        if keepalive > 0:
+            return await _kept_alive(http, keepalive, b" ", json.dumps(body).encode(), "application/json")
+        return web.json_response(body)
     if request.provider == "openai":
         include_usage = bool((request.json.get("stream_options") or {}).get("include_usage"))
         events = _openai_events(model, text, calls, usage, include_usage)
     else:
         events = _anthropic_events(model, text, calls, usage)
-    return await _stream(http, events, spec if isinstance(spec, Malformed) else None, pace, request)
+    return await _stream(http, events, spec if isinstance(spec, Malformed) else None, pace, keepalive, request)
+
+
+async def _kept_alive(
+    http: web.Request, seconds: float, filler: bytes, body: bytes, content_type: str
+) -> web.StreamResponse:
+    """A response that starts at once, then sends `filler` every 0.2 s for `seconds`, then `body`."""
+    response = web.StreamResponse(status=200, headers={"content-type": content_type})
+    await response.prepare(http)
+    if await _keep_alive(response, seconds, filler):
+        await response.write(body)
+        await response.write_eof()
+    return response
+
+
+async def _keep_alive(response: web.StreamResponse, seconds: float, filler: bytes) -> bool:
+    """Send `filler` every 0.2 s for `seconds`; False if the client went away meanwhile."""
+    until = time.monotonic() + seconds
+    try:
+        while time.monotonic() < until:
+            await response.write(filler)
+            await asyncio.sleep(min(0.2, max(0.0, until - time.monotonic())))
+    except ConnectionResetError:  # the client gave up waiting, which is what a deadline is for
+        return False
+    return True
 
 
 def _reply_parts(spec: ResponseSpec) -> tuple[str, list[tuple[str, str, Mapping[str, Any] | str]]]:
@@ -289,12 +318,15 @@ async def _stream(
     events: list[Event],
     broken: Malformed | None,
     pace: tuple[float, float],
+    keepalive: float = 0.0,
     request: FakeLLMRequest | None = None,
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         status=200, headers={"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
     )
     await response.prepare(http)
+    if keepalive > 0 and not await _keep_alive(response, keepalive, b": PROCESSING\n\n"):
+        return response
     if broken is not None:
         # Keep the first event or two (deltas the client may already pass on), then break the stream.
         events = events[:2]

@@ -14,11 +14,14 @@ from tests.fakes._llm_tokens import FakeUsage
 @dataclass(frozen=True, slots=True)
 class Reply:
     """Answer with text (streamed as several deltas when the client streams). `first_token_delay` and
-    `chars_per_second` override the server's pacing for this answer."""
+    `chars_per_second` override the server's pacing for this answer. `keepalive_seconds` keeps the
+    client waiting that long first, as OpenRouter does: the response starts at once and a byte of
+    whitespace (an SSE comment when streamed) follows every 0.2 s, so no read ever times out."""
 
     text: str
     first_token_delay: float | None = None
     chars_per_second: float | None = None
+    keepalive_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ without ever blocking the caller's loop. Everything public is thread-safe.
 
 It rejects what Telegram rejects (HTML that Telegram's parser refuses, texts over 4096
 characters, empty texts, unknown tokens and methods), and injects faults on demand
-(`fail_next`, `getupdates_outage`, `conflict`, `send_latency`, `block_chat`, `refuse_drafts`,
-`edit_flood_interval`).
+(`fail_next`, `getupdates_outage`, `getupdates_trickle`, `conflict`, `send_latency`,
+`chat_action_latency`, `block_chat`, `refuse_drafts`, `edit_flood_interval`).
 
 More in the mixin modules: files and downloads (_telegram_files.py: `add_file`, getFile, the
 `/file/bot<token>/...` route), drafts and sent files (_telegram_outbound.py: sendMessageDraft,
@@ -197,6 +197,11 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
         self.token = token
         self.send_latency = 0.0
         """Seconds every sendMessage / editMessageText waits before it is handled."""
+        self.chat_action_latency = 0.0
+        """Seconds every sendChatAction waits before it is handled."""
+        self.getupdates_trickle = 0.0
+        """If > 0, getUpdates answers its headers at once, then one space every this many seconds (as a
+        proxy that keeps the connection alive), and its body only once this is set back to 0."""
         self.reject_unknown_chats = False
         """If True, sending to a chat no update came from answers 400 "chat not found"."""
         self.bad_gateway_html = True
@@ -535,6 +540,8 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
             self._notify()
         if handler is None:
             return _error(404, "Not Found")
+        if canonical == "getUpdates" and self.getupdates_trickle > 0:
+            return await self._trickle(request)
         try:
             self._check_fault(canonical, params)
             result = await handler(self, params)
@@ -545,6 +552,21 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
         if isinstance(result, Described):
             return web.json_response({"ok": True, "result": result.result, "description": result.description})
         return web.json_response({"ok": True, "result": result})
+
+    async def _trickle(self, request: web.Request) -> web.StreamResponse:
+        """A getUpdates answer that never ends while `getupdates_trickle` is set: a space at a time."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        assert self._stopping is not None
+        try:
+            while self.getupdates_trickle > 0 and not self._stopping.is_set():
+                await response.write(b" ")
+                await asyncio.sleep(self.getupdates_trickle)
+            await response.write(b'{"ok": true, "result": []}')
+            await response.write_eof()
+        except ConnectionResetError:  # the client gave up on it, which is the point
+            pass
+        return response
 
     async def _run_method(self, method: str, params: dict[str, Any]) -> None:
         """Run a method named in a webhook answer, as Telegram does (errors are not reported to anyone)."""
@@ -689,6 +711,8 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
                 raise _ApiError(429, f"Too Many Requests: retry after {seconds}", {"retry_after": seconds})
 
     async def _m_sendChatAction(self, params: dict[str, Any]) -> Any:
+        if self.chat_action_latency:
+            await asyncio.sleep(self.chat_action_latency)
         chat_id = self._check_chat(params)
         action = str(params.get("action") or "")
         if action not in CHAT_ACTIONS:

@@ -1,0 +1,104 @@
+"""The conversation actor's handling of a failing store: messages are parked, the user is told once,
+and they are retried with backoff until the store works again (see `Parking`)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, Protocol
+
+import structlog
+
+from actors import texts
+from actors._parking import Parking, RetryParked
+from actors.protocol import ConversationMessage, DeliveryFailed, Reply, ReplyChannel, UserMessage
+from actors.runtime import ActorStopped
+from stores import StoreError
+
+__all__ = ["StoreFaults"]
+
+log = structlog.get_logger(__name__)
+
+Inbox = ConversationMessage | RetryParked
+"""What a conversation actor's mailbox holds."""
+
+
+class _Conversation(Protocol):
+    """What of the conversation actor its store-fault handling uses."""
+
+    conversation_id: str
+    _channel: ReplyChannel
+    _parking: Parking
+    _loaded: bool
+
+    def tell_self(self, message: Any) -> None: ...
+    async def _load(self) -> None: ...
+    async def _handle_update(self, message: ConversationMessage) -> str | None: ...
+    async def on_dead_letter(self, message: Any, error: BaseException) -> None: ...
+    async def _handle_parked(self, message: ConversationMessage) -> None: ...
+    async def _notify(self, message: ConversationMessage, text: str, *, done: bool) -> None: ...
+
+
+class StoreFaults:
+    """A part of ConversationActor (a mixin): parking messages while the store fails."""
+
+    async def _park(self: _Conversation, message: ConversationMessage, error: StoreError | None) -> None:
+        """Keep the message until the store works again; tell the user once per fault."""
+        self._loaded = False  # what a failed write left is read back from the store before going on
+        if isinstance(message, UserMessage):
+            message = dataclasses.replace(message, received_at=None)  # its deadline starts with its retry
+        if not self._parking.park(message):
+            log.warning("message_refused", update_id=message.update_id, reason="parked_full")
+            await self._notify(message, texts.BUSY, done=True)
+            return
+        delay = self._parking.schedule()
+        log.warning(
+            "conversation_store_unavailable",
+            update_id=message.update_id,
+            parked=len(self._parking.messages),
+            retry_in_s=round(delay, 3),
+            error=repr(error) if error is not None else None,
+        )
+        if not self._parking.told:
+            self._parking.told = True
+            await self._notify(message, texts.STORE_UNAVAILABLE, done=False)
+
+    def _retry_soon(self: _Conversation) -> None:
+        # Stopping: the parked updates stay pending, and are replayed at the next start.
+        with contextlib.suppress(ActorStopped):
+            self.tell_self(RetryParked())
+
+    async def _retry_parked(self: _Conversation) -> None:
+        if not self._parking:
+            return
+        if await self._parking.drain(self._handle_parked, self.on_dead_letter):
+            log.info("conversation_store_recovered")
+
+    async def _handle_parked(self: _Conversation, message: ConversationMessage) -> None:
+        try:
+            if not self._loaded:
+                await self._load()
+            await self._handle_update(message)
+        except StoreError:
+            self._loaded = False
+            raise
+
+    async def _notify(self: _Conversation, message: ConversationMessage, text: str, *, done: bool) -> None:
+        """A notice that is not an answer (nothing is recorded); `done` marks the update handled."""
+        try:
+            await self._channel.deliver(Reply(self.conversation_id, text, message.target, None, kind="error"))
+        except DeliveryFailed as exc:
+            log.warning("notice_undeliverable", update_id=message.update_id, reason=exc.reason)
+        if done and message.update_id is not None:
+            await self._channel.done(message.update_id)
+
+    async def on_given_up(self: _Conversation, messages: list[Inbox]) -> None:
+        """The actor crashed past its restart intensity: tell the users of what it was told (and of
+        what it had parked) that their messages were skipped, so none is dropped in silence."""
+        self._parking.cancel()
+        left = [*self._parking.messages, *messages]
+        self._parking.messages.clear()
+        log.error("conversation_given_up_with_messages", conversation_id=self.conversation_id, messages=len(left))
+        for message in left:
+            if not isinstance(message, RetryParked):
+                await self._notify(message, texts.DEAD_LETTER, done=True)
