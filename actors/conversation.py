@@ -240,6 +240,8 @@ class ConversationActor(StoreFaults, Actor[Inbox]):
             if not self._ledger.reset_recorded(command.update_id):  # a replay stores no second marker
                 await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
+        elif command.name == "stop":  # one that reached the mailbox (the console): nothing runs now
+            text = texts.NOTHING_TO_STOP
         elif command.name in MEMORY_COMMANDS:
             text = await answer_memory_command(command, self._setup)
         else:
@@ -285,7 +287,9 @@ class ConversationActor(StoreFaults, Actor[Inbox]):
                 turn = run_turn(self._model, prepared.toolbox, context, history=history, record=recording)
                 result = await output.run(turn)
             ok, steps = True, result.steps
-            log.info(
+            answer = Reply(self.conversation_id, result.text, message.target, update_id)
+            text = await self._deliver(answer)
+            log.info(  # after the delivery, which is when text was first visible unless a preview came earlier
                 "turn_finished",
                 steps=result.steps,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -294,8 +298,6 @@ class ConversationActor(StoreFaults, Actor[Inbox]):
                 step_limit=result.stopped_by_step_limit,
                 first_text_ms=output.first_ms,
             )
-            answer = Reply(self.conversation_id, result.text, message.target, update_id)
-            text = await self._deliver(answer)
             # After the delivery: a summary never delays an answer.
             self._summariser.start_if_needed(
                 self._history.records(), prepared.instructions, resets=self._history.resets

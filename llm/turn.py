@@ -20,10 +20,11 @@ from llm.base import (
     Toolbox,
     ToolCall,
     ToolResult,
+    ToolSpec,
 )
 from llm.context import trim_history
 from llm.images import fit_images
-from llm.records import AssistantRecord, Record, ToolResultRecord, Usage
+from llm.records import AssistantRecord, ModelMessage, Record, ToolResultRecord, Usage
 
 __all__ = ["STEP_LIMIT_TEXT", "TurnContext", "TurnResult", "TurnTimedOut", "run_turn"]
 
@@ -117,11 +118,8 @@ async def run_turn(
         specs = list(toolbox.specs())
         messages = trim_history(working, context.context_tokens, context.instructions)
         started = time.perf_counter()
-        request = ModelRequest(
-            context.instructions, messages, specs, context.on_delta, _left(context.deadline), context.on_retry
-        )
         async with _within(context.deadline, step, "the model"):
-            reply = await model.complete(request)
+            reply = await model.complete(_request(context, messages, specs))
         model_ms += (time.perf_counter() - started) * 1000
         usage += reply.usage
         if not reply.tool_calls or step == context.max_steps:
@@ -147,6 +145,13 @@ async def run_turn(
             await record(tool_record)
             working.append(tool_record)
     raise AssertionError("unreachable: the last step returns")  # pragma: no cover
+
+
+def _request(context: TurnContext, messages: Sequence[ModelMessage], specs: Sequence[ToolSpec]) -> ModelRequest:
+    """A step's request: what the model sees, streaming to the context's callbacks, within its deadline."""
+    return ModelRequest(
+        context.instructions, messages, specs, context.on_delta, _left(context.deadline), context.on_retry
+    )
 
 
 def _left(deadline: float | None) -> float | None:

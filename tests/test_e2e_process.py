@@ -118,7 +118,7 @@ def test_check_says_which_component_failed(tg: FakeTelegramServer, llm: FakeLLMS
     assert telegram_line.startswith("telegram: FAILED (")
     assert "wrong-token" not in result.stdout + result.stderr
     assert ": ok (" in result.stdout  # the others still ran
-    assert result.stdout.splitlines()[-1] == "summary: FAILED (1 of 3 checks failed: telegram)"
+    assert result.stdout.splitlines()[-1] == "summary: FAILED (1 of 4 checks failed: telegram)"
 
 
 def test_console_holds_a_conversation_until_end_of_input(llm: FakeLLMServer, tmp_path: Path) -> None:
