@@ -234,7 +234,9 @@ class AssistantSystem:
             timing = StreamTiming(
                 draft_interval_s=telegram.draft_interval_seconds, edit_interval_s=telegram.edit_interval_seconds
             )
-            streams = TelegramStreams(sender, timing)
+            # Previews have connections of their own too: a draft must never delay an answer.
+            previews = TelegramClient(telegram, pool_size=timing.connections, read_timeout=timing.request_timeout_s)
+            streams = TelegramStreams(sender, (await stack.enter_async_context(previews)).bot, timing)
             stack.push_async_callback(streams.aclose)
         return _TelegramEdge(TelegramChannel(sender, ingress, streams), client.bot)
 

@@ -206,22 +206,42 @@ def run_case(
     return batch
 
 
-def run_mode(mode: str, cases: tuple[Case, ...], workdir: Path) -> dict[Case, Batch]:
-    """Every case against one assistant process in `mode`."""
-    results: dict[Case, Batch] = {}
+@dataclass
+class Assistant:
+    """One assistant process in one mode, with fakes of its own."""
+
+    mode: str
+    tg: FakeTelegramServer
+    requests: dict[str, tuple[float, float]]
+    process: BotProcess
+    first_chat: int = 10_000
+
+
+@contextlib.contextmanager
+def assistant(mode: str, workdir: Path) -> Iterator[Assistant]:
+    """An assistant process in `mode`, warmed up (its model SDK loads on the first turn)."""
     with FakeTelegramServer(TOKEN) as tg, fake_model() as (base_url, requests):
         env = assistant_env(mode, tg, base_url, workdir)
         with BotProcess("assistant", ["main.py"], env, workdir / f"assistant-{mode}.log") as process:
             tg.wait_for_call("getUpdates", timeout=60)
-            tg.add_text_message(1, "warm up")  # the model's SDK loads on the first turn
+            tg.add_text_message(1, "warm up")
             tg.wait_for_sent(chat_id=1, timeout=60)
-            first_chat = 10_000
-            for case in cases:
+            yield Assistant(mode, tg, requests, process)
+
+
+def run_all(cases: tuple[Case, ...], workdir: Path) -> dict[str, dict[Case, Batch]]:
+    """Every case in every mode: the modes take turns case by case (one process each, all started
+    first), so that a machine whose load changes meanwhile weighs on every mode alike."""
+    results: dict[str, dict[Case, Batch]] = {mode: {} for mode in MODES}
+    with contextlib.ExitStack() as stack:
+        assistants = [stack.enter_context(assistant(mode, workdir)) for mode in MODES]
+        for case in cases:
+            for one in assistants:
                 began = time.monotonic()
-                results[case] = run_case(tg, requests, process.pid, case, first_chat)
-                first_chat += case.chats
-                print(f"  {mode:9} {case.label:26} {time.monotonic() - began:5.1f} s", file=sys.stderr)
-                process.check_alive()
+                results[one.mode][case] = run_case(one.tg, one.requests, one.process.pid, case, one.first_chat)
+                one.first_chat += case.chats
+                print(f"  {one.mode:9} {case.label:26} {time.monotonic() - began:5.1f} s", file=sys.stderr)
+                one.process.check_alive()
     return results
 
 
@@ -302,10 +322,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer and smaller cases, for a short run")
     args = parser.parse_args()
     cases = QUICK if args.quick else CASES
-    results: dict[str, dict[Case, Batch]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmp:
-        for mode in MODES:
-            results[mode] = run_mode(mode, cases, Path(tmp))
+        results = run_all(cases, Path(tmp))
     print(report(results, cases))
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}, on {os.cpu_count()} CPUs")
     print("first text: from the user's message; - model's 1st token / done - model's last token: the same")

@@ -51,7 +51,7 @@ class Answer:
 @pytest.fixture
 async def streams(bot: Bot) -> AsyncIterator[TelegramStreams]:
     sender = TelegramSender(bot, FAST, overall_rate=None, max_concurrent_sends=4)
-    streams = TelegramStreams(sender, TIMING)
+    streams = TelegramStreams(sender, bot, TIMING)
     yield streams
     await streams.aclose()
 
@@ -95,7 +95,7 @@ async def test_a_private_answer_grows_as_drafts_and_is_then_sent_once(
 
 
 async def test_an_answer_finished_before_the_first_preview_costs_no_draft(tg: FakeTelegramServer, bot: Bot) -> None:
-    streams = TelegramStreams(TelegramSender(bot, FAST), StreamTiming(first_delay_s=0.5))
+    streams = TelegramStreams(TelegramSender(bot, FAST), bot, StreamTiming(first_delay_s=0.5))
     answer = Answer()
     stream = open_stream(streams, PRIVATE, answer)
     await answer.write(stream, words(5), gap=0)
@@ -106,7 +106,7 @@ async def test_an_answer_finished_before_the_first_preview_costs_no_draft(tg: Fa
 
 async def test_an_unchanged_draft_is_sent_again_before_telegram_drops_it(tg: FakeTelegramServer, bot: Bot) -> None:
     timing = StreamTiming(first_delay_s=0.0, draft_interval_s=0.01, draft_refresh_s=0.05)
-    streams = TelegramStreams(TelegramSender(bot, FAST), timing)
+    streams = TelegramStreams(TelegramSender(bot, FAST), bot, timing)
     answer = Answer()
     stream = open_stream(streams, PRIVATE, answer)
     stream.tool_boundary()  # a tool call: nothing new is written while it runs
@@ -215,7 +215,7 @@ async def test_a_group_answer_is_one_message_edited_as_it_grows(
 
 
 async def test_a_group_answer_past_4096_characters_continues_in_a_new_message(tg: FakeTelegramServer, bot: Bot) -> None:
-    streams = TelegramStreams(TelegramSender(bot, FAST), StreamTiming(first_delay_s=0.0, edit_interval_s=0.01))
+    streams = TelegramStreams(TelegramSender(bot, FAST), bot, StreamTiming(first_delay_s=0.0, edit_interval_s=0.01))
     paragraphs = [f"Paragraph {index}: " + "lorem ipsum " * 60 + "\n\n" for index in range(14)]
     answer = Answer()
     stream = open_stream(streams, GROUP, answer)
@@ -232,7 +232,7 @@ async def test_a_group_answer_past_4096_characters_continues_in_a_new_message(tg
 
 
 async def test_preview_messages_the_answer_does_not_need_are_deleted(tg: FakeTelegramServer, bot: Bot) -> None:
-    streams = TelegramStreams(TelegramSender(bot, FAST), StreamTiming(first_delay_s=0.0, edit_interval_s=0.01))
+    streams = TelegramStreams(TelegramSender(bot, FAST), bot, StreamTiming(first_delay_s=0.0, edit_interval_s=0.01))
     answer = Answer()
     stream = open_stream(streams, GROUP, answer)
     # A long text before a tool call, then the short answer the turn ends with.
@@ -295,31 +295,25 @@ async def test_flood_control_on_a_preview_pauses_previews_not_the_answer(
     assert edits[-1].time - tg.sent_to(GROUP.chat_id)[0].time >= 1.0  # nothing edited during the wait
 
 
-# -- the sender's side: previews never queue ahead of answers ---------------------------------------
+# -- previews never delay an answer -----------------------------------------------------------------
 
 
-async def test_a_preview_is_skipped_while_no_connection_is_free(tg: FakeTelegramServer, bot: Bot) -> None:
-    sender = TelegramSender(bot, FAST, max_concurrent_sends=1)
-    tg.send_latency = 0.2
-    answering = asyncio.create_task(sender.send_text(42, "the answer"))
-    await tg.await_calls("sendMessage")
-    called: list[Bot] = []
-
-    async def call(client: Bot) -> None:
-        called.append(client)
-
-    assert await sender.preview(42, call) is False
-    await answering
-    assert await sender.preview(42, call) is True
-    assert len(called) == 1
+async def test_a_preview_waiting_for_a_connection_is_dropped_when_the_answer_goes(
+    tg: FakeTelegramServer, bot: Bot
+) -> None:
+    streams = TelegramStreams(TelegramSender(bot, FAST), bot, StreamTiming(first_delay_s=0.0, connections=1))
+    answer = Answer()
+    stream = open_stream(streams, PRIVATE, answer)
+    async with streams.lane:  # every preview connection is busy (other chats' previews)
+        await answer.write(stream, words(10))
+        async with asyncio.timeout(2):
+            await stream.finish(reply(answer.text, PRIVATE))  # does not wait for a preview connection
+    assert tg.drafts() == []
+    assert [m.text for m in tg.sent_to(42)] == [answer.text.strip()]
 
 
 async def test_previews_leave_room_in_a_groups_rate_window_for_answers(tg: FakeTelegramServer, bot: Bot) -> None:
     sender = TelegramSender(bot, FAST, group_rate=Rate(5, 60.0))
-
-    async def call(client: Bot) -> None:
-        return None
-
-    assert [await sender.preview(-5, call, reserve=3) for _ in range(3)] == [True, True, False]
+    assert [sender.preview_room(-5, reserve=3) for _ in range(3)] == [True, True, False]
     await sender.send_text(-5, "an answer still fits")
     assert [m.text for m in tg.sent_to(-5)] == ["an answer still fits"]

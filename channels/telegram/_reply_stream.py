@@ -69,6 +69,7 @@ class TelegramReplyStream:
         self._wake = asyncio.Event()  # the text changed, or the stream ends
         self._halt = asyncio.Event()  # a pause should end: the stream ends, or a tool call began
         self._task: asyncio.Task[None] | None = None
+        self._in_request = False  # a request (and what it records) is under way: it is never cut
         self._visible = False
 
     # -- what the conversation actor calls ----------------------------------------------------------
@@ -111,12 +112,15 @@ class TelegramReplyStream:
         self._seen()
 
     async def aclose(self) -> None:
-        """End the preview; a request in flight ends first (never cut: httpx could lose the connection)."""
+        """End the preview at once; a request in flight ends first (never cut: httpx could lose the
+        connection, and a preview message's id is recorded in it)."""
         self._closing = True
         self._wake.set()
         self._halt.set()
         task, self._task = self._task, None
         if task is not None:
+            if not self._in_request:
+                task.cancel()  # waiting for its pace or its turn: nothing is cut
             await asyncio.wait([task])
 
     # -- the preview task ---------------------------------------------------------------------------
@@ -241,7 +245,15 @@ class TelegramReplyStream:
         refusal changes how this chat is previewed."""
         chat_id = self._target.chat_id
         try:
-            sent = await self._sender.preview(chat_id, call, reserve=self._timing.reserve)
+            async with self._streams.lane:  # the previews' own connections, taken in turn: fair to every chat
+                if not self._sender.preview_room(chat_id, reserve=self._timing.reserve):
+                    self._next_at = self._clock() + interval  # the chat's rate window is full: later
+                    return False
+                self._in_request = True
+                try:
+                    await call(self._streams.bot)
+                finally:
+                    self._in_request = False
         except RetryAfter as exc:
             self._next_at = self._clock() + retry_after_seconds(exc)
             log.info("telegram_preview_flood_wait", chat_id=chat_id, wait_s=retry_after_seconds(exc))
@@ -264,9 +276,6 @@ class TelegramReplyStream:
         except TelegramError as exc:  # Forbidden (blocked), and the like: the answer will tell
             log.info("telegram_preview_stopped", chat_id=chat_id, error=exc.message)
             self.mode = "off"
-            return False
-        if not sent:  # no connection or rate room free now: try again shortly
-            self._next_at = self._clock() + min(interval, 0.05)
             return False
         self._next_at = self._clock() + interval
         self._seen()

@@ -293,20 +293,14 @@ class TelegramSender:
         except TelegramError as exc:
             log.info("telegram_delete_failed", chat_id=chat_id, message_id=message_id, error=exc.message)
 
-    async def preview(self, chat_id: int, call: Callable[[Bot], Awaitable[None]], *, reserve: int = 3) -> bool:
-        """Make one preview request (a draft, or a preview message or its edit) if it can go now:
-        a connection is free, and the chat's rate window (and the overall one) has room with `reserve`
-        places left for answers. False, with nothing sent, if not: previews never queue ahead of an
-        answer. Errors (RetryAfter included) are the caller's to judge: a preview is never retried."""
-        if self._in_flight.locked():
-            return False
+    def preview_room(self, chat_id: int, *, reserve: int = 3) -> bool:
+        """Count one preview request (a draft, or a preview message or its edit) in the chat's rate
+        window (and the overall one) if it fits now with `reserve` places left for answers; False,
+        counting nothing, if not. Previews go on connections of their own (TelegramStreams), so this
+        is all they take from answers."""
         if chat_id < 0 and not self._group_window(chat_id).try_acquire(reserve):
             return False
-        if self._overall is not None and not self._overall.try_acquire(reserve):
-            return False
-        async with self._in_flight:
-            await call(self._bot)
-        return True
+        return self._overall is None or self._overall.try_acquire(reserve)
 
     def _report_retry(self, wait_s: float, reason: str) -> None:
         if self._on_retry is not None:

@@ -7,9 +7,10 @@ further messages when it is longer than one). A chat that refuses drafts (a 400)
 edits, and one that refuses those to whole answers, remembered for a while; a refused method (a
 Bot API server without drafts) switches every chat.
 
-Previews are best effort. They never wait for a connection or a place in a rate window (the
-sender's `preview`), a refused or failed preview is skipped, never retried, and a preview request
-in flight is let finish before the answer goes, so that it never lands after it.
+Previews are best effort, and never delay an answer: they go on connections of their own (`bot`,
+taken by the chats in turn), only where the chat's rate window has room to spare for answers (the
+sender's `preview_room`); a refused or failed preview is skipped, never retried; and when the answer
+goes, a preview still waiting is dropped, one in flight is let finish so that it never lands after it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
+from telegram import Bot
 
 from actors.protocol import PreviewMessages, ReplyTarget
 from channels.telegram._reply_stream import Mode, TelegramReplyStream
@@ -51,6 +53,8 @@ class StreamTiming:
     """Places of a rate window that previews leave for answers."""
     request_timeout_s: float = 5.0
     """A preview request that takes longer is given up (the answer waits for one in flight)."""
+    connections: int = 8
+    """Previews go on connections of their own, this many at once, taken by chats in turn."""
 
 
 class TelegramStreams:
@@ -63,6 +67,7 @@ class TelegramStreams:
     def __init__(
         self,
         sender: TelegramSender,
+        bot: Bot,
         timing: StreamTiming | None = None,
         *,
         clock: Clock = time.monotonic,
@@ -70,7 +75,10 @@ class TelegramStreams:
         memory: int = 10_000,
     ) -> None:
         self.sender = sender
+        self.bot = bot
+        """The client previews are sent with: its own connections, so that they never delay an answer."""
         self.timing = timing or StreamTiming()
+        self.lane = asyncio.Semaphore(self.timing.connections)
         self.clock = clock
         self.sleep = sleep
         self._memory = memory
