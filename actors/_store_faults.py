@@ -15,11 +15,12 @@ from actors.protocol import ConversationMessage, DeliveryFailed, Reply, ReplyCha
 from actors.runtime import ActorStopped
 from stores import StoreError
 
-__all__ = ["StoreFaults"]
+__all__ = ["Inbox", "StoreFaults"]
 
 log = structlog.get_logger(__name__)
 
 Inbox = ConversationMessage | RetryParked
+"""What a conversation actor's mailbox holds."""
 
 
 class StoreFaults:

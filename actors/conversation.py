@@ -15,7 +15,8 @@ from actors._conversation_parts import TurnMetrics, TurnSettings, _last_only, _r
 from actors._firings import FiringLedger, ReminderDue, ReminderFirings
 from actors._ledger import UpdateLedger
 from actors._parking import Parking, RetryParked
-from actors._store_faults import StoreFaults
+from actors._store_faults import Inbox, StoreFaults
+from actors._streaming import TurnStopped, TurnStreams
 from actors.accounting import ACCOUNTING_COMMANDS, Accounting, budget_notice, turn_done, turn_fields, turn_model
 from actors.memory_commands import MEMORY_COMMANDS, answer_memory_command
 from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
@@ -50,8 +51,6 @@ __all__ = ["ConversationActor", "TurnMetrics", "TurnSettings"]
 
 log = structlog.get_logger(__name__)
 
-Inbox = ConversationMessage | RetryParked
-
 HISTORY_CAP_FACTOR = 2
 """An active conversation holds at most this many context budgets of records (llm.history.History)."""
 
@@ -73,7 +72,11 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
 
     When the store fails (StoreError, other than a conflict), the message is parked with the ones
     after it, the user is told once, its update stays pending, and the actor retries with backoff
-    until the store works again, then answers them in order (`Parking`).
+    until the store works again, then answers them in order (`Parking`, `StoreFaults`).
+
+    Answers are shown as they are written when the channel streams, and /stop comes out of band
+    (`interrupt`): see `TurnStreams`. A group's preview messages are recorded (PreviewRecord), so
+    that after a crash the answer finishes them by an edit.
     """
 
     def __init__(
@@ -118,6 +121,9 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         self._parking = Parking(backoff if backoff is not None else Backoff(), mailbox_size, self._retry_soon)
         self._unrecorded_deliveries: dict[int, None] = {}  # a dict: empty, a third of an empty set
         """Updates whose answer reached the user while recording that failed: a retry only records it."""
+        self._streams = TurnStreams(conversation_id, channel, self._append)
+        # Preview message ids are recorded from the preview's own task: one append at a time.
+        self._appending = asyncio.Lock()
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -182,10 +188,11 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         self._firings.track(record)
 
     async def _append(self, record: Record) -> None:
-        record = dataclasses.replace(record, seq=self._next_seq)
-        await self._store.append(self.conversation_id, [record_to_json(record)])
-        self._next_seq += 1
-        self._track(record)
+        async with self._appending:
+            record = dataclasses.replace(record, seq=self._next_seq)
+            await self._store.append(self.conversation_id, [record_to_json(record)])
+            self._next_seq += 1
+            self._track(record)
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -207,11 +214,17 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
             await self._park(message, exc)
             return None
 
+    def interrupt(self, message: Inbox) -> bool:
+        """/stop, out of band: cancel the running turn, or hold the stop for the turns queued before it."""
+        return self._streams.interrupt(message, waiting=self.queued > 0)
+
     async def _handle_update(self, message: ConversationMessage) -> str | None:
         if isinstance(message, ReminderDue):
             return await self._fire(message)
         update_id = message.update_id
         with structlog.contextvars.bound_contextvars(update_id=update_id):
+            if self._streams.stops.passed_by(message):
+                await self._streams.settle()
             await self._store_finished_summary()
             stage = self._ledger.stage(update_id) if update_id is not None else None
             if update_id is not None and stage == "delivered":
@@ -224,7 +237,8 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
                     await self._record_delivered(update_id)
                     return answer.text
                 log.info("update_answer_redelivered")
-                return await self._deliver(_reply(self.conversation_id, answer, message.target))
+                async with self._streams.begin(message, self._ledger.preview(update_id)):  # a crash's preview
+                    return await self._deliver(_reply(self.conversation_id, answer, message.target))
             if stage == "received" and isinstance(message, UserMessage):
                 # Tool calls a crash left without results are answered in what the model sees (llm.context).
                 log.info("update_turn_resumed")
@@ -241,6 +255,8 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
             text = texts.RESET
         elif command.name in ACCOUNTING_COMMANDS and self._accounting is not None:
             text = await self._accounting.answer(command)
+        elif command.name == "stop":  # one that reached the mailbox (the console): nothing runs now
+            text = texts.NOTHING_TO_STOP
         elif command.name in MEMORY_COMMANDS:
             text = await answer_memory_command(command, self._setup)
         elif command.name == "reminders":
@@ -279,25 +295,27 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
 
         ok, steps = False, 0
         model = await turn_model(self._accounting, self._model, self.conversation_id, message.user_id)
+        output = self._streams.begin(message, self._ledger.preview(update_id))
         try:
             async with self._channel.typing(message.target):
                 prepared = await self._setup.prepare(self.conversation_id, message)
-                context = self._turn_context(message, prepared.instructions)
-                result = await run_turn(
-                    model, prepared.toolbox, context, history=self._history.records(), record=record
-                )
+                context = output.context(self._turn_context(message, prepared.instructions))
+                history, recording = self._history.records(), output.recorder(record)
+                turn = run_turn(model, prepared.toolbox, context, history=history, record=recording)
+                result = await output.run(turn)
             ok, steps = True, result.steps
-            log.info(
+            answer = Reply(self.conversation_id, result.text, message.target, update_id, firing_id=firing)
+            text = await self._deliver(answer)
+            log.info(  # after the delivery, which is when text was first visible unless a preview came earlier
                 "turn_finished",
                 steps=result.steps,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 model_ms=round(result.model_ms, 2),
                 tool_ms=round(result.tool_ms, 2),
                 step_limit=result.stopped_by_step_limit,
+                first_text_ms=output.first_ms,
                 **turn_fields(self._accounting, model, result.usage),
             )
-            answer = Reply(self.conversation_id, result.text, message.target, update_id, firing_id=firing)
-            text = await self._deliver(answer)
             # After the delivery: a summary never delays an answer.
             self._summariser.start_if_needed(
                 self._history.records(), prepared.instructions, resets=self._history.resets, model=model
@@ -306,6 +324,9 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         except BudgetExhausted as exc:
             ok, text = True, budget_notice(self._accounting, exc)  # answered by the notice: no turn error
             return await self._answer_with_notice(update_id, message.target, text, "notice", firing)
+        except TurnStopped:
+            recorded = self._ledger.answer(update_id) if update_id is not None else None
+            return await self._streams.stopped(message, output, recorded, self._deliver)
         except TurnTimedOut as exc:
             log.warning("turn_failed_deadline", steps=exc.steps, error=str(exc))
             return await self._answer_with_notice(update_id, message.target, texts.TURN_TIMED_OUT, "error", firing)
@@ -316,9 +337,12 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
             log.error("turn_failed_model_rejected", status=exc.status, error=str(exc))
             return await self._answer_with_notice(update_id, message.target, texts.MODEL_REJECTED, "error", firing)
         finally:
+            await output.close()
             if self._metrics is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
-                self._metrics.turn(latency_ms, conversation_id=self.conversation_id, steps=steps, ok=ok)
+                self._metrics.turn(
+                    latency_ms, conversation_id=self.conversation_id, steps=steps, ok=ok, first_text_ms=output.first_ms
+                )
             turn_done(self._accounting, model, self.conversation_id)
 
     async def _deliver(self, reply: Reply) -> str:
@@ -326,7 +350,7 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
             # Telegram refuses an empty message; the user must still hear back.
             reply = dataclasses.replace(reply, text=texts.EMPTY_ANSWER)
         try:
-            await self._channel.deliver(reply)
+            await self._streams.deliver(reply)
         except DeliveryFailed as exc:
             log.error("reply_undeliverable", reason=exc.reason)
             self._failed_deliveries += 1
@@ -336,6 +360,8 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
             # Should recording it fail (the store), the retry records it and sends nothing again.
             self._unrecorded_deliveries[reply.update_id] = None
             await self._record_delivered(reply.update_id)
+        if not self.queued:
+            await self._streams.settle()  # a /stop held for turns queued before it: none is left
         return reply.text
 
     async def _record_delivered(self, update_id: int) -> None:
@@ -352,7 +378,8 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
             return await self._firing_dead_letter(message)
         reply = Reply(self.conversation_id, texts.DEAD_LETTER, message.target, message.update_id, kind="error")
         try:
-            await self._channel.deliver(reply)
+            async with self._streams.begin(message, self._ledger.preview(message.update_id)):  # replaces a preview
+                await self._streams.deliver(reply)
         finally:
             if message.update_id is not None:
                 # The failure may have struck half-way through an append: number from the store.

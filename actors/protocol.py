@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from actors.commands import CommandName
 from llm.records import Attachment, ReplyTarget
@@ -18,7 +18,9 @@ __all__ = [
     "ReminderDue",
     "Reply",
     "ReplyChannel",
+    "ReplyStream",
     "ReplyTarget",
+    "StreamingReplyChannel",
     "UserMessage",
 ]
 
@@ -127,4 +129,52 @@ class ReplyChannel(Protocol):
 
     def done(self, update_id: int) -> Awaitable[None]:
         """The update is fully handled (answered and delivered, or given up)."""
+        ...
+
+
+class ReplyStream(Protocol):
+    """A live preview of one answer while the model writes it (Telegram: drafts, or a message edited
+    as it grows). Previews are best effort and never the answer: `finish` delivers the answer."""
+
+    def changed(self) -> None:
+        """The text grew (or was written anew): show it when the pace allows. Never blocks or raises."""
+        ...
+
+    def tool_boundary(self) -> None:
+        """The model called tools, which may take a while: show what it wrote so far now."""
+        ...
+
+    def finish(self, reply: Reply) -> Awaitable[None]:
+        """Deliver the finished reply (or a notice) in place of the preview, as `ReplyChannel.deliver`
+        would (split, formatted); raises DeliveryFailed like it. Ends the preview."""
+        ...
+
+    def aclose(self) -> Awaitable[None]:
+        """End the preview without an answer (the turn failed); what it showed stays. Idempotent."""
+        ...
+
+
+PreviewMessages = Callable[[tuple[int, ...]], Awaitable[None]]
+"""Hears the ids of the messages that now show a preview, to record them before going on."""
+
+
+@runtime_checkable
+class StreamingReplyChannel(Protocol):
+    """A ReplyChannel that can also show answers as they are written."""
+
+    def open_stream(
+        self,
+        target: ReplyTarget,
+        text: Callable[[], str],
+        *,
+        shown: tuple[int, ...] = (),
+        on_messages: PreviewMessages | None = None,
+        on_visible: Callable[[], None] | None = None,
+    ) -> ReplyStream | None:
+        """A stream for one answer to `target`, or None when answers go whole (streaming is off).
+
+        `text()` is the answer so far, in Markdown; `shown` are messages an earlier run of the same
+        turn left showing a preview (to finish by editing them); `on_messages` hears of messages made
+        for the preview; `on_visible` is called once, when text first becomes visible to the user.
+        """
         ...

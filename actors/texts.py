@@ -24,6 +24,7 @@ __all__ = [
     "MODEL_SWITCHED",
     "MODEL_UNAVAILABLE",
     "MODEL_UNKNOWN",
+    "NOTHING_TO_STOP",
     "NOT_ALLOWED",
     "NOT_READ",
     "REMINDERS_HEADER",
@@ -34,6 +35,7 @@ __all__ = [
     "REMINDER_LATE_REPEATING",
     "RESET",
     "START",
+    "STOPPED",
     "STORE_UNAVAILABLE",
     "TIMEZONE_CURRENT",
     "TIMEZONE_SET",
@@ -63,6 +65,7 @@ HELP = (
     "/model: show or switch the model of this chat\n"
     "/usage: tokens and cost used today and this month\n"
     "/reminders: the reminders set in this chat\n"
+    "/stop: stop the answer I am writing\n"
     "/help: this message\n\n"
     "In groups, mention me or reply to one of my messages."
 )
@@ -188,3 +191,8 @@ REMINDER_LATE_REPEATING = (
 )
 
 REMINDER_FAILED = "Sorry, something went wrong with a reminder, so I skipped it: {text}"
+
+STOPPED = "(stopped)"
+"""Ends what was written of an answer that /stop cut short (on a line of its own), or is all of it."""
+
+NOTHING_TO_STOP = "Nothing to stop: I'm not working on anything right now."

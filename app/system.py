@@ -263,10 +263,21 @@ class AssistantSystem:
             typing_bot=actions.bot,
         )
         stack.push_async_callback(sender.aclose)
+        streams = None
+        if telegram.stream_replies:
+            from channels.telegram.streaming import StreamTiming, TelegramStreams
+
+            timing = StreamTiming(
+                draft_interval_s=telegram.draft_interval_seconds, edit_interval_s=telegram.edit_interval_seconds
+            )
+            # Previews have connections of their own too: a draft must never delay an answer.
+            previews = TelegramClient(telegram, pool_size=timing.connections, read_timeout=timing.request_timeout_s)
+            streams = TelegramStreams(sender, (await stack.enter_async_context(previews)).bot, timing)
+            stack.push_async_callback(streams.aclose)
         from app.media import open_media
 
         media = await open_media(stack, self.settings, client.bot, sender, self.backoff)
-        return _TelegramEdge(TelegramChannel(sender, ingress), client.bot, media)
+        return _TelegramEdge(TelegramChannel(sender, ingress, streams), client.bot, media)
 
     def _count_telegram_retry(self, wait_s: float, reason: str) -> None:
         if self.metrics is not None:

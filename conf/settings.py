@@ -135,6 +135,10 @@ class TelegramSettings(SettingsModel):
     overall_messages_per_second: int = Field(0, ge=0)
     group_messages_per_minute: int = Field(20, ge=1)
     typing_delay_seconds: float = Field(0.25, ge=0)
+    stream_replies: bool = True
+    """Answers appear as the model writes them (drafts in private chats, edits in groups)."""
+    draft_interval_seconds: float = Field(0.4, gt=0)
+    edit_interval_seconds: float = Field(2.0, gt=0)
 
     def require_token(self) -> str:
         """The bot token, checked for its shape (digits, a colon, letters); ConfigError if it is
@@ -176,7 +180,7 @@ class LLMSettings(SettingsModel):
     retry_budget_seconds: float = Field(45.0, gt=0, le=60)
     max_steps: int = Field(8, ge=1)
     context_tokens: int = Field(16000, ge=256)
-    stream: bool = False
+    stream: bool = True
 
     @model_validator(mode="after")
     def _defaults(self) -> LLMSettings:

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import anthropic
 from anthropic.types import Message as AnthropicMessage
-from anthropic.types import RawMessageStreamEvent
 
 from llm._anthropic_cache import cache_breakpoints, volatile_block
 from llm._clients import SdkChatModel
@@ -40,7 +39,6 @@ class AnthropicChatModel(SdkChatModel):
     response_type = AnthropicMessage
     # Raw events rather than `messages.stream()`: its helper raises on tool arguments that are not
     # JSON, and we want those back as ToolCall(arguments=None) for the model to correct.
-    stream_type = anthropic.AsyncStream[RawMessageStreamEvent]
 
     def body(self, request: ModelRequest) -> dict[str, Any]:
         """A Messages API request, its stable prefix marked for prompt caching (llm._anthropic_cache)."""
@@ -114,8 +112,8 @@ class _StreamAccumulator:
             self.blocks[event.index] = _Block(
                 type=block.type,
                 text=[block.text] if block.type == "text" and block.text else [],
-                id=getattr(block, "id", ""),
-                name=getattr(block, "name", ""),
+                id=getattr(block, "id", None) or "",
+                name=getattr(block, "name", None) or "",
                 input=getattr(block, "input", None),
             )
         elif kind == "content_block_delta":

@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 
 from llm._clients import SdkChatModel
 from llm._errors import parse_arguments, unavailable
@@ -34,7 +34,6 @@ class OpenAIChatModel(SdkChatModel):
     client_class = openai.AsyncOpenAI
     path = "/chat/completions"
     response_type = ChatCompletion
-    stream_type = openai.AsyncStream[ChatCompletionChunk]
 
     def body(self, request: ModelRequest) -> dict[str, Any]:
         """A chat.completions request."""

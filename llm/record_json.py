@@ -7,7 +7,7 @@ release that is rolled back still reads what a newer one wrote:
   `{"role": "assistant", "content": text, "tool_calls": [{"id", "name", "arguments"}]}`,
   `{"role": "tool", "tool_call_id", "name", "content", "is_error", "images"}`;
 - markers carry `type` instead: `notice` (with `kind`: `notice` or `error`), `delivered`, `reset`,
-  `summary`, `reminder_fired`;
+  `summary`, `reminder_fired`, `preview` (with `message_ids`);
 - no record has both; beside them `seq`, `update_id` or `firing_id`, and the reply target as
   `chat_id`, `thread_id`, `reply_to`. Empty optional fields are left out.
 """
@@ -26,6 +26,7 @@ from llm.records import (
     DeliveredRecord,
     Image,
     NoticeRecord,
+    PreviewRecord,
     Record,
     ReminderFiredRecord,
     ReplyTarget,
@@ -76,6 +77,8 @@ def record_to_json(record: Record) -> dict[str, Any]:
         case ReminderFiredRecord():
             data = {"type": "reminder_fired", "text": record.text}
             _put(data, "run", record.run)
+        case PreviewRecord():
+            data = {"type": "preview", "message_ids": list(record.message_ids)}
         case _:
             assert_never(record)
     target: ReplyTarget | None = getattr(record, "target", None)
@@ -266,6 +269,13 @@ def _reminder_fired(f: _Fields) -> ReminderFiredRecord:
     return record
 
 
+def _preview(f: _Fields) -> PreviewRecord:
+    ids = f.data.get("message_ids")
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise RecordError("message_ids is not a list of integers")
+    return PreviewRecord(message_ids=tuple(ids), target=f.target(), **f.stamps())
+
+
 _READERS: dict[str, Callable[[_Fields], Record]] = {
     "role:user": _user,
     "role:assistant": _assistant,
@@ -281,4 +291,5 @@ _READERS: dict[str, Callable[[_Fields], Record]] = {
     "type:reset": lambda f: ResetRecord(target=f.target(), **f.stamps()),
     "type:summary": _summary,
     "type:reminder_fired": _reminder_fired,
+    "type:preview": _preview,
 }

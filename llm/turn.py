@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -44,11 +44,12 @@ class TurnContext:
     """What one turn is asked: the instructions the model gets (built per turn by the caller: the
     system prompt, and whatever it adds for this user and moment), and how far the turn may go.
 
-    `on_delta` receives the answer's text as the model writes it (see `RetryingChatModel` for what a
-    retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`), in
-    which an image the user sent counts by `image_cost` (the provider's formula); `deadline` (the event
-    loop's clock, `loop.time()`) is when the turn's model and tool work must have ended, across all its
-    steps (None: no deadline).
+    `on_delta` receives the answer's text as the model writes it, and `on_retry` hears that the text
+    of the step so far is void because a retry writes it again (see `RetryingChatModel`);
+    `context_tokens` is the budget of what the model sees (see `trim_history`), in which an image the
+    user sent counts by `image_cost` (the provider's formula); `deadline` (the event loop's clock,
+    `loop.time()`) is when the turn's model and tool work must have ended, across all its steps
+    (None: no deadline).
 
     The instructions come in two parts, for prompt caching (see `ModelRequest`): `instructions`,
     the same from turn to turn (the system prompt), and `volatile_instructions`, what changes from
@@ -59,6 +60,7 @@ class TurnContext:
     max_steps: int = 8
     context_tokens: int = 16000
     on_delta: DeltaCallback | None = None
+    on_retry: Callable[[], None] | None = None
     deadline: float | None = None
     image_cost: ImageCost = anthropic_image_tokens
     volatile_instructions: str = ""
@@ -162,6 +164,7 @@ def _request(context: TurnContext, working: Sequence[Record], specs: list[ToolSp
         specs,
         context.on_delta,
         _left(context.deadline),
+        context.on_retry,
         volatile_system=context.volatile_instructions,
     )
 

@@ -215,19 +215,21 @@ class Metrics:
     # The metrics the actors report. Errors are 0/1 counts beside the latency, so one line gives
     # both the error rate (Average) and the error count (Sum).
 
-    def turn(self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool) -> None:
-        """A conversation turn finished (answered, or failed after its retries)."""
+    def turn(
+        self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool, first_text_ms: float | None = None
+    ) -> None:
+        """A conversation turn finished (answered, or failed after its retries). `first_text_ms`:
+        from the turn's start until the user first saw text of the answer (a preview, or the answer)."""
         if not self.enabled:
             return
-        self.emit(
-            {
-                "TurnLatency": (float(latency_ms), "Milliseconds"),
-                "TurnSteps": (steps, "Count"),
-                "TurnErrors": (0 if ok else 1, "Count"),
-            },
-            conversation_id=str(conversation_id),
-            ok=ok,
-        )
+        metrics: dict[str, tuple[MetricValue, str]] = {
+            "TurnLatency": (float(latency_ms), "Milliseconds"),
+            "TurnSteps": (steps, "Count"),
+            "TurnErrors": (0 if ok else 1, "Count"),
+        }
+        if first_text_ms is not None:
+            metrics["TimeToFirstText"] = (float(first_text_ms), "Milliseconds")
+        self.emit(metrics, conversation_id=str(conversation_id), ok=ok)
 
     def turn_usage(
         self,

@@ -172,7 +172,7 @@ async def test_commands_and_reset(tg: FakeTelegramServer, llm: FakeLLMServer, en
         texts.HELP,
     ]
     assert [m["content"] for m in llm.requests[-1].messages if m["role"] == "user"] == ["which number?"]
-    words = ["new", "reset", "help", "memory", "forget", "timezone", "model", "usage", "reminders"]
+    words = ["new", "reset", "help", "memory", "forget", "timezone", "model", "usage", "reminders", "stop"]
     assert [command["command"] for command in tg.commands()] == words
 
 

@@ -122,6 +122,14 @@ def test_a_turn_is_one_valid_emf_line_with_conversation_id_as_a_property(stream:
     assert all("conversation_id" not in dims for dims in emf["Dimensions"])
 
 
+def test_a_turn_reports_the_time_to_its_first_visible_text_when_it_is_known(stream: io.StringIO) -> None:
+    metrics().turn(5200.0, conversation_id="42", steps=1, ok=True, first_text_ms=1130.5)
+    [line] = parsed(stream)
+    check_emf(line)
+    assert {m["Name"]: m["Unit"] for m in directive(line)["Metrics"]}["TimeToFirstText"] == "Milliseconds"
+    assert line["TimeToFirstText"] == 1130.5
+
+
 @pytest.mark.parametrize(
     ("call", "dimensions", "values"),
     [

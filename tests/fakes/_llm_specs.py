@@ -85,6 +85,10 @@ class FakeLLMRequest:
     """Images the request carried (checked, decoded), in order."""
     usage: FakeUsage | None = None
     """The usage the server reported (None if the request was refused)."""
+    first_text_at: float | None = None
+    """`time.monotonic()` when the answer's first text went out (streamed: its first delta)."""
+    last_text_at: float | None = None
+    """... and its last text (streamed: the last delta; whole: the answer)."""
 
     @property
     def stream(self) -> bool:
