@@ -121,10 +121,14 @@ class FakeLLMRequest:
 
     @property
     def last_user_text(self) -> str:
-        """The text of the last user message that has text."""
+        """The text of the last user message that has text: what the user wrote, without the
+        `<instructions>` block a client adds after the history for prompt caching (Anthropic)."""
         for message in reversed(self.messages):
             if message.get("role") == "user":
-                text = _content_text(message.get("content"))
+                content = message.get("content")
+                if isinstance(content, list):
+                    content = [b for b in content if not str(b.get("text", "")).startswith("<instructions>")]
+                text = _content_text(content)
                 if text:
                     return text
         return ""
