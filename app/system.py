@@ -18,6 +18,7 @@ from actors.media_conversation import ConversationMedia, MediaConversationActor
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
 from actors.supervisor import Child, Supervisor
+from app.edges import ConsoleEdge, Edge, TelegramEdge, open_edge
 from app.memory import build_turn_setup
 from app.metered import MeteredChatModel, MeteredToolbox
 from app.reminders import reminder_tools, start_scheduler
@@ -29,14 +30,12 @@ from ops.memory import release_free_memory
 from stores import ConversationStore, FeatureStores, IngressLog
 
 if TYPE_CHECKING:
-    from telegram import Bot
-
     from actors.accounting import Accounting
     from actors.mcp import McpServerActor
     from actors.scheduler import ReminderScheduler
     from actors.turn_setup import TurnSetup
-    from channels.console import ConsoleChannel, ConsoleGateway
-    from channels.telegram.gateway import TelegramChannel, TelegramGateway
+    from channels.console import ConsoleGateway
+    from channels.telegram.gateway import TelegramGateway
     from ops.health import HealthServer
     from ops.metrics import Metrics
     from tools.builtin_reminders import ReminderTools
@@ -89,26 +88,6 @@ class ConversationFactory:
             accounting=self.accounting,
             reminders=self.reminders,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _TelegramEdge:
-    """Telegram's side of the system, built before the actors that reply through it."""
-
-    channel: TelegramChannel
-    bot: Bot
-    """The sending client, which the gateway also identifies the bot with."""
-    media: ConversationMedia | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _ConsoleEdge:
-    """The terminal's side of the system."""
-
-    channel: ConsoleChannel
-
-
-_Edge = _TelegramEdge | _ConsoleEdge
 
 
 class AssistantSystem:
@@ -166,14 +145,14 @@ class AssistantSystem:
             store, ingress = await self._open_stores(stack)
             features = await self._open_feature_stores(stack)
             model = self._open_model(stack)
-            edge = await self._open_edge(stack, ingress)
+            edge = await open_edge(stack, self.settings, self.mode, ingress, self.backoff, self.metrics)
             root = self._start_root(stack)
             toolbox = self._start_tools(root)
             factory = self._conversation_factory(store, model, toolbox, edge.channel)
             # The scheduler starts after the actors whose tools wake it: they look it up when called.
             reminders = reminder_tools(features.reminders, lambda: self.scheduler)
             setup = build_turn_setup(self.settings, toolbox, features, stack, extra_tools=reminders.tools)
-            media = edge.media if isinstance(edge, _TelegramEdge) else None
+            media = edge.media if isinstance(edge, TelegramEdge) else None
             factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff, media=media, reminders=reminders)
             registry = self._start_registry(stack, root, factory)
             # Stopped before the conversation actors drain: no firing goes to an actor that is stopping.
@@ -235,53 +214,6 @@ class AssistantSystem:
         if self.metrics is not None:
             model = MeteredChatModel(model, self.metrics, self.settings.llm.provider)
         return model
-
-    async def _open_edge(self, stack: AsyncExitStack, ingress: IngressLog) -> _Edge:
-        if self.mode == "console":
-            from channels.console import ConsoleChannel
-
-            return _ConsoleEdge(ConsoleChannel())
-        from channels.telegram.client import TelegramClient
-        from channels.telegram.gateway import TelegramChannel
-        from channels.telegram.sender import Rate, TelegramSender
-
-        telegram = self.settings.telegram
-        client = await stack.enter_async_context(
-            TelegramClient(telegram, pool_size=telegram.send_connections, read_timeout=telegram.send_timeout_seconds)
-        )
-        # "typing..." has connections of its own: a chat action must never delay a reply.
-        actions = await stack.enter_async_context(TelegramClient(telegram, pool_size=2, read_timeout=5.0))
-        overall = telegram.overall_messages_per_second
-        sender = TelegramSender(
-            client.bot,
-            self.backoff,
-            overall_rate=Rate(overall, 1.0) if overall else None,
-            group_rate=Rate(telegram.group_messages_per_minute, 60.0),
-            max_concurrent_sends=telegram.send_connections,
-            typing_delay_s=telegram.typing_delay_seconds,
-            on_retry=self._count_telegram_retry if self.metrics is not None else None,
-            typing_bot=actions.bot,
-        )
-        stack.push_async_callback(sender.aclose)
-        streams = None
-        if telegram.stream_replies:
-            from channels.telegram.streaming import StreamTiming, TelegramStreams
-
-            timing = StreamTiming(
-                draft_interval_s=telegram.draft_interval_seconds, edit_interval_s=telegram.edit_interval_seconds
-            )
-            # Previews have connections of their own too: a draft must never delay an answer.
-            previews = TelegramClient(telegram, pool_size=timing.connections, read_timeout=timing.request_timeout_s)
-            streams = TelegramStreams(sender, (await stack.enter_async_context(previews)).bot, timing)
-            stack.push_async_callback(streams.aclose)
-        from app.media import open_media
-
-        media = await open_media(stack, self.settings, client.bot, sender, self.backoff)
-        return _TelegramEdge(TelegramChannel(sender, ingress, streams), client.bot, media)
-
-    def _count_telegram_retry(self, wait_s: float, reason: str) -> None:
-        if self.metrics is not None:
-            self.metrics.telegram_retry(wait_s, method="sendMessage", reason=reason)
 
     def _start_root(self, stack: AsyncExitStack) -> Supervisor:
         actors = self.settings.actors
@@ -362,9 +294,9 @@ class AssistantSystem:
         root: Supervisor,
         registry: ConversationRegistry[ConversationActor],
         ingress: IngressLog,
-        edge: _Edge,
+        edge: Edge,
     ) -> None:
-        if isinstance(edge, _ConsoleEdge):
+        if isinstance(edge, ConsoleEdge):
             self._start_console_gateway(stack, root, registry)
             return
         from channels.telegram.gateway import TelegramGateway

@@ -16,9 +16,7 @@ idempotency key and no way to ask, so the message is sent again and may arrive t
 from __future__ import annotations
 
 import asyncio
-import datetime as dtm
 import time
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -35,10 +33,9 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
-from telegram.warnings import PTBDeprecationWarning
 
 from channels.telegram._rate import Rate, RateWindow
-from channels.telegram._refusals import MessageGone, edit_impossible
+from channels.telegram._refusals import DeliveryError, MessageGone, edit_impossible, retry_after_seconds
 from channels.telegram.format import MAX_MESSAGE_LENGTH, html_to_plain, split_message, to_telegram_html
 from ops.aio import KeyedLocks, wait_event
 from ops.backoff import Backoff, Clock, Sleep
@@ -50,19 +47,6 @@ log = structlog.get_logger(__name__)
 _MAYBE_TAKEN = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 """Failures after the whole request was written: Telegram may have taken the message. Every other
 network failure (connecting, writing, the pool, an HTTP error status) certainly left it untaken."""
-
-
-class DeliveryError(Exception):
-    """A message could not be delivered for a permanent reason (bot blocked, chat not found, ...).
-
-    `chat_id` is the chat; `reason` is Telegram's description, for the log (never for the user).
-    Transient failures (flood control, network) are retried, never raised.
-    """
-
-    def __init__(self, chat_id: int, reason: str) -> None:
-        super().__init__(f"cannot deliver to chat {chat_id}: {reason}")
-        self.chat_id = chat_id
-        self.reason = reason
 
 
 TELEGRAM_OVERALL_RATE = Rate(30, 1.0)
@@ -403,15 +387,3 @@ class TelegramSender:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-
-
-def retry_after_seconds(exc: RetryAfter) -> float:
-    """The seconds Telegram asks us to wait: `RetryAfter.retry_after` is an int, or a timedelta
-    with PTB_TIMEDELTA set."""
-    with warnings.catch_warnings():
-        # Reading it as an int is deprecated in PTB 22.2+; both forms are handled here.
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
-    if isinstance(value, dtm.timedelta):
-        return value.total_seconds()
-    return float(value)
