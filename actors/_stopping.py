@@ -69,7 +69,7 @@ class StopSwitch:
                 self.request = message
         return taken
 
-    async def stoppable(self, message: UserMessage, turn: Coroutine[Any, Any, T]) -> T:
+    async def stoppable(self, message: ConversationMessage, turn: Coroutine[Any, Any, T]) -> T:
         """Await the turn's model and tool work; TurnStopped if a /stop cut it short, or came before it."""
         if self.covers(message):
             turn.close()

@@ -159,7 +159,7 @@ class TurnOutput:
 
     async def run(self, turn: Coroutine[Any, Any, T]) -> T:
         """Await the turn's model and tool work; TurnStopped if a /stop cuts it short (or came before)."""
-        assert isinstance(self._message, UserMessage)
+        assert isinstance(self._message, (UserMessage, ReminderDue))
         return await self._streams.stops.stoppable(self._message, turn)
 
     def delta(self, piece: str) -> None:

@@ -58,7 +58,9 @@ class RecordingMetrics:
         self.turns: list[dict[str, Any]] = []
         self.usages: list[dict[str, Any]] = []
 
-    def turn(self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool) -> None:
+    def turn(
+        self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool, first_text_ms: float | None = None
+    ) -> None:
         self.turns.append({"steps": steps, "ok": ok})
 
     def turn_usage(self, **fields: Any) -> None:

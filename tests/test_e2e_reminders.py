@@ -48,7 +48,7 @@ def script_reminder(llm: FakeLLMServer, asked: str, text: str, zone: ZoneInfo, s
     due_at: list[float] = []
 
     def handler(request: FakeLLMRequest) -> ResponseSpec | None:
-        if request.last_user_text == asked and request.messages[-1].get("role") == "user":
+        if request.last_user_text == asked and not request.tool_results:
             due = (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0)
             due_at.append(time.monotonic() + (due - datetime.now(UTC)).total_seconds())
             local = due.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
