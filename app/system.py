@@ -17,9 +17,11 @@ from actors.conversation import ConversationActor, TurnSettings
 from actors.media_conversation import ConversationMedia, MediaConversationActor
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
+from actors.shared_conversation import SharedConversationActor
 from actors.supervisor import Child, Supervisor
 from app.memory import build_turn_setup
 from app.metered import MeteredChatModel, MeteredToolbox
+from app.scale import Role, open_queue_ingress, start_edges
 from conf import Settings
 from conf.mcp import McpServerSettings
 from llm import ChatModel, Toolbox
@@ -64,10 +66,13 @@ class ConversationFactory:
     backoff: Backoff | None = None
     media: ConversationMedia | None = None
     """Reading voice, photos and files (None: a message with files is explained as unreadable)."""
+    shared: bool = False
+    """Other workers write to the same store (the ingress queue): actors check for their writes."""
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
-        return MediaConversationActor(
+        actor_class = SharedConversationActor if self.shared else MediaConversationActor
+        return actor_class(
             conversation_id,
             store=self.store,
             model=self.model,
@@ -111,6 +116,7 @@ class AssistantSystem:
         self.settings = settings
         self.mcp_servers = mcp_servers
         self.mode = mode
+        self.role: Role = "both"  # which of gateway and worker run: `--role` (app/scale.py)
         self.backoff = Backoff(settings.backoff)
         """The one backoff policy every retrying part is given."""
         self.exit_code = EXIT_OK
@@ -186,6 +192,8 @@ class AssistantSystem:
 
         store, ingress = build_stores(self.settings.store, self.backoff)
         await stack.enter_async_context(store)
+        if self.settings.queue.enabled and self.mode == "telegram":
+            return store, await open_queue_ingress(stack, self.settings, self.backoff)
         await stack.enter_async_context(ingress)
         return store, ingress
 
@@ -258,7 +266,7 @@ class AssistantSystem:
         from llm import EmptyToolbox
 
         toolbox: Toolbox = EmptyToolbox()
-        if self.mcp_servers:
+        if self.mcp_servers and self.role != "gateway":  # a gateway only enqueues: it runs no turns
             from actors.mcp import McpServerActor
             from tools import McpToolbox
 
@@ -291,6 +299,7 @@ class AssistantSystem:
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
             backoff=self.backoff,
+            shared=self.settings.queue.enabled,
         )
 
     def _start_registry(
@@ -324,6 +333,10 @@ class AssistantSystem:
     ) -> None:
         if isinstance(edge, _ConsoleEdge):
             self._start_console_gateway(stack, root, registry)
+            return
+        if self.settings.webhook.enabled or self.settings.queue.enabled:
+            parts = (root, registry, ingress, edge.channel, edge.bot, self.backoff, stack)
+            self.gateway, self.health = start_edges(self.settings, self.role, *parts)
             return
         from channels.telegram.gateway import TelegramGateway
 
@@ -363,6 +376,8 @@ class AssistantSystem:
             provider=settings.llm.provider,
             model=settings.llm.model,
             store=settings.store.backend,
+            role=self.role,
+            ingress="webhook" if settings.webhook.enabled else "queue" if settings.queue.enabled else "polling",
             mcp_servers=sorted(self.mcp_servers),
         )
 

@@ -1,5 +1,6 @@
 """Configuration: `config.yml` and `mcp.yml` loaded into typed, immutable settings."""
 
+from conf._scale import QueueSettings, WebhookSettings
 from conf.mcp import DEFAULT_MCP_CONFIG_PATH, McpServerSettings, McpToolFilter, load_mcp_servers
 from conf.media import MediaSettings, SpeechSettings
 from conf.settings import (
@@ -32,10 +33,12 @@ __all__ = [
     "McpToolFilter",
     "MediaSettings",
     "MetricsSettings",
+    "QueueSettings",
     "Settings",
     "SpeechSettings",
     "StoreSettings",
     "TelegramSettings",
+    "WebhookSettings",
     "load_mcp_servers",
     "load_settings",
 ]
