@@ -28,7 +28,7 @@ from tenacity import retry_if_exception
 
 from conf import QueueSettings
 from ops.backoff import Backoff
-from stores._dynamodb_table import _is_transient
+from stores._dynamodb_table import _LOADER, _is_transient
 from stores._records import encode_updates
 from stores.base import IngressLog, StoreError
 
@@ -79,8 +79,10 @@ class SqsIngressLog(IngressLog):
         stack = AsyncExitStack()
         config = Config(retries={"max_attempts": 0, "mode": "standard"}, connect_timeout=5, read_timeout=30)
         try:
+            session = get_session()
+            session.register_component("data_loader", _LOADER)  # the parsed service model, shared
             self._client = await stack.enter_async_context(
-                get_session().create_client(
+                session.create_client(
                     "sqs",
                     region_name=self.settings.region or None,
                     endpoint_url=self.settings.endpoint_url or None,
