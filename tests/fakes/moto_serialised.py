@@ -55,7 +55,8 @@ class _OneAtATime:
                 if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
                     _forget_expired_receipts()
                 body = list(self.app(environ, start_response))
-                self.changed.notify_all()
+                if environ.get("HTTP_X_AMZ_TARGET", "").removeprefix("AmazonSQS.") in _RELEASING:
+                    self.changed.notify_all()
                 return body
         return self._long_poll(environ, start_response, wait)
 
@@ -73,10 +74,23 @@ class _OneAtATime:
                 left = deadline - time.monotonic()
                 if left <= 0 or b'"Messages"' in b"".join(body):
                     start_response(*captured[0])
-                    self.changed.notify_all()
                     return body
                 # Released while waiting: sends (and visibility timeouts running out) can happen meanwhile.
-                self.changed.wait(min(left, 0.05))
+                # Woken only by what can make a message receivable (a receive costs a scan of the queue).
+                self.changed.wait(min(left, 0.2))
+
+
+_RELEASING = frozenset(
+    {
+        "SendMessage",
+        "SendMessageBatch",
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+    }
+)
+"""SQS requests after which a waiting long poll may find a message (a new one, or a group freed)."""
 
 
 def _forget_expired_receipts() -> None:
