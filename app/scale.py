@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from stores import IngressLog
     from stores.sqs_ingress import SqsIngressLog
 
-__all__ = ["ROLES", "Role", "check_role", "open_queue_ingress", "start_edges"]
+__all__ = ["ROLES", "Role", "check_queue", "check_role", "check_webhook", "open_queue_ingress", "start_edges"]
 
 Role = Literal["both", "gateway", "worker"]
 ROLES: tuple[Role, ...] = ("both", "gateway", "worker")
@@ -104,6 +104,26 @@ def start_edges(
         health = HealthServer(settings.health.host, settings.health.port, _all_healthy([p.health for p in started]))
         root.start_child("health", health.run, restart="permanent")
     return started[0], health
+
+
+async def check_queue(settings: Settings) -> str:
+    """`--check`'s probe of the queue: it exists and is FIFO; how many messages wait in it."""
+    from stores.sqs_ingress import SqsIngressLog
+
+    async with SqsIngressLog(settings.queue, lambda update: "-", Backoff(settings.backoff)) as queue:
+        return f"FIFO queue reachable, {await queue.waiting()} message(s) waiting"
+
+
+async def check_webhook(settings: Settings) -> str:
+    """`--check`'s probe of the webhook: what Telegram has registered (the gateway sets it at start)."""
+    from telegram import Bot
+
+    async with Bot(settings.telegram.token, base_url=settings.telegram.api_base_url) as bot:
+        info = await bot.get_webhook_info()
+    if info.url != settings.webhook.url:
+        return "not registered yet (the gateway registers it at start)"
+    error = f"; Telegram's last error: {info.last_error_message}" if info.last_error_message else ""
+    return f"registered, {info.pending_update_count} update(s) pending{error}"
 
 
 def _all_healthy(checks: list[Health]) -> Health:

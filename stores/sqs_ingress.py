@@ -182,6 +182,19 @@ class SqsIngressLog(IngressLog):
         """Nothing: what is not done stays in the queue, for whichever worker receives it."""
         return []
 
+    async def waiting(self) -> int:
+        """About how many messages wait in the queue, visible or held (SQS's approximate counts)."""
+        reply = await self._call(
+            "get_queue_attributes",
+            QueueUrl=self.settings.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
+        attributes = reply.get("Attributes", {})
+        return sum(
+            int(attributes.get(name, 0))
+            for name in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+        )
+
     async def extend_held(self) -> None:
         """Hide every held message for another visibility timeout (the worker calls this every third
         of it). A receipt SQS no longer knows (the message went to another worker) is dropped."""

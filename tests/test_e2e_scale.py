@@ -93,6 +93,7 @@ async def test_a_worker_killed_mid_turn_leaves_its_chat_to_another_and_nothing_i
         records = await stored_records(endpoint, table, str(chat))
         users = [record["update_id"] for record in records if record.get("role") == "user"]
         delivered = [record["update_id"] for record in records if record.get("type") == "delivered"]
-        assert users == sorted(set(users)) and len(users) == 2, records
+        assert users == sorted(set(users)), records
+        assert len(users) == 2, records
         assert delivered == users
         assert [record["seq"] for record in records] == list(range(len(records)))

@@ -60,7 +60,8 @@ class HoldingProxy:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None and self._session is not None
+        assert self._runner is not None
+        assert self._session is not None
         self._closing.set()  # what is held ends (its process is long dead), so the server can stop
         await self._runner.cleanup()
         await self._session.close()
@@ -74,7 +75,8 @@ class HoldingProxy:
             return web.Response(status=503)
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}}
-        async with self._session.request(request.method, self.upstream + request.path_qs, data=body, headers=headers) as r:
+        url = self.upstream + request.path_qs
+        async with self._session.request(request.method, url, data=body, headers=headers) as r:
             answer = web.Response(status=r.status, body=await r.read(), content_type=None)
             answer.headers["Content-Type"] = r.headers.get("Content-Type", "application/x-amz-json-1.0")
         if ingress_write and self.hold == "after":

@@ -100,7 +100,8 @@ class Worker:
     def __init__(self, endpoint: str, queue_url: str, table: str, sent: Sent, delay: float) -> None:
         self.sent = sent
         self.killed = False
-        self.ingress = SqsIngressLog(queue_settings(endpoint, queue_url, visibility_timeout_seconds=1), message_group_of)
+        queue = queue_settings(endpoint, queue_url, visibility_timeout_seconds=1)
+        self.ingress = SqsIngressLog(queue, message_group_of)
         self.store = DynamoDBConversationStore(dynamodb_settings(endpoint, table), Backoff(FAST))
         self.model = EchoModel(delay)
         self.channel = Channel(self)

@@ -110,3 +110,18 @@ async def test_a_standard_queue_is_refused(endpoint: str) -> None:
     with pytest.raises(StoreError):
         await log.open()
     await log.close()
+
+
+async def test_check_reaches_the_queue_and_counts_what_waits(endpoint: str) -> None:
+    from app.scale import check_queue
+    from conf import load_settings
+    from tests.e2e_support import SHIPPED
+
+    log = await fresh_log(endpoint, wait_seconds=0)
+    try:
+        await log.append([text_update(1, 1, "a"), text_update(2, 2, "b")])
+        env = {"STORE_BACKEND": "dynamodb", "INGRESS_QUEUE_URL": log.settings.url, "SQS_ENDPOINT_URL": endpoint}
+        settings = load_settings(SHIPPED, env=env | {"AWS_REGION": "us-east-1"})
+        assert await check_queue(settings) == "FIFO queue reachable, 2 message(s) waiting"
+    finally:
+        await log.close()

@@ -67,7 +67,8 @@ async def test_updates_arrive_by_webhook_and_are_answered(
         assert "getUpdates" not in tg.calls
         assert system.health is None or gateway.health()[0]
         ok, body = gateway.health()
-        assert ok and body["mode"] == "webhook"
+        assert ok
+        assert body["mode"] == "webhook"
 
 
 async def test_a_wrong_or_missing_secret_is_401_and_nothing_is_handled(
@@ -84,7 +85,8 @@ async def test_a_wrong_or_missing_secret_is_401_and_nothing_is_handled(
         assert await post(settings, b"x" * (2 * settings.webhook.max_body_bytes)) == 413
         assert await post(settings, b"not json") == 400
         assert llm.requests == []
-        assert system.registry is not None and len(system.registry) == 0
+        assert system.registry is not None
+        assert len(system.registry) == 0
 
 
 async def test_a_retried_update_is_answered_200_and_handled_once(
@@ -131,4 +133,5 @@ def test_a_webhook_needs_its_secret_and_a_queue_needs_dynamodb(tmp_path: Path) -
     with pytest.raises(ConfigError, match="FIFO"):
         load_settings(SHIPPED, env={"INGRESS_QUEUE_URL": queue.removesuffix(".fifo"), "STORE_BACKEND": "dynamodb"})
     settings = load_settings(SHIPPED, env={"INGRESS_QUEUE_URL": queue, "STORE_BACKEND": "dynamodb"})
-    assert settings.queue.enabled and not settings.webhook.enabled
+    assert settings.queue.enabled
+    assert not settings.webhook.enabled

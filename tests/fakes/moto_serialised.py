@@ -55,8 +55,11 @@ class _OneAtATime:
                 if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
                     _forget_expired_receipts()
                 body = list(self.app(environ, start_response))
-                if environ.get("HTTP_X_AMZ_TARGET", "").removeprefix("AmazonSQS.") in _RELEASING:
+                operation = environ.get("HTTP_X_AMZ_TARGET", "").removeprefix("AmazonSQS.")
+                if operation.startswith("SendMessage"):
                     self.changed.notify_all()
+                elif operation in _RELEASING:
+                    self.changed.notify()  # frees one group at most: one waiting poll may take it
                 return body
         return self._long_poll(environ, start_response, wait)
 
@@ -69,8 +72,9 @@ class _OneAtATime:
             while True:
                 _forget_expired_receipts()
                 captured: list[Any] = []
+                keep = captured.append
                 attempt = dict(environ, **{"wsgi.input": io.BytesIO(data), "CONTENT_LENGTH": str(len(data))})
-                body = list(self.app(attempt, lambda *args: captured.append(args)))
+                body = list(self.app(attempt, lambda *args, keep=keep: keep(args)))
                 left = deadline - time.monotonic()
                 if left <= 0 or b'"Messages"' in b"".join(body):
                     start_response(*captured[0])
