@@ -132,21 +132,7 @@ async def run_config(
     proxy = CountingProxy(endpoint)
     await proxy.start()
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    config = scale_config(work / "config.yml", visibility=30)
-    mcp = work / "mcp.yml"
-    mcp.write_text("servers: {}\n")
-    env = {
-        "TELEGRAM_BOT_TOKEN": tg.token,
-        "TELEGRAM_API_BASE_URL": tg.base_url,
-        "TELEGRAM_ALLOWED_USER_IDS": "*",
-        "LLM_BASE_URL": llm.openai_base_url,
-        "LLM_API_KEY": "sk-bench",
-        "MCP_CONFIG": str(mcp),
-        "HEALTH_PORT": "0",
-        "LOG_LEVEL": "WARNING",
-        **scale_env(proxy.url, queue, name, config),
-        **AWS_ENV,
-    }
+    env = _env(work, tg, llm, scale_env(proxy.url, queue, name, scale_config(work / "config.yml", visibility=30)))
     if workers == 0:
         env.pop("INGRESS_QUEUE_URL")
         commands = [("single", ["main.py"])]
@@ -157,17 +143,7 @@ async def run_config(
     try:
         for process in processes:
             process.__enter__()
-        # Warm up every process (model SDK, clients) with one message per chat of a first round.
-        base = 9_000_000
-        for chat in range(max(4, workers * 2)):
-            tg.add_text_message(base + chat, "warm up")
-        deadline = time.monotonic() + 90
-        while len([m for m in tg.sent if int(m.chat_id) >= base]) < max(4, workers * 2):
-            for process in processes:
-                process.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError("warm-up replies did not arrive")
-            await asyncio.sleep(0.05)
+        await _warm_up(tg, processes, max(4, workers * 2))
         proxy.counts.clear()
         already = len(tg.sent)
         queued: dict[str, float] = {}
@@ -192,6 +168,38 @@ async def run_config(
             process.stop()
         await proxy.stop()
     return Result(label, workers, sizes.messages, seconds, median(latencies), percentile(latencies, 0.99), calls)
+
+
+def _env(work: Path, tg: FakeTelegramServer, llm: FakeLLMServer, scale: dict[str, str]) -> dict[str, str]:
+    """The processes' environment: the fakes, no MCP server, and the queue and tables of `scale`."""
+    mcp = work / "mcp.yml"
+    mcp.write_text("servers: {}\n")
+    return {
+        "TELEGRAM_BOT_TOKEN": tg.token,
+        "TELEGRAM_API_BASE_URL": tg.base_url,
+        "TELEGRAM_ALLOWED_USER_IDS": "*",
+        "LLM_BASE_URL": llm.openai_base_url,
+        "LLM_API_KEY": "sk-bench",
+        "MCP_CONFIG": str(mcp),
+        "HEALTH_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+        **scale,
+        **AWS_ENV,
+    }
+
+
+async def _warm_up(tg: FakeTelegramServer, processes: list[BotProcess], chats: int) -> None:
+    """One message in each of `chats` chats, answered (model SDK loaded, clients open) before measuring."""
+    base = 9_000_000
+    for chat in range(chats):
+        tg.add_text_message(base + chat, "warm up")
+    deadline = time.monotonic() + 90
+    while len([m for m in tg.sent if int(m.chat_id) >= base]) < chats:
+        for process in processes:
+            process.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError("warm-up replies did not arrive")
+        await asyncio.sleep(0.05)
 
 
 def table(results: list[Result]) -> str:

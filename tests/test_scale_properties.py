@@ -208,7 +208,7 @@ async def check(endpoint: str, table: str, chats: dict[int, int], updates: list[
             assert delivered == mine
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     messages=st.lists(st.integers(0, 3), min_size=4, max_size=14),
     kills=st.lists(st.floats(0.02, 0.3), max_size=2),
