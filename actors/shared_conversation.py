@@ -14,7 +14,7 @@ from __future__ import annotations
 import structlog
 
 from actors._parking import RetryParked
-from actors.conversation import Inbox
+from actors._store_faults import Inbox
 from actors.media_conversation import MediaConversationActor
 from stores import ConflictError, StoreError
 

@@ -18,6 +18,7 @@ from conf.settings import (
     TelegramSettings,
     load_settings,
 )
+from conf.usage import ModelPrice, UsageSettings
 
 __all__ = [
     "DEFAULT_MCP_CONFIG_PATH",
@@ -33,11 +34,13 @@ __all__ = [
     "McpToolFilter",
     "MediaSettings",
     "MetricsSettings",
+    "ModelPrice",
     "QueueSettings",
     "Settings",
     "SpeechSettings",
     "StoreSettings",
     "TelegramSettings",
+    "UsageSettings",
     "WebhookSettings",
     "load_mcp_servers",
     "load_settings",

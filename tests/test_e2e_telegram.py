@@ -172,7 +172,8 @@ async def test_commands_and_reset(tg: FakeTelegramServer, llm: FakeLLMServer, en
         texts.HELP,
     ]
     assert [m["content"] for m in llm.requests[-1].messages if m["role"] == "user"] == ["which number?"]
-    assert [command["command"] for command in tg.commands()] == ["new", "reset", "help", "memory", "forget", "timezone"]
+    words = ["new", "reset", "help", "memory", "forget", "timezone", "model", "usage", "reminders", "stop"]
+    assert [command["command"] for command in tg.commands()] == words
 
 
 async def test_commands_are_registered_only_when_they_changed(tg: FakeTelegramServer, env: dict[str, str]) -> None:

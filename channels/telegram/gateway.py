@@ -17,7 +17,7 @@ from tenacity import RetryCallState, retry_if_exception
 
 from actors import texts
 from actors.commands import COMMANDS
-from actors.protocol import DeliveryFailed, Reply, UserMessage
+from actors.protocol import Command, DeliveryFailed, Reply, UserMessage
 from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
 from channels.telegram.albums import AlbumCollector
@@ -332,6 +332,12 @@ class TelegramGateway:
 
     def _route(self, route: Routed, update_id: int, arrived: float, replay: bool) -> None:
         message = route.message
+        if isinstance(message, Command) and message.name == "stop":
+            # Out of band: a /stop must not wait behind the turn it stops.
+            if not self._registry.interrupt(route.conversation_id, message):
+                reply = Reply(route.conversation_id, texts.NOTHING_TO_STOP, message.target, update_id, kind="notice")
+                self._spawn(self._notify(reply), f"stop:{update_id}")
+            return
         if isinstance(message, UserMessage):
             message = dataclasses.replace(message, received_at=arrived)
         try:
