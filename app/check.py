@@ -77,11 +77,19 @@ def _speech(settings: Settings) -> Feature:
 
 
 def _webhook(settings: Settings) -> Feature:
-    return _unprobed(settings, "telegram.webhook_url")
+    from app.scale import check_webhook
+
+    if not settings.webhook.enabled:
+        return Feature(False, "long polling")
+    return Feature(True, settings.webhook.url, lambda: check_webhook(settings))
 
 
 def _queue(settings: Settings) -> Feature:
-    return _unprobed(settings, "ingress.queue_url")
+    from app.scale import check_queue
+
+    if not settings.queue.enabled:
+        return Feature(False, "in-process")
+    return Feature(True, settings.queue.url, lambda: check_queue(settings))
 
 
 def _budget(settings: Settings) -> Feature:

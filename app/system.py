@@ -17,11 +17,13 @@ from actors.conversation import ConversationActor, TurnSettings
 from actors.media_conversation import ConversationMedia, MediaConversationActor
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
+from actors.shared_conversation import SharedConversationActor
 from actors.supervisor import Child, Supervisor
 from app.edges import ConsoleEdge, Edge, TelegramEdge, open_edge
 from app.memory import build_turn_setup
 from app.metered import MeteredChatModel, MeteredToolbox
 from app.reminders import reminder_tools, start_scheduler
+from app.scale import Role, open_queue_ingress, start_edges
 from conf import Settings
 from conf.mcp import McpServerSettings
 from llm import ChatModel, Toolbox
@@ -67,13 +69,16 @@ class ConversationFactory:
     backoff: Backoff | None = None
     media: ConversationMedia | None = None
     """Reading voice, photos and files (None: a message with files is explained as unreadable)."""
+    shared: bool = False
+    """Other workers write to the same store (the ingress queue): actors check for their writes."""
     accounting: Accounting | None = None
     """Usage, the daily budget and each chat's model."""
     reminders: ReminderTools | None = None
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
-        return MediaConversationActor(
+        actor_class = SharedConversationActor if self.shared else MediaConversationActor
+        return actor_class(
             conversation_id,
             store=self.store,
             model=self.model,
@@ -99,6 +104,7 @@ class AssistantSystem:
         self.settings = settings
         self.mcp_servers = mcp_servers
         self.mode = mode
+        self.role: Role = "both"  # which of gateway and worker run: `--role` (app/scale.py)
         self.backoff = Backoff(settings.backoff)
         """The one backoff policy every retrying part is given."""
         self.exit_code = EXIT_OK
@@ -156,8 +162,9 @@ class AssistantSystem:
             factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff, media=media, reminders=reminders)
             registry = self._start_registry(stack, root, factory)
             # Stopped before the conversation actors drain: no firing goes to an actor that is stopping.
-            self.scheduler, scheduler = start_scheduler(root, registry, features.reminders, self.backoff)
-            stack.push_async_callback(_stop_child, root, scheduler)
+            if self.role != "gateway":  # every worker runs one; each firing is claimed (docs/scale.md)
+                self.scheduler, scheduler = start_scheduler(root, registry, features.reminders, self.backoff)
+                stack.push_async_callback(_stop_child, root, scheduler)
             self._start_gateway(stack, root, registry, ingress, edge)
             stack.callback(self._log_stopping)
             self._log_started()
@@ -180,6 +187,8 @@ class AssistantSystem:
 
         store, ingress = build_stores(self.settings.store, self.backoff)
         await stack.enter_async_context(store)
+        if self.settings.queue.enabled and self.mode == "telegram":
+            return store, await open_queue_ingress(stack, self.settings, self.backoff)
         await stack.enter_async_context(ingress)
         return store, ingress
 
@@ -231,7 +240,7 @@ class AssistantSystem:
         from llm import EmptyToolbox
 
         toolbox: Toolbox = EmptyToolbox()
-        if self.mcp_servers:
+        if self.mcp_servers and self.role != "gateway":  # a gateway only enqueues: it runs no turns
             from actors.mcp import McpServerActor
             from tools import McpToolbox
 
@@ -264,6 +273,7 @@ class AssistantSystem:
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
             backoff=self.backoff,
+            shared=self.settings.queue.enabled,
             accounting=self._accounting(),
         )
 
@@ -298,6 +308,10 @@ class AssistantSystem:
     ) -> None:
         if isinstance(edge, ConsoleEdge):
             self._start_console_gateway(stack, root, registry)
+            return
+        if self.settings.webhook.enabled or self.settings.queue.enabled:
+            parts = (root, registry, ingress, edge.channel, edge.bot, self.backoff, stack)
+            self.gateway, self.health = start_edges(self.settings, self.role, *parts)
             return
         from channels.telegram.gateway import TelegramGateway
 
@@ -337,6 +351,8 @@ class AssistantSystem:
             provider=settings.llm.provider,
             model=settings.llm.model,
             store=settings.store.backend,
+            role=self.role,
+            ingress="webhook" if settings.webhook.enabled else "queue" if settings.queue.enabled else "polling",
             mcp_servers=sorted(self.mcp_servers),
         )
 

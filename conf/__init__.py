@@ -1,5 +1,6 @@
 """Configuration: `config.yml` and `mcp.yml` loaded into typed, immutable settings."""
 
+from conf._scale import QueueSettings, WebhookSettings
 from conf.mcp import DEFAULT_MCP_CONFIG_PATH, McpServerSettings, McpToolFilter, load_mcp_servers
 from conf.media import MediaSettings, SpeechSettings
 from conf.settings import (
@@ -34,11 +35,13 @@ __all__ = [
     "MediaSettings",
     "MetricsSettings",
     "ModelPrice",
+    "QueueSettings",
     "Settings",
     "SpeechSettings",
     "StoreSettings",
     "TelegramSettings",
     "UsageSettings",
+    "WebhookSettings",
     "load_mcp_servers",
     "load_settings",
 ]

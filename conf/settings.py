@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from conf._interpolate import interpolate
+from conf._scale import QueueSettings, WebhookSettings, check_scale
 from conf._types import CaseInsensitive, HttpUrl, OptionalHttpUrl, SettingsModel
 from conf.media import MediaSettings, SpeechSettings
 from conf.usage import UsageSettings, model_list
@@ -276,10 +277,16 @@ class Settings(SettingsModel):
     """Users' time zone until they choose their own with /timezone."""
     speech: SpeechSettings = SpeechSettings()
     media: MediaSettings = MediaSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    queue: QueueSettings = QueueSettings()
 
     def secrets(self) -> list[str]:
         """The secret values in these settings, for the log redactor."""
-        return [value for value in (self.telegram.token, self.llm.api_key, self.speech.api_key) if value]
+        return [
+            value
+            for value in (self.telegram.token, self.llm.api_key, self.speech.api_key, self.webhook.secret)
+            if value
+        ]
 
 
 def load_yaml_file(path: str | Path, what: str) -> Any:
@@ -339,6 +346,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise describe_validation_error(exc, sources) from None
+    check_scale(settings)
     return _apply_fallbacks(settings, env)
 
 
