@@ -27,7 +27,9 @@ class TurnSettings:
 class TurnMetrics(Protocol):
     """The metrics a conversation reports (ops.metrics.Metrics implements it)."""
 
-    def turn(self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool) -> None: ...
+    def turn(
+        self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool, first_text_ms: float | None = None
+    ) -> None: ...
 
 
 def _last_only(record: dict[str, Any]) -> bool:

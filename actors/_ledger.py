@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from llm import AssistantRecord, DeliveredRecord, NoticeRecord, Record, ResetRecord
+from llm import AssistantRecord, DeliveredRecord, NoticeRecord, PreviewRecord, Record, ResetRecord
 
 __all__ = ["Stage", "UpdateLedger"]
 
@@ -24,6 +24,8 @@ class _Open:
     answer: AssistantRecord | NoticeRecord | None = None
     reset: bool = False
     """Its /reset marker is stored (a replay must not store a second one)."""
+    preview: tuple[int, ...] = ()
+    """Messages that show a preview of its answer (a group's, edited as it grows)."""
 
 
 class UpdateLedger:
@@ -79,6 +81,8 @@ class UpdateLedger:
             entry.stage, entry.answer = "answered", record
         elif isinstance(record, ResetRecord):
             entry.reset = True
+        elif isinstance(record, PreviewRecord):
+            entry.preview = record.message_ids
 
     def stage(self, update_id: int) -> Stage | None:
         """How far the update got, or None if the conversation holds no record of it."""
@@ -93,6 +97,12 @@ class UpdateLedger:
         """The recorded answer of an update not yet delivered."""
         entry = self._open.get(update_id)
         return entry.answer if entry is not None else None
+
+    def preview(self, update_id: int | None) -> tuple[int, ...]:
+        """The messages showing a preview of the answer of an update not yet delivered (a crash left
+        them: the answer finishes them by editing)."""
+        entry = self._open.get(update_id) if update_id is not None else None
+        return entry.preview if entry is not None else ()
 
     def reset_recorded(self, update_id: int | None) -> bool:
         """True if the update's /reset marker is already stored."""

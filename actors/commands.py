@@ -11,7 +11,7 @@ from typing import Literal
 
 __all__ = ["COMMANDS", "CommandName", "CommandWord", "command_args", "command_named"]
 
-CommandName = Literal["start", "help", "reset", "memory", "forget", "timezone"]
+CommandName = Literal["start", "help", "reset", "memory", "forget", "timezone", "model", "usage", "reminders", "stop"]
 """What a command asks of the conversation."""
 
 
@@ -32,6 +32,10 @@ COMMANDS: tuple[CommandWord, ...] = (
     CommandWord("memory", "memory", "What I remember about you"),
     CommandWord("forget", "forget", "Forget a saved fact: /forget ID or /forget all"),
     CommandWord("timezone", "timezone", "Your time zone: /timezone Area/City"),
+    CommandWord("model", "model", "Show or switch the model of this chat"),
+    CommandWord("usage", "usage", "Tokens and cost used today and this month"),
+    CommandWord("reminders", "reminders", "Reminders in this chat"),
+    CommandWord("stop", "stop", "Stop the answer being written"),
     # Telegram's own Start button sends /start; it needs no line in the menu.
     CommandWord("start", "start", ""),
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from typing import Literal
@@ -13,13 +12,18 @@ import structlog
 
 from actors import texts
 from actors._conversation_parts import TurnMetrics, TurnSettings, _last_only, _reply, _seq_after, _user_record
+from actors._firings import FiringLedger, ReminderDue, ReminderFirings
 from actors._ledger import UpdateLedger
 from actors._parking import Parking, RetryParked
+from actors._store_faults import Inbox, StoreFaults
+from actors._streaming import TurnStopped, TurnStreams
+from actors.accounting import ACCOUNTING_COMMANDS, Accounting, budget_notice, turn_done, turn_fields, turn_model
 from actors.memory_commands import MEMORY_COMMANDS, answer_memory_command
 from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
-from actors.runtime import Actor, ActorStopped
+from actors.runtime import Actor
 from actors.summaries import Summariser
-from actors.turn_setup import TurnSetup
+from actors.turn_setup import TurnSetup, turn_context
+from actors.usage import BudgetExhausted
 from llm import (
     AssistantRecord,
     ChatModel,
@@ -41,18 +45,17 @@ from llm.history import History, VisibleStart
 from ops.backoff import Backoff
 from stores import ConflictError, ConversationStore, StoreError
 from tools.builtin import Toolkit
+from tools.builtin_reminders import ReminderTools
 
 __all__ = ["ConversationActor", "TurnMetrics", "TurnSettings"]
 
 log = structlog.get_logger(__name__)
 
-Inbox = ConversationMessage | RetryParked
-
 HISTORY_CAP_FACTOR = 2
 """An active conversation holds at most this many context budgets of records (llm.history.History)."""
 
 
-class ConversationActor(Actor[Inbox]):
+class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
     """One conversation: loads its history once per activation and writes every record through.
 
     The records (see `llm.records`) each carry `seq`, and `update_id` where a Telegram update caused
@@ -65,10 +68,15 @@ class ConversationActor(Actor[Inbox]):
     An update is answered at most once: after a restart, a replayed update that is already delivered
     is skipped, one answered but not delivered is delivered, and one only received gets its turn run
     again from the stored history. Which it is, the conversation's own records say (`UpdateLedger`).
+    A reminder's firing (`ReminderDue`) is handled alike, by its firing id (`actors._firings`).
 
     When the store fails (StoreError, other than a conflict), the message is parked with the ones
     after it, the user is told once, its update stays pending, and the actor retries with backoff
-    until the store works again, then answers them in order (`Parking`).
+    until the store works again, then answers them in order (`Parking`, `StoreFaults`).
+
+    Answers are shown as they are written when the channel streams, and /stop comes out of band
+    (`interrupt`): see `TurnStreams`. A group's preview messages are recorded (PreviewRecord), so
+    that after a crash the answer finishes them by an edit.
     """
 
     def __init__(
@@ -84,6 +92,8 @@ class ConversationActor(Actor[Inbox]):
         metrics: TurnMetrics | None = None,
         setup: TurnSetup | None = None,
         backoff: Backoff | None = None,
+        reminders: ReminderTools | None = None,
+        accounting: Accounting | None = None,
     ) -> None:
         super().__init__(f"conversation:{conversation_id}", mailbox_size)
         self.conversation_id = conversation_id
@@ -93,6 +103,7 @@ class ConversationActor(Actor[Inbox]):
         self._channel = channel
         self._settings = settings
         self._metrics = metrics
+        self._accounting = accounting  # usage, the budget and the chat's model (None: the model as given)
         # Without a shared setup (tests, embedders): the system prompt, the date and time in UTC, no facts.
         self._setup = setup or TurnSetup(
             settings.system_prompt,
@@ -104,10 +115,15 @@ class ConversationActor(Actor[Inbox]):
         self._summariser = Summariser(conversation_id, model, settings.context_tokens, backoff=backoff)
         self._next_seq = 0
         self._ledger = UpdateLedger()
+        self._reminders, self._firings, self._failed_deliveries = reminders, FiringLedger(), 0
+        self._unrecorded_firings: dict[str, None] = {}  # firings sent whose record the store then failed
         self._loaded = False
         self._parking = Parking(backoff if backoff is not None else Backoff(), mailbox_size, self._retry_soon)
         self._unrecorded_deliveries: dict[int, None] = {}  # a dict: empty, a third of an empty set
         """Updates whose answer reached the user while recording that failed: a retry only records it."""
+        self._streams = TurnStreams(conversation_id, channel, self._append)
+        # Preview message ids are recorded from the preview's own task: one append at a time.
+        self._appending = asyncio.Lock()
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -134,7 +150,7 @@ class ConversationActor(Actor[Inbox]):
         stored = await self._store.load_recent(self.conversation_id, VisibleStart(cap))
         self._history = History(cap)
         self._next_seq = _seq_after(stored)
-        self._ledger = UpdateLedger.for_loaded(stored)
+        self._ledger, self._firings = UpdateLedger.for_loaded(stored), FiringLedger()
         # Decoding is CPU work proportional to what was read: off the event loop, which other chats share.
         for record in await asyncio.to_thread(decode_history, stored):
             self._track(record)
@@ -169,12 +185,14 @@ class ConversationActor(Actor[Inbox]):
         # What the model can no longer see (before a reset, in a summary, past the cap) leaves memory.
         self._history.add(record)
         self._ledger.track(record)
+        self._firings.track(record)
 
     async def _append(self, record: Record) -> None:
-        record = dataclasses.replace(record, seq=self._next_seq)
-        await self._store.append(self.conversation_id, [record_to_json(record)])
-        self._next_seq += 1
-        self._track(record)
+        async with self._appending:
+            record = dataclasses.replace(record, seq=self._next_seq)
+            await self._store.append(self.conversation_id, [record_to_json(record)])
+            self._next_seq += 1
+            self._track(record)
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -196,9 +214,17 @@ class ConversationActor(Actor[Inbox]):
             await self._park(message, exc)
             return None
 
+    def interrupt(self, message: Inbox) -> bool:
+        """/stop, out of band: cancel the running turn, or hold the stop for the turns queued before it."""
+        return self._streams.interrupt(message, waiting=self.queued > 0)
+
     async def _handle_update(self, message: ConversationMessage) -> str | None:
+        if isinstance(message, ReminderDue):
+            return await self._fire(message)
         update_id = message.update_id
         with structlog.contextvars.bound_contextvars(update_id=update_id):
+            if self._streams.stops.passed_by(message):
+                await self._streams.settle()
             await self._store_finished_summary()
             stage = self._ledger.stage(update_id) if update_id is not None else None
             if update_id is not None and stage == "delivered":
@@ -211,7 +237,8 @@ class ConversationActor(Actor[Inbox]):
                     await self._record_delivered(update_id)
                     return answer.text
                 log.info("update_answer_redelivered")
-                return await self._deliver(_reply(self.conversation_id, answer, message.target))
+                async with self._streams.begin(message, self._ledger.preview(update_id)):  # a crash's preview
+                    return await self._deliver(_reply(self.conversation_id, answer, message.target))
             if stage == "received" and isinstance(message, UserMessage):
                 # Tool calls a crash left without results are answered in what the model sees (llm.context).
                 log.info("update_turn_resumed")
@@ -226,91 +253,115 @@ class ConversationActor(Actor[Inbox]):
             if not self._ledger.reset_recorded(command.update_id):  # a replay stores no second marker
                 await self._append(ResetRecord(update_id=command.update_id, target=command.target))
             text = texts.RESET
+        elif command.name in ACCOUNTING_COMMANDS and self._accounting is not None:
+            text = await self._accounting.answer(command)
+        elif command.name == "stop":  # one that reached the mailbox (the console): nothing runs now
+            text = texts.NOTHING_TO_STOP
         elif command.name in MEMORY_COMMANDS:
             text = await answer_memory_command(command, self._setup)
+        elif command.name == "reminders":
+            text = await self._list_reminders(command.user_id)
         else:
+            if command.name == "start":
+                await self._resume_reminders()  # a chat that blocked the bot starts it again
             text = texts.START if command.name == "start" else texts.HELP
-        return await self._answer_with_notice(command.update_id, command.target, text, "notice")
+        return await self._answer_with_notice(command.update_id, command.target, text, "notice", None)
 
     async def _answer_with_notice(
-        self, update_id: int | None, target: ReplyTarget, text: str, kind: Literal["notice", "error"]
+        self,
+        update_id: int | None,
+        target: ReplyTarget,
+        text: str,
+        kind: Literal["notice", "error"],
+        firing: str | None,
     ) -> str:
-        reply = Reply(self.conversation_id, text, target, update_id, kind=kind)
-        if update_id is not None:
-            await self._append(NoticeRecord(text=text, is_error=kind == "error", target=target, update_id=update_id))
+        reply = Reply(self.conversation_id, text, target, update_id, kind=kind, firing_id=firing)
+        if update_id is not None or firing is not None:
+            notice = NoticeRecord(text=text, is_error=kind == "error", target=target, update_id=update_id)
+            await self._append(dataclasses.replace(notice, firing_id=firing))
         return await self._deliver(reply)
 
-    def _turn_context(self, message: UserMessage, instructions: str) -> TurnContext:
-        """What this turn asks of the model, with the instructions built for it (`TurnSetup`)."""
-        settings = self._settings
-        return TurnContext(instructions, settings.max_steps, settings.context_tokens, deadline=self._deadline(message))
+    def _turn_context(self, message: UserMessage | ReminderDue, instructions: str) -> TurnContext:
+        return turn_context(self._settings, message, instructions)  # a subclass may add to it
 
-    def _deadline(self, message: UserMessage) -> float:
-        """When the model work of the message's turn must end (the loop's clock): one deadline per
-        message, counted from its arrival, so a message queued behind a slow turn hears in time too."""
-        now = asyncio.get_running_loop().time()
-        arrived = message.received_at if message.received_at is not None else now
-        return min(now, arrived) + self._settings.reply_within_seconds
-
-    async def _run_turn(self, message: UserMessage) -> str:
+    async def _run_turn(self, message: UserMessage | ReminderDue) -> str:
         started = time.perf_counter()
-        update_id = message.update_id
+        update_id, firing = message.update_id, message.firing_id if isinstance(message, ReminderDue) else None
 
         async def record(item: TurnRecord) -> None:
             if isinstance(item, AssistantRecord):
                 item = dataclasses.replace(item, target=message.target)
-            await self._append(dataclasses.replace(item, update_id=update_id))
+            await self._append(dataclasses.replace(item, update_id=update_id, firing_id=firing))
 
         ok, steps = False, 0
+        model = await turn_model(self._accounting, self._model, self.conversation_id, message.user_id)
+        output = self._streams.begin(message, self._ledger.preview(update_id))
         try:
             async with self._channel.typing(message.target):
                 prepared = await self._setup.prepare(self.conversation_id, message)
-                context = self._turn_context(message, prepared.instructions)
-                result = await run_turn(
-                    self._model, prepared.toolbox, context, history=self._history.records(), record=record
-                )
+                context = output.context(self._turn_context(message, prepared.instructions))
+                history, recording = self._history.records(), output.recorder(record)
+                turn = run_turn(model, prepared.toolbox, context, history=history, record=recording)
+                result = await output.run(turn)
             ok, steps = True, result.steps
-            log.info(
+            answer = Reply(self.conversation_id, result.text, message.target, update_id, firing_id=firing)
+            text = await self._deliver(answer)
+            log.info(  # after the delivery, which is when text was first visible unless a preview came earlier
                 "turn_finished",
                 steps=result.steps,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 model_ms=round(result.model_ms, 2),
                 tool_ms=round(result.tool_ms, 2),
                 step_limit=result.stopped_by_step_limit,
+                first_text_ms=output.first_ms,
+                **turn_fields(self._accounting, model, result.usage),
             )
-            answer = Reply(self.conversation_id, result.text, message.target, update_id)
-            text = await self._deliver(answer)
             # After the delivery: a summary never delays an answer.
             self._summariser.start_if_needed(
-                self._history.records(), prepared.instructions, resets=self._history.resets
+                self._history.records(), prepared.instructions, resets=self._history.resets, model=model
             )
             return text
+        except BudgetExhausted as exc:
+            ok, text = True, budget_notice(self._accounting, exc)  # answered by the notice: no turn error
+            return await self._answer_with_notice(update_id, message.target, text, "notice", firing)
+        except TurnStopped:
+            recorded = self._ledger.answer(update_id) if update_id is not None else None
+            return await self._streams.stopped(message, output, recorded, self._deliver)
         except TurnTimedOut as exc:
             log.warning("turn_failed_deadline", steps=exc.steps, error=str(exc))
-            return await self._answer_with_notice(update_id, message.target, texts.TURN_TIMED_OUT, "error")
+            return await self._answer_with_notice(update_id, message.target, texts.TURN_TIMED_OUT, "error", firing)
         except LLMUnavailable as exc:
             log.warning("turn_failed_model_unavailable", status=exc.status, error=str(exc))
-            return await self._answer_with_notice(update_id, message.target, texts.MODEL_UNAVAILABLE, "error")
+            return await self._answer_with_notice(update_id, message.target, texts.MODEL_UNAVAILABLE, "error", firing)
         except LLMRejected as exc:
             log.error("turn_failed_model_rejected", status=exc.status, error=str(exc))
-            return await self._answer_with_notice(update_id, message.target, texts.MODEL_REJECTED, "error")
+            return await self._answer_with_notice(update_id, message.target, texts.MODEL_REJECTED, "error", firing)
         finally:
+            await output.close()
             if self._metrics is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
-                self._metrics.turn(latency_ms, conversation_id=self.conversation_id, steps=steps, ok=ok)
+                self._metrics.turn(
+                    latency_ms, conversation_id=self.conversation_id, steps=steps, ok=ok, first_text_ms=output.first_ms
+                )
+            turn_done(self._accounting, model, self.conversation_id)
 
     async def _deliver(self, reply: Reply) -> str:
         if not reply.text.strip():
             # Telegram refuses an empty message; the user must still hear back.
             reply = dataclasses.replace(reply, text=texts.EMPTY_ANSWER)
         try:
-            await self._channel.deliver(reply)
+            await self._streams.deliver(reply)
         except DeliveryFailed as exc:
             log.error("reply_undeliverable", reason=exc.reason)
+            self._failed_deliveries += 1
+        if reply.firing_id is not None:
+            await self._record_firing_delivered(reply.firing_id)
         if reply.update_id is not None:
             # Should recording it fail (the store), the retry records it and sends nothing again.
             self._unrecorded_deliveries[reply.update_id] = None
             await self._record_delivered(reply.update_id)
+        if not self.queued:
+            await self._streams.settle()  # a /stop held for turns queued before it: none is left
         return reply.text
 
     async def _record_delivered(self, update_id: int) -> None:
@@ -318,77 +369,17 @@ class ConversationActor(Actor[Inbox]):
         self._unrecorded_deliveries.pop(update_id, None)
         await self._channel.done(update_id)
 
-    # -- store faults -----------------------------------------------------------------------------
-
-    async def _park(self, message: ConversationMessage, error: StoreError | None) -> None:
-        """Keep the message until the store works again; tell the user once per fault."""
-        self._loaded = False  # what a failed write left is read back from the store before going on
-        if isinstance(message, UserMessage):
-            message = dataclasses.replace(message, received_at=None)  # its deadline starts with its retry
-        if not self._parking.park(message):
-            log.warning("message_refused", update_id=message.update_id, reason="parked_full")
-            await self._notify(message, texts.BUSY, done=True)
-            return
-        delay = self._parking.schedule()
-        log.warning(
-            "conversation_store_unavailable",
-            update_id=message.update_id,
-            parked=len(self._parking.messages),
-            retry_in_s=round(delay, 3),
-            error=repr(error) if error is not None else None,
-        )
-        if not self._parking.told:
-            self._parking.told = True
-            await self._notify(message, texts.STORE_UNAVAILABLE, done=False)
-
-    def _retry_soon(self) -> None:
-        # Stopping: the parked updates stay pending, and are replayed at the next start.
-        with contextlib.suppress(ActorStopped):
-            self.tell_self(RetryParked())
-
-    async def _retry_parked(self) -> None:
-        if not self._parking:
-            return
-        if await self._parking.drain(self._handle_parked, self.on_dead_letter):
-            log.info("conversation_store_recovered")
-
-    async def _handle_parked(self, message: ConversationMessage) -> None:
-        try:
-            if not self._loaded:
-                await self._load()
-            await self._handle_update(message)
-        except StoreError:
-            self._loaded = False
-            raise
-
-    async def _notify(self, message: ConversationMessage, text: str, *, done: bool) -> None:
-        """A notice that is not an answer (nothing is recorded); `done` marks the update handled."""
-        try:
-            await self._channel.deliver(Reply(self.conversation_id, text, message.target, None, kind="error"))
-        except DeliveryFailed as exc:
-            log.warning("notice_undeliverable", update_id=message.update_id, reason=exc.reason)
-        if done and message.update_id is not None:
-            await self._channel.done(message.update_id)
-
-    async def on_given_up(self, messages: list[Inbox]) -> None:
-        """The actor crashed past its restart intensity: tell the users of what it was told (and of
-        what it had parked) that their messages were skipped, so none is dropped in silence."""
-        self._parking.cancel()
-        left = [*self._parking.messages, *messages]
-        self._parking.messages.clear()
-        log.error("conversation_given_up_with_messages", conversation_id=self.conversation_id, messages=len(left))
-        for message in left:
-            if not isinstance(message, RetryParked):
-                await self._notify(message, texts.DEAD_LETTER, done=True)
-
     async def on_dead_letter(self, message: Inbox, error: BaseException) -> None:
         """Tell the user the message was skipped, and mark it handled so a replay skips it too."""
         if isinstance(message, RetryParked):  # the retry itself kept crashing: try again later
             self._parking.schedule()
             return
+        if isinstance(message, ReminderDue):
+            return await self._firing_dead_letter(message)
         reply = Reply(self.conversation_id, texts.DEAD_LETTER, message.target, message.update_id, kind="error")
         try:
-            await self._channel.deliver(reply)
+            async with self._streams.begin(message, self._ledger.preview(message.update_id)):  # replaces a preview
+                await self._streams.deliver(reply)
         finally:
             if message.update_id is not None:
                 # The failure may have struck half-way through an append: number from the store.

@@ -14,7 +14,7 @@ from actors import texts
 from actors._seeing import SeeingModel
 from actors.conversation import ConversationActor
 from actors.media import Media
-from actors.protocol import ConversationMessage, UserMessage
+from actors.protocol import ConversationMessage, ReminderDue, UserMessage
 from actors.voice import VoiceReplies
 from llm import AssistantRecord, NoticeRecord, Record, ResetRecord, TurnContext
 from llm.context import ImageCost, anthropic_image_tokens
@@ -80,24 +80,26 @@ class MediaConversationActor(ConversationActor):
     async def _read_files(self, message: UserMessage) -> UserMessage | str:
         """The message with what its files said, or the answer when none of them could be read."""
         if self._files is None:
-            return await self._answer_with_notice(message.update_id, message.target, texts.UNREADABLE, "notice")
+            return await self._answer_with_notice(message.update_id, message.target, texts.UNREADABLE, "notice", None)
         async with self._channel.typing(message.target):
             prepared = await self._files.media.prepare(message)
         if prepared.notice is not None:
-            return await self._answer_with_notice(message.update_id, message.target, prepared.notice, "notice")
+            return await self._answer_with_notice(message.update_id, message.target, prepared.notice, "notice", None)
         return dataclasses.replace(message, text=prepared.text, attachments=prepared.attachments)
 
-    def _turn_context(self, message: UserMessage, instructions: str) -> TurnContext:
+    def _turn_context(self, message: UserMessage | ReminderDue, instructions: str) -> TurnContext:
         context = super()._turn_context(message, instructions)
         return context if self._files is None else dataclasses.replace(context, image_cost=self._files.image_cost)
 
-    async def _run_turn(self, message: UserMessage) -> str:
+    async def _run_turn(self, message: UserMessage | ReminderDue) -> str:
         text = await super()._run_turn(message)
         if self._seeing is not None and self._seeing.refused:
             # Kept, so that a later activation of this conversation leaves images out too.
             self._seeing.refused = False
             await self._append(NoticeRecord(text=texts.CANNOT_SEE_IMAGES, target=message.target, reason=IMAGES_REFUSED))
         voice = self._files.voice if self._files is not None else None
+        if not isinstance(message, UserMessage):  # a reminder's task: its answer is not spoken
+            return text
         if voice is not None and voice.wanted(message) and self._model_answered == message.update_id:
             await voice.speak(message.target, text)
         return text

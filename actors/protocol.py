@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from actors.commands import CommandName
 from llm.records import Attachment, ReplyTarget
@@ -14,9 +14,13 @@ __all__ = [
     "Command",
     "ConversationMessage",
     "DeliveryFailed",
+    "FiringOutcome",
+    "ReminderDue",
     "Reply",
     "ReplyChannel",
+    "ReplyStream",
     "ReplyTarget",
+    "StreamingReplyChannel",
     "UserMessage",
 ]
 
@@ -52,7 +56,41 @@ class Command:
     """What the user wrote after the command word (`/forget 3f2a` has args `3f2a`), stripped."""
 
 
-ConversationMessage = UserMessage | Command
+@dataclass(frozen=True, slots=True)
+class ReminderDue:
+    """A reminder's firing is due in this conversation (the scheduler tells it, like a message).
+
+    The conversation records it by `firing_id` as it records a message by `update_id`, so a firing
+    told again after a crash is sent at most once more (only if the crash fell between Telegram
+    accepting it and the store recording it). Its answer (to `ask`) is a `FiringOutcome`.
+    """
+
+    conversation_id: str
+    firing_id: str
+    """The reminder's id and due time (`stores.firing_id`)."""
+    text: str
+    target: ReplyTarget
+    user_id: int | None
+    """Who made the reminder: a `run` reminder acts for them (their tools, zone and budget)."""
+    run: bool = False
+    """The text is a task to carry out with the model and tools; else it is sent as written."""
+    late: str = ""
+    """A note that the firing is late and when it was due (the assistant was stopped); empty if on time."""
+    received_at: float | None = None
+    """When the scheduler told it (the loop's clock), from which its turn's deadline counts; None: from
+    when its turn starts."""
+
+    @property
+    def update_id(self) -> None:
+        """A firing has no Telegram update: it is known by `firing_id`."""
+        return None
+
+
+FiringOutcome = Literal["sent", "duplicate", "undeliverable"]
+"""What became of a `ReminderDue`: sent (or its turn answered and delivered), already sent before,
+or it can never be delivered (the chat blocked the bot or is gone)."""
+
+ConversationMessage = UserMessage | Command | ReminderDue
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +102,8 @@ class Reply:
     target: ReplyTarget
     update_id: int | None = None
     kind: Literal["answer", "notice", "error"] = "answer"
+    firing_id: str | None = None
+    """The reminder firing this answers, where a reminder caused it (then `update_id` is None)."""
 
 
 class DeliveryFailed(Exception):
@@ -89,4 +129,52 @@ class ReplyChannel(Protocol):
 
     def done(self, update_id: int) -> Awaitable[None]:
         """The update is fully handled (answered and delivered, or given up)."""
+        ...
+
+
+class ReplyStream(Protocol):
+    """A live preview of one answer while the model writes it (Telegram: drafts, or a message edited
+    as it grows). Previews are best effort and never the answer: `finish` delivers the answer."""
+
+    def changed(self) -> None:
+        """The text grew (or was written anew): show it when the pace allows. Never blocks or raises."""
+        ...
+
+    def tool_boundary(self) -> None:
+        """The model called tools, which may take a while: show what it wrote so far now."""
+        ...
+
+    def finish(self, reply: Reply) -> Awaitable[None]:
+        """Deliver the finished reply (or a notice) in place of the preview, as `ReplyChannel.deliver`
+        would (split, formatted); raises DeliveryFailed like it. Ends the preview."""
+        ...
+
+    def aclose(self) -> Awaitable[None]:
+        """End the preview without an answer (the turn failed); what it showed stays. Idempotent."""
+        ...
+
+
+PreviewMessages = Callable[[tuple[int, ...]], Awaitable[None]]
+"""Hears the ids of the messages that now show a preview, to record them before going on."""
+
+
+@runtime_checkable
+class StreamingReplyChannel(Protocol):
+    """A ReplyChannel that can also show answers as they are written."""
+
+    def open_stream(
+        self,
+        target: ReplyTarget,
+        text: Callable[[], str],
+        *,
+        shown: tuple[int, ...] = (),
+        on_messages: PreviewMessages | None = None,
+        on_visible: Callable[[], None] | None = None,
+    ) -> ReplyStream | None:
+        """A stream for one answer to `target`, or None when answers go whole (streaming is off).
+
+        `text()` is the answer so far, in Markdown; `shown` are messages an earlier run of the same
+        turn left showing a preview (to finish by editing them); `on_messages` hears of messages made
+        for the preview; `on_visible` is called once, when text first becomes visible to the user.
+        """
         ...

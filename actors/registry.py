@@ -89,6 +89,12 @@ class ConversationRegistry(Generic[A]):
         (the system is stopping); never waits."""
         self.actor_for(conversation_id).tell(message)
 
+    def interrupt(self, conversation_id: str, message: Any) -> bool:
+        """Hand `message` to the conversation's live actor out of band, not queued behind what it is
+        doing (see Actor.interrupt); False if it has no live actor or did not take it. Never spawns."""
+        actor = self._actors.get(conversation_id)
+        return actor is not None and not actor.stopping and actor.interrupt(message)
+
     async def ask(self, conversation_id: str, message: Any, timeout: float | None = None) -> Any:
         """Queue a message for the conversation and wait for its answer (see Actor.ask)."""
         return await self.actor_for(conversation_id).ask(message, timeout)

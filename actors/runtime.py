@@ -93,6 +93,12 @@ class Actor(Generic[M]):
         async with asyncio.timeout(timeout):
             return await asyncio.shield(reply)
 
+    def interrupt(self, message: M) -> bool:
+        """Hand `message` to the actor out of band, ahead of its mailbox (a /stop for the work in
+        hand); True if the actor took it. Runs in the caller's task: it must not await. By default
+        no message is taken."""
+        return False
+
     def stop(self) -> None:
         """Ask the actor to stop after the messages already queued; later tells raise ActorStopped."""
         if not self._mailbox.closed:

@@ -54,11 +54,15 @@ class Summariser:
         """True while a summary call is in flight."""
         return self._task is not None and not self._task.done()
 
-    def start_if_needed(self, history: Sequence[Record], instructions: str, *, resets: int) -> bool:
+    def start_if_needed(
+        self, history: Sequence[Record], instructions: str, *, resets: int, model: ChatModel | None = None
+    ) -> bool:
         """Start summarising if what the model would see outgrows the budget; True if it started.
 
         Nothing starts while a call is in flight or a finished one waits for `take`, nor before the
-        retry delay after a failure. `resets` is the history's reset count now (see `take`).
+        retry delay after a failure. `resets` is the history's reset count now (see `take`). `model`
+        replaces the one given at construction for this summary (the turn's: the chat's model,
+        counted for the user the turn served, `actors.accounting.turn_model`).
         """
         if self._task is not None or self._clock() < self._retry_at:
             return False
@@ -66,14 +70,14 @@ class Summariser:
         if plan is None:
             return False
         self._resets = resets
-        self._task = asyncio.create_task(self._run(plan), name=f"summary:{self.conversation_id}")
+        self._task = asyncio.create_task(self._run(plan, model or self._model), name=f"summary:{self.conversation_id}")
         # Retrieved here so that a task whose actor crashed before `take` is never reported unretrieved.
         self._task.add_done_callback(_retrieve)
         return True
 
-    async def _run(self, plan: SummaryPlan) -> SummaryRecord | None:
+    async def _run(self, plan: SummaryPlan, model: ChatModel) -> SummaryRecord | None:
         started = time.perf_counter()
-        record = await summarise(self._model, plan)
+        record = await summarise(model, plan)
         log.info(
             "conversation_summarised",
             conversation_id=self.conversation_id,

@@ -1,6 +1,7 @@
 """What the assistant says by itself (not the model): one place to read and change it."""
 
 __all__ = [
+    "BUDGET_EXHAUSTED",
     "BUSY",
     "CANNOT_SEE_IMAGES",
     "DEAD_LETTER",
@@ -18,18 +19,33 @@ __all__ = [
     "MEMORY_LIST",
     "MEMORY_NO_USER",
     "MEMORY_UNAVAILABLE",
+    "MODEL_CURRENT",
     "MODEL_REJECTED",
+    "MODEL_SWITCHED",
     "MODEL_UNAVAILABLE",
+    "MODEL_UNKNOWN",
+    "NOTHING_TO_STOP",
     "NOT_ALLOWED",
     "NOT_READ",
+    "REMINDERS_HEADER",
+    "REMINDERS_NONE",
+    "REMINDERS_OFF",
+    "REMINDER_FAILED",
+    "REMINDER_LATE",
+    "REMINDER_LATE_REPEATING",
     "RESET",
     "START",
+    "STOPPED",
     "STORE_UNAVAILABLE",
     "TIMEZONE_CURRENT",
     "TIMEZONE_SET",
     "TIMEZONE_UNKNOWN",
     "TURN_TIMED_OUT",
     "UNREADABLE",
+    "USAGE",
+    "USAGE_ALL_USERS",
+    "USAGE_BUDGET",
+    "USAGE_NO_BUDGET",
     "VOICE_EMPTY",
     "VOICE_FAILED",
     "VOICE_OFF",
@@ -46,6 +62,10 @@ HELP = (
     "/new or /reset: forget this conversation and start afresh\n"
     "/memory: what I remember about you; /forget ID or /forget all to delete it\n"
     "/timezone Area/City: your time zone (e.g. /timezone Europe/Berlin)\n"
+    "/model: show or switch the model of this chat\n"
+    "/usage: tokens and cost used today and this month\n"
+    "/reminders: the reminders set in this chat\n"
+    "/stop: stop the answer I am writing\n"
     "/help: this message\n\n"
     "In groups, mention me or reply to one of my messages."
 )
@@ -137,3 +157,42 @@ TIMEZONE_SET = "Your time zone is now {zone}: it is {now} there."
 TIMEZONE_UNKNOWN = (
     'I don\'t know the time zone "{name}". Use an IANA name such as Europe/Berlin, America/New_York or Asia/Tokyo.'
 )
+
+BUDGET_EXHAUSTED = (
+    "You have used today's budget of {budget} tokens, so I can't ask the model until it renews "
+    "at midnight ({zone}), in {wait}."
+)
+
+MODEL_CURRENT = "This chat uses `{current}`.\nModels you can pick: {models}.\nSwitch with /model NAME."
+
+MODEL_SWITCHED = "This chat now uses `{model}`."
+
+MODEL_UNKNOWN = "There is no model called `{name}` here. You can pick: {models}."
+
+USAGE = "Your usage\nToday ({day}): {today}\nThis month ({month}): {this_month}\n{budget}"
+"""`today` and `this_month` are usage lines: tokens (input, cached, output) and the cost where priced."""
+
+USAGE_BUDGET = "Daily budget: {remaining} of {budget} tokens left; it renews at midnight ({zone}), in {wait}."
+
+USAGE_NO_BUDGET = "Daily budget: unlimited."
+
+USAGE_ALL_USERS = "All users this month: {total}"
+REMINDERS_HEADER = "Reminders in this chat:"
+
+REMINDERS_NONE = 'No reminders in this chat. Ask me, for example: "remind me tomorrow at 9 to call the bank".'
+
+REMINDERS_OFF = "Reminders are not available here."
+
+REMINDER_LATE = "(Late: this was due {due}, while I was not running.)"
+
+REMINDER_LATE_REPEATING = (
+    "(Late: this was due {due}, while I was not running, and came due {missed} more time(s) since. "
+    "It goes on as scheduled.)"
+)
+
+REMINDER_FAILED = "Sorry, something went wrong with a reminder, so I skipped it: {text}"
+
+STOPPED = "(stopped)"
+"""Ends what was written of an answer that /stop cut short (on a line of its own), or is all of it."""
+
+NOTHING_TO_STOP = "Nothing to stop: I'm not working on anything right now."

@@ -17,15 +17,16 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from actors.protocol import UserMessage
+from actors._conversation_parts import TurnSettings
+from actors.protocol import ReminderDue, UserMessage
 from conf.zones import find_zone
-from llm import Toolbox
-from llm.instructions import FactLine, build_instructions, fit_facts
+from llm import Toolbox, TurnContext
+from llm.instructions import FactLine, build_instructions, fit_facts, split_instructions
 from stores import Fact, FactRanker, FactStore, PreferenceStore, StoreError
 from stores._time import utc_now
 from tools.builtin import ToolContext, Toolkit
 
-__all__ = ["PreparedTurn", "TurnSetup"]
+__all__ = ["PreparedTurn", "TurnSetup", "turn_context"]
 
 log = structlog.get_logger(__name__)
 
@@ -70,8 +71,9 @@ class TurnSetup:
         self.clock = clock
         self.facts_budget_tokens = context_tokens // FACTS_SHARE
 
-    async def prepare(self, conversation_id: str, message: UserMessage) -> PreparedTurn:
-        """The instructions and toolbox of the turn that answers `message`."""
+    async def prepare(self, conversation_id: str, message: UserMessage | ReminderDue) -> PreparedTurn:
+        """The instructions and toolbox of the turn that answers `message` (or carries out a reminder's
+        task, for the user who made it)."""
         now = self.clock()
         # Two independent reads: together, a turn waits for the slower one only.
         async with asyncio.TaskGroup() as group:
@@ -124,6 +126,25 @@ class TurnSetup:
             reverse=True,
         )
         return fit_facts(_lines([*relevant, *rest]), self.facts_budget_tokens)
+
+
+def turn_context(settings: TurnSettings, message: UserMessage | ReminderDue, instructions: str) -> TurnContext:
+    """What the turn that answers `message` asks of the model, with the instructions built for it
+    (`TurnSetup`): what stays the same from turn to turn first, for prompt caching, and what changes
+    (the date and time) after the history (`llm.instructions.split_instructions`)."""
+    stable, volatile = split_instructions(instructions)
+    deadline = _deadline(settings, message)
+    return TurnContext(
+        stable, settings.max_steps, settings.context_tokens, deadline=deadline, volatile_instructions=volatile
+    )
+
+
+def _deadline(settings: TurnSettings, message: UserMessage | ReminderDue) -> float:
+    """When the model work of the message's turn must end (the loop's clock): one deadline per
+    message, counted from its arrival, so a message queued behind a slow turn hears in time too."""
+    now = asyncio.get_running_loop().time()
+    arrived = message.received_at if message.received_at is not None else now
+    return min(now, arrived) + settings.reply_within_seconds
 
 
 def _lines(facts: Sequence[Fact]) -> list[FactLine]:

@@ -6,10 +6,10 @@ The output is for a person, and only these lines go to stdout (logs go to stderr
     llm (openai): ok (model gpt-4o-mini answered 4 characters, 820 ms)
     store (file): ok (wrote, read and deleted a probe, 3 ms)
     mcp: ok (no server enabled)
-    streaming: off (whole answers)
+    streaming: ok (on, answers grow as the model writes: model gpt-4o-mini streamed 4 characters in 1 pieces, 790 ms)
     speech: off (not configured)
     ...
-    summary: ok (4 of 4 checks passed; features on: none)
+    summary: ok (5 of 5 checks passed; features on: streaming)
 
 Components are always checked. An optional feature prints `off (why)` or, when on, the result of
 reaching its endpoint. A feature adds its line by adding one probe function to `FEATURES`: it reads
@@ -46,8 +46,10 @@ _NOT_CONFIGURED = Feature(False, "not configured")
 
 
 def _streaming(settings: Settings) -> Feature:
+    if not settings.telegram.stream_replies:
+        return Feature(False, "whole answers: STREAM_REPLIES=off")
     if not settings.llm.stream:
-        return Feature(False, "whole answers")
+        return Feature(False, "whole answers: the model does not stream (llm.stream: false)")
     return Feature(True, "answers grow as the model writes", lambda: _check_llm(settings, stream=True))
 
 
@@ -75,11 +77,24 @@ def _speech(settings: Settings) -> Feature:
 
 
 def _webhook(settings: Settings) -> Feature:
-    return _unprobed(settings, "telegram.webhook_url")
+    from app.scale import check_webhook
+
+    if not settings.webhook.enabled:
+        return Feature(False, "long polling")
+    return Feature(True, settings.webhook.url, lambda: check_webhook(settings))
 
 
 def _queue(settings: Settings) -> Feature:
-    return _unprobed(settings, "ingress.queue_url")
+    from app.scale import check_queue
+
+    if not settings.queue.enabled:
+        return Feature(False, "in-process")
+    return Feature(True, settings.queue.url, lambda: check_queue(settings))
+
+
+def _budget(settings: Settings) -> Feature:
+    budget = settings.usage.daily_token_budget
+    return Feature(True, f"{budget:,} tokens per user and day") if budget else Feature(False, "unlimited")
 
 
 FEATURES: Mapping[str, Callable[[Settings], Feature]] = {
@@ -87,6 +102,7 @@ FEATURES: Mapping[str, Callable[[Settings], Feature]] = {
     "speech": _speech,
     "webhook": _webhook,
     "queue": _queue,
+    "budget": _budget,
 }
 """Optional features in the order they are printed: name -> probe of the settings."""
 

@@ -54,11 +54,12 @@ class DeferredToolbox:
 
 class LateStart:
     """The start-up steps that wait until the gateway serves (see the module). Run `run` as a
-    transient child of the root supervisor; `done` is set once the MCP servers' actors exist."""
+    transient child of the root supervisor; `done` is set once the MCP servers' actors exist.
+    Without `llm` (a process that runs no turns) no model SDK is imported."""
 
     def __init__(
         self,
-        llm: LLMSettings,
+        llm: LLMSettings | None,
         servers: Mapping[str, McpServerSettings],
         backoff: Backoff,
         root: Supervisor,
@@ -80,10 +81,11 @@ class LateStart:
         """Wait for `serving` (the gateway's first poll; None: start at once), then do the steps."""
         if serving is not None:
             await wait_event(serving, self._grace_seconds)
-        try:
-            await asyncio.to_thread(_import_provider, self._llm)
-        except ImportError as exc:  # the first model call will report it to the user and the log
-            log.error("llm_sdk_import_failed", provider=self._llm.provider, error=repr(exc))
+        if self._llm is not None:
+            try:
+                await asyncio.to_thread(_import_provider, self._llm)
+            except ImportError as exc:  # the first model call will report it to the user and the log
+                log.error("llm_sdk_import_failed", provider=self._llm.provider, error=repr(exc))
         if self._servers and not self.actors:  # not again after a restart
             await self._start_servers()
         self.done.set()

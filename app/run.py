@@ -6,7 +6,10 @@ import asyncio
 import os
 import signal
 import sys
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from app.scale import Role
 
 __all__ = ["EXIT_CONFIG", "Mode", "run"]
 
@@ -15,20 +18,21 @@ EXIT_CONFIG = 2
 Mode = Literal["telegram", "console", "check"]
 
 
-def run(mode: Mode, config_path: str | None = None) -> int:
-    """Load settings, configure logging, run `mode` until it ends; the exit status of the contract."""
+def run(mode: Mode, config_path: str | None = None, *, role: Role = "both") -> int:
+    """Load settings, configure logging, run `mode` (in `role`: app/scale.py) until it ends; the exit
+    status of the contract."""
     if mode == "check":
-        return _run(mode, config_path)
+        return _run(mode, config_path, role)
     # Until the system installs its own handlers (after the imports and settings), a SIGTERM stops
     # the process as Ctrl-C does, and either is a clean stop: status 0.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return _run(mode, config_path)
+        return _run(mode, config_path, role)
     except KeyboardInterrupt:
         return 0
 
 
-def _run(mode: Mode, config_path: str | None) -> int:
+def _run(mode: Mode, config_path: str | None, role: Role) -> int:
     # python-telegram-bot's future behaviour (durations as timedelta) now, which silences its
     # deprecation warning on every RetryAfter; our code reads both forms.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
@@ -40,6 +44,10 @@ def _run(mode: Mode, config_path: str | None) -> int:
         if mode != "console":
             settings.telegram.require_token()
         mcp_servers = load_mcp_servers(settings.mcp_config)
+        if mode == "telegram":
+            from app.scale import check_role
+
+            check_role(settings, role)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -69,6 +77,7 @@ def _run(mode: Mode, config_path: str | None) -> int:
     from app.system import EXIT_FATAL, AssistantSystem
 
     system = AssistantSystem(settings, mcp_servers, mode="console" if mode == "console" else "telegram")
+    system.role = role
     try:
         return asyncio.run(system.run())
     except KeyboardInterrupt:

@@ -17,9 +17,13 @@ from actors.conversation import ConversationActor, TurnSettings
 from actors.media_conversation import ConversationMedia, MediaConversationActor
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
+from actors.shared_conversation import SharedConversationActor
 from actors.supervisor import Child, Supervisor
+from app.edges import ConsoleEdge, Edge, TelegramEdge, open_edge
 from app.memory import build_turn_setup
 from app.metered import MeteredChatModel, MeteredToolbox
+from app.reminders import reminder_tools, start_scheduler
+from app.scale import Role, open_queue_ingress, start_edges
 from conf import Settings
 from conf.mcp import McpServerSettings
 from llm import ChatModel, Toolbox
@@ -28,14 +32,15 @@ from ops.memory import release_free_memory
 from stores import ConversationStore, FeatureStores, IngressLog
 
 if TYPE_CHECKING:
-    from telegram import Bot
-
+    from actors.accounting import Accounting
     from actors.mcp import McpServerActor
+    from actors.scheduler import ReminderScheduler
     from actors.turn_setup import TurnSetup
-    from channels.console import ConsoleChannel, ConsoleGateway
-    from channels.telegram.gateway import TelegramChannel, TelegramGateway
+    from channels.console import ConsoleGateway
+    from channels.telegram.gateway import TelegramGateway
     from ops.health import HealthServer
     from ops.metrics import Metrics
+    from tools.builtin_reminders import ReminderTools
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "AssistantSystem", "ConversationFactory"]
 
@@ -64,10 +69,16 @@ class ConversationFactory:
     backoff: Backoff | None = None
     media: ConversationMedia | None = None
     """Reading voice, photos and files (None: a message with files is explained as unreadable)."""
+    shared: bool = False
+    """Other workers write to the same store (the ingress queue): actors check for their writes."""
+    accounting: Accounting | None = None
+    """Usage, the daily budget and each chat's model."""
+    reminders: ReminderTools | None = None
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
-        return MediaConversationActor(
+        actor_class = SharedConversationActor if self.shared else MediaConversationActor
+        return actor_class(
             conversation_id,
             store=self.store,
             model=self.model,
@@ -79,27 +90,9 @@ class ConversationFactory:
             setup=self.setup,
             backoff=self.backoff,
             media=self.media,
+            accounting=self.accounting,
+            reminders=self.reminders,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _TelegramEdge:
-    """Telegram's side of the system, built before the actors that reply through it."""
-
-    channel: TelegramChannel
-    bot: Bot
-    """The sending client, which the gateway also identifies the bot with."""
-    media: ConversationMedia | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _ConsoleEdge:
-    """The terminal's side of the system."""
-
-    channel: ConsoleChannel
-
-
-_Edge = _TelegramEdge | _ConsoleEdge
 
 
 class AssistantSystem:
@@ -111,6 +104,7 @@ class AssistantSystem:
         self.settings = settings
         self.mcp_servers = mcp_servers
         self.mode = mode
+        self.role: Role = "both"  # which of gateway and worker run: `--role` (app/scale.py)
         self.backoff = Backoff(settings.backoff)
         """The one backoff policy every retrying part is given."""
         self.exit_code = EXIT_OK
@@ -127,6 +121,7 @@ class AssistantSystem:
         """Set once the MCP servers' actors exist (their tools appear as each connects)."""
         self.features: FeatureStores | None = None
         """The facts, reminders, usage and preference stores, once open."""
+        self.scheduler: ReminderScheduler | None = None
 
     def request_stop(self, exit_code: int = EXIT_OK) -> None:
         """Begin a graceful stop; the first non-zero exit code wins."""
@@ -161,14 +156,20 @@ class AssistantSystem:
             store, ingress = await self._open_stores(stack)
             features = await self._open_feature_stores(stack)
             model = self._open_model(stack)
-            edge = await self._open_edge(stack, ingress)
+            edge = await open_edge(stack, self.settings, self.mode, ingress, self.backoff, self.metrics)
             root = self._start_root(stack)
             toolbox = self._start_tools(root)
             factory = self._conversation_factory(store, model, toolbox, edge.channel)
-            setup = build_turn_setup(self.settings, toolbox, features, stack)
-            media = edge.media if isinstance(edge, _TelegramEdge) else None
-            factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff, media=media)
+            # The scheduler starts after the actors whose tools wake it: they look it up when called.
+            reminders = reminder_tools(features.reminders, lambda: self.scheduler)
+            setup = build_turn_setup(self.settings, toolbox, features, stack, extra_tools=reminders.tools)
+            media = edge.media if isinstance(edge, TelegramEdge) else None
+            factory = dataclasses.replace(factory, setup=setup, backoff=self.backoff, media=media, reminders=reminders)
             registry = self._start_registry(stack, root, factory)
+            # Stopped before the conversation actors drain: no firing goes to an actor that is stopping.
+            if self.role != "gateway":  # every worker runs one; each firing is claimed (docs/scale.md)
+                self.scheduler, scheduler = start_scheduler(root, registry, features.reminders, self.backoff)
+                stack.push_async_callback(_stop_child, root, scheduler)
             self._start_gateway(stack, root, registry, ingress, edge)
             serving = getattr(self.gateway, "polling", None)  # Telegram's first poll; the console serves at once
             root.start_child("late-start", lambda: self._late.run(serving), restart="transient")
@@ -193,6 +194,8 @@ class AssistantSystem:
 
         store, ingress = build_stores(self.settings.store, self.backoff)
         await stack.enter_async_context(store)
+        if self.settings.queue.enabled and self.mode == "telegram":
+            return store, await open_queue_ingress(stack, self.settings, self.backoff)
         await stack.enter_async_context(ingress)
         return store, ingress
 
@@ -204,6 +207,21 @@ class AssistantSystem:
         self.features = features
         return features
 
+    def _accounting(self) -> Accounting | None:
+        """Usage, budget and model choice (actors.accounting), on the feature stores."""
+        if self.features is None:
+            return None
+        from actors.accounting import Accounting, ModelChoice
+        from actors.usage import UsageMeter
+
+        settings = self.settings
+        owner = settings.telegram.allowed_user_ids.owner
+        meter = UsageMeter(
+            self.features.usage, self.features.preferences, settings.usage, default_zone=settings.timezone, owner=owner
+        )
+        models = ModelChoice(self.features.preferences, settings.llm.models, settings.llm.model)
+        return Accounting(meter, models, priced=bool(settings.usage.prices), metrics=self.metrics)
+
     def _open_model(self, stack: AsyncExitStack) -> ChatModel:
         from llm import build_chat_model
 
@@ -212,42 +230,6 @@ class AssistantSystem:
         if self.metrics is not None:
             model = MeteredChatModel(model, self.metrics, self.settings.llm.provider)
         return model
-
-    async def _open_edge(self, stack: AsyncExitStack, ingress: IngressLog) -> _Edge:
-        if self.mode == "console":
-            from channels.console import ConsoleChannel
-
-            return _ConsoleEdge(ConsoleChannel())
-        from channels.telegram.client import TelegramClient
-        from channels.telegram.gateway import TelegramChannel
-        from channels.telegram.sender import Rate, TelegramSender
-
-        telegram = self.settings.telegram
-        client = await stack.enter_async_context(
-            TelegramClient(telegram, pool_size=telegram.send_connections, read_timeout=telegram.send_timeout_seconds)
-        )
-        # "typing..." has connections of its own: a chat action must never delay a reply.
-        actions = await stack.enter_async_context(TelegramClient(telegram, pool_size=2, read_timeout=5.0))
-        overall = telegram.overall_messages_per_second
-        sender = TelegramSender(
-            client.bot,
-            self.backoff,
-            overall_rate=Rate(overall, 1.0) if overall else None,
-            group_rate=Rate(telegram.group_messages_per_minute, 60.0),
-            max_concurrent_sends=telegram.send_connections,
-            typing_delay_s=telegram.typing_delay_seconds,
-            on_retry=self._count_telegram_retry if self.metrics is not None else None,
-            typing_bot=actions.bot,
-        )
-        stack.push_async_callback(sender.aclose)
-        from app.media import open_media
-
-        media = await open_media(stack, self.settings, client.bot, sender, self.backoff)
-        return _TelegramEdge(TelegramChannel(sender, ingress), client.bot, media)
-
-    def _count_telegram_retry(self, wait_s: float, reason: str) -> None:
-        if self.metrics is not None:
-            self.metrics.telegram_retry(wait_s, method="sendMessage", reason=reason)
 
     def _start_root(self, stack: AsyncExitStack) -> Supervisor:
         actors = self.settings.actors
@@ -265,7 +247,11 @@ class AssistantSystem:
         from app.late_start import LateStart
 
         # The MCP servers start once the gateway serves; their tools appear as each one connects.
-        self._late = LateStart(self.settings.llm, self.mcp_servers, self.backoff, root)
+        # A gateway only enqueues: it runs no turns, so it needs neither tools nor the model's SDK.
+        turns = self.role != "gateway"
+        self._late = LateStart(
+            self.settings.llm if turns else None, self.mcp_servers if turns else {}, self.backoff, root
+        )
         self.mcp_actors, self.tools_started = self._late.actors, self._late.done
         toolbox = self._late.toolbox
         if self.metrics is not None:
@@ -292,6 +278,8 @@ class AssistantSystem:
             mailbox_size=self.settings.actors.mailbox_size,
             metrics=self.metrics,
             backoff=self.backoff,
+            shared=self.settings.queue.enabled,
+            accounting=self._accounting(),
         )
 
     def _start_registry(
@@ -321,10 +309,14 @@ class AssistantSystem:
         root: Supervisor,
         registry: ConversationRegistry[ConversationActor],
         ingress: IngressLog,
-        edge: _Edge,
+        edge: Edge,
     ) -> None:
-        if isinstance(edge, _ConsoleEdge):
+        if isinstance(edge, ConsoleEdge):
             self._start_console_gateway(stack, root, registry)
+            return
+        if self.settings.webhook.enabled or self.settings.queue.enabled:
+            parts = (root, registry, ingress, edge.channel, edge.bot, self.backoff, stack)
+            self.gateway, self.health = start_edges(self.settings, self.role, *parts)
             return
         from channels.telegram.gateway import TelegramGateway
 
@@ -364,6 +356,8 @@ class AssistantSystem:
             provider=settings.llm.provider,
             model=settings.llm.model,
             store=settings.store.backend,
+            role=self.role,
+            ingress="webhook" if settings.webhook.enabled else "queue" if settings.queue.enabled else "polling",
             mcp_servers=sorted(self.mcp_servers),
         )
 

@@ -144,7 +144,9 @@ class BenchModel:
         self.summary_tokens: list[int] = []
 
     async def complete(self, request: ModelRequest) -> ModelReply:
-        tokens = estimate_text_tokens(request.system) + sum(estimate_tokens(m) for m in request.messages)
+        tokens = estimate_text_tokens(request.system + request.volatile_system) + sum(
+            estimate_tokens(m) for m in request.messages
+        )
         if request.system.startswith(SUMMARY_PREFIX):
             self.summary_tokens.append(tokens)
             if not self.summaries:

@@ -2,7 +2,7 @@
 
 No gateway: messages go straight to the registry and replies to a channel that drops them. The
 fake OpenAI-compatible server runs in a subprocess (so it does not share this process's GIL) and
-the real `openai` SDK talks to it over HTTP, without streaming, as the shipped configuration does.
+the real `openai` SDK talks to it over HTTP, without streaming (bench/streaming.py measures that).
 
     .venv/bin/python bench/turns.py [--quick]
 
@@ -36,7 +36,7 @@ from llm import EmptyToolbox, ModelReply, ModelRequest, build_chat_model
 from ops.logs import configure_logging
 from stores import FileConversationStore
 
-STREAM = False  # as the shipped configuration: the gateway sends whole answers
+STREAM = False  # the model's cost alone: streaming it is measured by bench/streaming.py
 
 _SERVER = """
 import sys, time

@@ -1,5 +1,6 @@
 """Configuration: `config.yml` and `mcp.yml` loaded into typed, immutable settings."""
 
+from conf._scale import QueueSettings, WebhookSettings
 from conf.mcp import DEFAULT_MCP_CONFIG_PATH, McpServerSettings, McpToolFilter, load_mcp_servers
 from conf.media import MediaSettings, SpeechSettings
 from conf.settings import (
@@ -17,6 +18,7 @@ from conf.settings import (
     TelegramSettings,
     load_settings,
 )
+from conf.usage import ModelPrice, UsageSettings
 
 __all__ = [
     "DEFAULT_MCP_CONFIG_PATH",
@@ -32,10 +34,14 @@ __all__ = [
     "McpToolFilter",
     "MediaSettings",
     "MetricsSettings",
+    "ModelPrice",
+    "QueueSettings",
     "Settings",
     "SpeechSettings",
     "StoreSettings",
     "TelegramSettings",
+    "UsageSettings",
+    "WebhookSettings",
     "load_mcp_servers",
     "load_settings",
 ]

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    BeforeValidator,
     Field,
     ValidationError,
     field_validator,
@@ -17,8 +18,10 @@ from pydantic import (
 )
 
 from conf._interpolate import interpolate
+from conf._scale import QueueSettings, WebhookSettings, check_scale
 from conf._types import CaseInsensitive, HttpUrl, OptionalHttpUrl, SettingsModel
 from conf.media import MediaSettings, SpeechSettings
+from conf.usage import UsageSettings, model_list
 from conf.zones import ZoneName
 
 __all__ = [
@@ -61,10 +64,11 @@ class ConfigError(Exception):
 
 
 class AllowedUsers(SettingsModel):
-    """Who may use the assistant: everyone (`*`), or a set of numeric Telegram user ids."""
+    """Who may use the assistant: everyone (`*`), or numeric Telegram user ids; `owner` is the first listed."""
 
     everyone: bool = False
     user_ids: frozenset[int] = frozenset()
+    owner: int | None = None
 
     def allows(self, user_id: int | None) -> bool:
         """True if `user_id` may use the assistant."""
@@ -85,15 +89,15 @@ class AllowedUsers(SettingsModel):
             items = list(raw)
         else:
             raise ValueError(f"{raw!r} is not a list of numeric user ids")
-        if any(item == "*" for item in items):
-            return cls(everyone=True)
-        ids: set[int] = set()
+        ids: list[int] = []
         for item in items:
             text = str(item).strip()
+            if text == "*":
+                continue
             if isinstance(item, bool) or not text.lstrip("-").isdigit():
                 raise ValueError(f"{text!r} is not a numeric user id")
-            ids.add(int(text))
-        return cls(user_ids=frozenset(ids))
+            ids.append(int(text))
+        return cls(everyone="*" in items, user_ids=frozenset(ids), owner=ids[0] if ids else None)
 
 
 class BackoffSettings(SettingsModel):
@@ -132,6 +136,10 @@ class TelegramSettings(SettingsModel):
     overall_messages_per_second: int = Field(0, ge=0)
     group_messages_per_minute: int = Field(20, ge=1)
     typing_delay_seconds: float = Field(0.25, ge=0)
+    stream_replies: bool = True
+    """Answers appear as the model writes them (drafts in private chats, edits in groups)."""
+    draft_interval_seconds: float = Field(0.4, gt=0)
+    edit_interval_seconds: float = Field(2.0, gt=0)
 
     def require_token(self) -> str:
         """The bot token, checked for its shape (digits, a colon, letters); ConfigError if it is
@@ -158,10 +166,11 @@ class TelegramSettings(SettingsModel):
 
 
 class LLMSettings(SettingsModel):
-    """The chat model and the turn loop around it."""
+    """The chat model and the turn loop around it; `models` (`LLM_MODELS`, for `/model`) include `model`."""
 
     provider: Annotated[Literal["openai", "anthropic"], CaseInsensitive] = "openai"
     model: str = ""
+    models: Annotated[tuple[str, ...], BeforeValidator(model_list)] = ()
     api_key: str = ""
     base_url: OptionalHttpUrl = ""
     temperature: float = Field(0.7, ge=0, le=2)
@@ -172,12 +181,15 @@ class LLMSettings(SettingsModel):
     retry_budget_seconds: float = Field(45.0, gt=0, le=60)
     max_steps: int = Field(8, ge=1)
     context_tokens: int = Field(16000, ge=256)
-    stream: bool = False
+    stream: bool = True
 
     @model_validator(mode="after")
     def _defaults(self) -> LLMSettings:
         if not self.model:
-            object.__setattr__(self, "model", "gpt-4o-mini" if self.provider == "openai" else "claude-sonnet-5")
+            default = "gpt-4o-mini" if self.provider == "openai" else "claude-sonnet-5"
+            object.__setattr__(self, "model", self.models[0] if self.models else default)
+        if self.model not in self.models:
+            object.__setattr__(self, "models", (self.model, *self.models))
         return self
 
 
@@ -262,14 +274,21 @@ class Settings(SettingsModel):
     health: HealthSettings = HealthSettings()
     logging: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    usage: UsageSettings = UsageSettings()
     timezone: ZoneName = "UTC"
     """Users' time zone until they choose their own with /timezone."""
     speech: SpeechSettings = SpeechSettings()
     media: MediaSettings = MediaSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    queue: QueueSettings = QueueSettings()
 
     def secrets(self) -> list[str]:
         """The secret values in these settings, for the log redactor."""
-        return [value for value in (self.telegram.token, self.llm.api_key, self.speech.api_key) if value]
+        return [
+            value
+            for value in (self.telegram.token, self.llm.api_key, self.speech.api_key, self.webhook.secret)
+            if value
+        ]
 
 
 def load_yaml_file(path: str | Path, what: str) -> Any:
@@ -329,6 +348,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise describe_validation_error(exc, sources) from None
+    check_scale(settings)
     return _apply_fallbacks(settings, env)
 
 

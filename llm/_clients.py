@@ -3,6 +3,7 @@ no one HTTP connection pool grows large, error translation, one request path pla
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,7 @@ __all__ = [
     "SHAPE_ERRORS",
     "SHARD_LIMITS",
     "ClientShards",
+    "RawEvent",
     "SdkChatModel",
     "StreamAccumulator",
     "request_options",
@@ -89,8 +91,30 @@ SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError)
 as these when we read it; only our reading of a response is guarded by them."""
 
 
+class RawEvent:
+    """A streamed event's JSON, read like the SDKs' models (attributes; None where a key is missing)
+    without building them: the SDKs construct a pydantic model per event at ~60 µs (~300 µs on a busy
+    machine), a hundred times what a streamed answer costs otherwise; reading the JSON costs ~1 µs."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        return _raw(self._data.get(name))
+
+
+def _raw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return RawEvent(value)
+    if isinstance(value, list):
+        return [_raw(item) for item in value]
+    return value
+
+
 class StreamAccumulator(Protocol):
-    """Assembles one streamed response from its events."""
+    """Assembles one streamed response from its events (RawEvent: read as the SDK's event types)."""
 
     def add(self, event: Any) -> str:
         """Take one event; return its text delta ("" for none)."""
@@ -115,7 +139,6 @@ class SdkChatModel(ABC):
     client_class: ClassVar[type[Any]]
     path: ClassVar[str]
     response_type: ClassVar[type[Any]]
-    stream_type: ClassVar[type[Any]]
 
     def __init__(
         self,
@@ -168,12 +191,15 @@ class SdkChatModel(ABC):
         options = request_options(request.timeout, self._request_timeout)
         try:
             if self._stream:
-                return await self._post_streaming(body, options, request.on_delta)
-            return await self._post_once(body, options)
+                reply = await self._post_streaming(body, options, request.on_delta)
+            else:
+                reply = await self._post_once(body, options)
         except LLMError:
             raise
         except sdk_errors(self.sdk) as exc:
             raise translate_sdk_error(self.provider, self.sdk, exc) from exc
+        # The readers name the model the provider was built with; a request may have asked another.
+        return dataclasses.replace(reply, model=request.model) if request.model else reply
 
     async def _post_once(self, body: Mapping[str, Any], options: Mapping[str, Any]) -> ModelReply:
         """One request through the SDK's generic `post` (our JSON body as is), read into a reply.
@@ -190,8 +216,8 @@ class SdkChatModel(ABC):
     async def _post_streaming(
         self, body: Mapping[str, Any], options: Mapping[str, Any], on_delta: DeltaCallback | None
     ) -> ModelReply:
-        """A streamed request (see `_post_once`): each event goes to the accumulator, and its text
-        delta on to `on_delta`."""
+        """A streamed request (see `_post_once`): each event goes to the accumulator as a RawEvent
+        (the SDK hands over its JSON as is), and its text delta on to `on_delta`."""
         accumulator = self.accumulator()
         with self._clients.use() as client:
             stream = await client.post(
@@ -200,12 +226,12 @@ class SdkChatModel(ABC):
                 cast_to=self.response_type,
                 options=options,
                 stream=True,
-                stream_cls=self.stream_type,
+                stream_cls=self.sdk.AsyncStream[object],
             )
             async with stream:
                 async for event in stream:
                     try:
-                        text = accumulator.add(event)
+                        text = accumulator.add(RawEvent(event))
                     except SHAPE_ERRORS as exc:
                         raise unavailable(self.provider, "malformed stream event") from exc
                     if text and on_delta is not None:

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import anthropic
 from anthropic.types import Message as AnthropicMessage
-from anthropic.types import RawMessageStreamEvent
 
+from llm._anthropic_cache import cache_breakpoints, volatile_block
 from llm._clients import SdkChatModel
 from llm._errors import parse_arguments, unavailable
 from llm.attachments import shown_images, user_text
@@ -39,12 +39,11 @@ class AnthropicChatModel(SdkChatModel):
     response_type = AnthropicMessage
     # Raw events rather than `messages.stream()`: its helper raises on tool arguments that are not
     # JSON, and we want those back as ToolCall(arguments=None) for the model to correct.
-    stream_type = anthropic.AsyncStream[RawMessageStreamEvent]
 
     def body(self, request: ModelRequest) -> dict[str, Any]:
-        """A Messages API request."""
+        """A Messages API request, its stable prefix marked for prompt caching (llm._anthropic_cache)."""
         body: dict[str, Any] = {
-            "model": self._model,
+            "model": request.model or self._model,
             "max_tokens": self._max_output_tokens,
             "messages": to_anthropic_messages(request.messages, request.images),
         }
@@ -55,6 +54,8 @@ class AnthropicChatModel(SdkChatModel):
                 {"name": spec.name, "description": spec.description, "input_schema": dict(spec.parameters)}
                 for spec in request.tools
             ]
+        cache_breakpoints(body)
+        volatile_block(body["messages"], request.volatile_system)
         return body
 
     def read(self, response: Any) -> ModelReply:
@@ -111,8 +112,8 @@ class _StreamAccumulator:
             self.blocks[event.index] = _Block(
                 type=block.type,
                 text=[block.text] if block.type == "text" and block.text else [],
-                id=getattr(block, "id", ""),
-                name=getattr(block, "name", ""),
+                id=getattr(block, "id", None) or "",
+                name=getattr(block, "name", None) or "",
                 input=getattr(block, "input", None),
             )
         elif kind == "content_block_delta":

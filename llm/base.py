@@ -55,7 +55,14 @@ class ModelRequest:
     receives the answer's text as it streams in; `timeout` caps this request's seconds below the
     model's own request timeout (a retry policy passes what is left of its budget). `images` are the
     bytes of the images the user sent, by `file_id`, for the providers to show (one not in it is a
-    note in the text: see `llm.attachments`).
+    note in the text: see `llm.attachments`). `on_retry` is called before a retry policy asks again:
+    the text streamed so far is void, and comes again.
+
+    Prompt caching wants the request's start (tools, `system`, the history) identical from one
+    request to the next: `system` holds the instructions that stay the same, `volatile_system`
+    those that change from turn to turn (the date and time, the user's facts), which the providers
+    send after the history (see each provider). `model` names the model to ask; empty: the one the
+    provider was built with.
     """
 
     system: str
@@ -63,7 +70,10 @@ class ModelRequest:
     tools: Sequence[ToolSpec] = ()
     on_delta: DeltaCallback | None = None
     timeout: float | None = None
+    on_retry: Callable[[], None] | None = None
     images: Mapping[str, Image] = field(default_factory=dict)
+    model: str = ""
+    volatile_system: str = ""
 
 
 @dataclass(frozen=True, slots=True)

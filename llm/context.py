@@ -13,6 +13,7 @@ from llm.records import (
     AssistantRecord,
     ModelMessage,
     Record,
+    ReminderFiredRecord,
     ResetRecord,
     SummaryRecord,
     ToolCall,
@@ -22,6 +23,8 @@ from llm.records import (
 
 __all__ = [
     "INTERRUPTED_TOOL_RESULT",
+    "REMINDER_SENT",
+    "REMINDER_TASK",
     "SUMMARY_HEADER",
     "ImageCost",
     "anthropic_image_tokens",
@@ -42,8 +45,21 @@ _CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD = 4
 _IMAGE_TOKENS = 1600
 
+_ANCHOR_STEPS = (64, 16, 4)
+"""Where a trimmed history may start, coarsest first: at a user message whose `seq` is past a multiple of
+one of these (see `_stable_start`)."""
+
 INTERRUPTED_TOOL_RESULT = "No result: this tool call was interrupted before it finished. Call it again if needed."
 """The text of the tool result made up for a call whose result was never recorded (a crash mid-step)."""
+
+REMINDER_TASK = (
+    "(This is not a message from the user: it is a task the user scheduled earlier, due now. Carry it out, "
+    "with your tools if they help, and answer with the result for the user.)\n\n{text}"
+)
+"""How the model sees a `run` reminder's firing: the user message its turn answers."""
+
+REMINDER_SENT = "(Reminder sent to the user at its time:) {text}"
+"""How the model sees a plain reminder's firing: something the assistant said, which needs no answer."""
 
 SUMMARY_HEADER = (
     "[Summary of the earlier part of this conversation, written by you (the assistant) to keep it "
@@ -100,6 +116,8 @@ def estimate_stored_tokens(data: Mapping[str, Any], image_cost: ImageCost = anth
     """`estimate_tokens` of a stored record, read off its JSON (`llm.record_json`) without decoding it
     (an activation estimates many records it may never decode); markers and malformed fields cost 0."""
     role = data.get("role")
+    if data.get("type") == "reminder_fired":  # seen in its place (`_firing_message`)
+        return _MESSAGE_OVERHEAD + estimate_text_tokens(REMINDER_TASK) + _text_tokens(data.get("text"))
     if role not in ("user", "assistant", "tool"):
         return 0
     tokens = _MESSAGE_OVERHEAD + _text_tokens(data.get("content"))
@@ -142,20 +160,28 @@ def trim_history(
     - only messages after the last reset are seen; markers (notices, delivered, reset) are the
       conversation's own book-keeping. The latest summary is seen in place of the records it covers
       (as a user message, `summary_message`), before the records after them; a summary that covers
-      records from before the last reset is not seen. Reminder firings are not shown yet;
+      records from before the last reset is not seen. A reminder firing is seen in its place: a
+      `run` one as the user message of the task (`REMINDER_TASK`), which its turn answers; a plain
+      one as what the assistant said (`REMINDER_SENT`), so the model knows of it but never answers it;
     - an assistant message with tool calls and its tool results are kept or dropped together; a tool
       result without its call is dropped, and a call whose result is missing (a crash mid-step) gets a
       made-up error result (`INTERRUPTED_TOOL_RESULT`), so the providers never see a broken pair: this is
       the one place interrupted tool calls are repaired;
     - the result starts with a user message (both APIs want that; Anthropic requires it);
     - the last user message and everything after it (the turn in progress) are always kept, even if
-      they alone exceed the budget.
+      they alone exceed the budget;
+    - once the history outgrows the budget, where it starts moves in steps, not turn by turn: the start
+      is a user message at a `seq` anchor (`_stable_start`), so the prefix the model saw last turn is
+      the prefix it sees now (prompt caches read it) for many turns, and at least half the budget is
+      still used.
     The kept part is contiguous: an older message is never kept when a newer one was dropped. The work
     is proportional to what is kept (and the markers among it), not to the length of the history.
     """
     used = estimate_text_tokens(system)
     kept: list[list[ModelMessage]] = []  # units, newest first
+    costs: list[int] = []
     in_progress = 0  # how many of `kept` belong to the turn in progress: all of them until a user message
+    trimmed = False
     for unit in _units_newest_first(history):
         cost = (
             estimate_tokens(unit[0], image_cost)
@@ -163,14 +189,18 @@ def trim_history(
             else sum(estimate_tokens(message, image_cost) for message in unit)
         )
         if in_progress and used + cost > budget_tokens:
+            trimmed = True
             break
         used += cost
         kept.append(unit)
+        costs.append(cost)
         if not in_progress and isinstance(unit[0], UserRecord):
             in_progress = len(kept)
     # Older units are kept from a user message on; without any user message, everything is in progress.
     while in_progress and len(kept) > in_progress and not isinstance(kept[-1][0], UserRecord):
         kept.pop()
+    if trimmed and len(kept) > in_progress:
+        kept = kept[: _stable_start(kept, costs, in_progress, budget_tokens // 2)]
     return [message for unit in reversed(kept) for message in unit]
 
 
@@ -178,6 +208,34 @@ def summary_message(summary: SummaryRecord) -> UserRecord:
     """How the model reads a summary: a user message (both APIs accept it anywhere a user message
     may stand), under SUMMARY_HEADER."""
     return UserRecord(text=f"{SUMMARY_HEADER}\n\n{summary.text}", seq=summary.seq)
+
+
+def _stable_start(kept: list[list[ModelMessage]], costs: list[int], in_progress: int, floor: int) -> int:
+    """How many of `kept` (newest first, the oldest a user message) to keep so that the start is stable.
+
+    Trimming to whatever fits would move the start with every turn, and with it the whole prompt after
+    the instructions, which prompt caches then never read. Instead the start is the first user message
+    whose `seq` is at or past the next multiple of a step (64 records, else 16, else 4) after the oldest
+    that fits: as the conversation grows, that message stays the start until the oldest that fits
+    passes it. The coarsest step that keeps at least `floor` tokens is used; histories without `seq`
+    are trimmed to what fits.
+    """
+    oldest = kept[-1][0].seq
+    if oldest is None:
+        return len(kept)
+    total = sum(costs[: len(kept)])  # costs may still hold units popped for not starting with a user message
+    for step in _ANCHOR_STEPS:
+        anchor = -(-oldest // step) * step
+        dropped = 0
+        # Units older than the turn in progress, oldest first; the turn's own user message ends the search.
+        for index in range(len(kept) - 1, in_progress - 2, -1):
+            first = kept[index][0]
+            if index == in_progress - 1 or (isinstance(first, UserRecord) and (first.seq or 0) >= anchor):
+                break
+            dropped += costs[index]
+        if total - dropped >= floor:
+            return index + 1
+    return len(kept)
 
 
 def _units_newest_first(history: Sequence[Record]) -> Iterator[list[ModelMessage]]:
@@ -215,6 +273,8 @@ def _messages_newest_first(history: Sequence[Record]) -> Iterator[list[ModelMess
             yield [record, *(by_call.get(call.id) or _interrupted(call) for call in record.tool_calls)]
         elif isinstance(record, UserRecord | AssistantRecord):
             yield [record]
+        elif isinstance(record, ReminderFiredRecord):
+            yield [_firing_message(record)]
         elif isinstance(record, ResetRecord):
             if summary is not None and record.seq is not None and summary.first_seq <= record.seq:
                 summary = None  # it tells of what the reset put out of sight
@@ -228,3 +288,9 @@ def _messages_newest_first(history: Sequence[Record]) -> Iterator[list[ModelMess
 
 def _interrupted(call: ToolCall) -> ToolResultRecord:
     return ToolResultRecord(tool_call_id=call.id, name=call.name, content=INTERRUPTED_TOOL_RESULT, is_error=True)
+
+
+def _firing_message(record: ReminderFiredRecord) -> UserRecord | AssistantRecord:
+    if record.run:
+        return UserRecord(text=REMINDER_TASK.format(text=record.text), firing_id=record.firing_id, seq=record.seq)
+    return AssistantRecord(text=REMINDER_SENT.format(text=record.text), firing_id=record.firing_id, seq=record.seq)

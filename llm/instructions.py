@@ -26,6 +26,7 @@ __all__ = [
     "describe_now",
     "fit_facts",
     "render_facts",
+    "split_instructions",
 ]
 
 FACTS_HEADING = "# What the user asked you to remember"
@@ -36,6 +37,8 @@ _FACTS_NOTE = (
     '<fact id="..."> and </fact>; the id is what the forget tool takes. Use them where they help, and '
     "recall to search for more."
 )
+
+_LEFT_OUT = "more saved facts are not shown here"
 
 FactLine = tuple[str, str]
 """A fact as the model reads it: its id and its text."""
@@ -85,7 +88,22 @@ def build_instructions(
         if facts:
             lines.append(render_facts(facts))
         if facts_left_out:
-            lines.append(f"({facts_left_out} more saved facts are not shown here: search them with recall.)")
+            lines.append(f"({facts_left_out} {_LEFT_OUT}: search them with recall.)")
         parts.append("\n".join(lines))
     parts.append(f"{NOW_HEADING}\nThe current date and time for the user: {describe_now(now, zone)}.")
     return "\n\n".join(parts)
+
+
+def split_instructions(instructions: str) -> tuple[str, str]:
+    """`build_instructions`' text as (what stays the same from turn to turn, what changes), for prompt
+    caching (`TurnContext.volatile_instructions`): the date and time change; the facts change only when
+    the user's memory does, unless not all of them fit and those shown are chosen for each message.
+    Text without the `NOW_HEADING` part is stable as a whole."""
+    stable, heading, now = instructions.rpartition(f"\n\n{NOW_HEADING}\n")
+    if not heading:
+        return instructions, ""
+    volatile = f"{NOW_HEADING}\n{now}"
+    facts_at = stable.rfind(f"\n\n{FACTS_HEADING}\n")
+    if facts_at >= 0 and _LEFT_OUT in stable[facts_at:]:
+        stable, volatile = stable[:facts_at], f"{stable[facts_at + 2 :]}\n\n{volatile}"
+    return stable, volatile

@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 
 from llm._clients import SdkChatModel
 from llm._errors import parse_arguments, unavailable
@@ -34,16 +34,20 @@ class OpenAIChatModel(SdkChatModel):
     client_class = openai.AsyncOpenAI
     path = "/chat/completions"
     response_type = ChatCompletion
-    stream_type = openai.AsyncStream[ChatCompletionChunk]
 
     def body(self, request: ModelRequest) -> dict[str, Any]:
         """A chat.completions request."""
         # OpenAI's own API wants `max_completion_tokens` (its reasoning models reject `max_tokens`);
         # compatible servers (Ollama, vLLM, LM Studio) have long known `max_tokens` only.
         max_tokens_key = "max_tokens" if self._base_url else "max_completion_tokens"
+        messages = to_openai_messages(request.system, request.messages, request.images)
+        if request.volatile_system.strip():
+            # After the history: OpenAI caches the longest prefix it has seen (from 1024 tokens),
+            # so what changes every turn must not come before what does not.
+            messages.append({"role": "system", "content": request.volatile_system})
         body: dict[str, Any] = {
-            "model": self._model,
-            "messages": to_openai_messages(request.system, request.messages, request.images),
+            "model": request.model or self._model,
+            "messages": messages,
             "temperature": self._temperature,
             max_tokens_key: self._max_output_tokens,
         }

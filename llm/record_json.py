@@ -7,7 +7,7 @@ release that is rolled back still reads what a newer one wrote:
   `{"role": "assistant", "content": text, "tool_calls": [{"id", "name", "arguments"}]}`,
   `{"role": "tool", "tool_call_id", "name", "content", "is_error", "images"}`;
 - markers carry `type` instead: `notice` (with `kind`: `notice` or `error`), `delivered`, `reset`,
-  `summary`, `reminder_fired`;
+  `summary`, `reminder_fired`, `preview` (with `message_ids`);
 - no record has both; beside them `seq`, `update_id` or `firing_id`, and the reply target as
   `chat_id`, `thread_id`, `reply_to`. Empty optional fields are left out.
 """
@@ -26,6 +26,7 @@ from llm.records import (
     DeliveredRecord,
     Image,
     NoticeRecord,
+    PreviewRecord,
     Record,
     ReminderFiredRecord,
     ReplyTarget,
@@ -75,6 +76,9 @@ def record_to_json(record: Record) -> dict[str, Any]:
             data = {"type": "summary", "text": record.text, "first_seq": record.first_seq, "last_seq": record.last_seq}
         case ReminderFiredRecord():
             data = {"type": "reminder_fired", "text": record.text}
+            _put(data, "run", record.run)
+        case PreviewRecord():
+            data = {"type": "preview", "message_ids": list(record.message_ids)}
         case _:
             assert_never(record)
     target: ReplyTarget | None = getattr(record, "target", None)
@@ -259,10 +263,17 @@ def _summary(f: _Fields) -> SummaryRecord:
 
 
 def _reminder_fired(f: _Fields) -> ReminderFiredRecord:
-    record = ReminderFiredRecord(text=f.text("text"), target=f.target(), **f.stamps())
+    record = ReminderFiredRecord(text=f.text("text"), target=f.target(), run=f.flag("run"), **f.stamps())
     if record.firing_id is None:
         raise RecordError("a reminder firing without its firing_id")
     return record
+
+
+def _preview(f: _Fields) -> PreviewRecord:
+    ids = f.data.get("message_ids")
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise RecordError("message_ids is not a list of integers")
+    return PreviewRecord(message_ids=tuple(ids), target=f.target(), **f.stamps())
 
 
 _READERS: dict[str, Callable[[_Fields], Record]] = {
@@ -280,4 +291,5 @@ _READERS: dict[str, Callable[[_Fields], Record]] = {
     "type:reset": lambda f: ResetRecord(target=f.target(), **f.stamps()),
     "type:summary": _summary,
     "type:reminder_fired": _reminder_fired,
+    "type:preview": _preview,
 }

@@ -22,6 +22,7 @@ __all__ = [
     "Marker",
     "ModelMessage",
     "NoticeRecord",
+    "PreviewRecord",
     "Record",
     "ReminderFiredRecord",
     "ReplyTarget",
@@ -202,6 +203,18 @@ class ReminderFiredRecord(_Stamped):
 
     text: str
     target: ReplyTarget | None = None
+    run: bool = False
+    """The text is a task the assistant carries out (a turn follows), rather than a note sent as written."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreviewRecord(_Stamped):
+    """Messages that show the answer to `update_id` while the model writes it (a group's preview,
+    edited as it grows): after a restart the answer finishes them by an edit, not a second message.
+    A later PreviewRecord of the same update replaces an earlier one."""
+
+    message_ids: tuple[int, ...]
+    target: ReplyTarget | None = None
 
 
 ModelMessage: TypeAlias = UserRecord | AssistantRecord | ToolResultRecord
@@ -210,7 +223,7 @@ ModelMessage: TypeAlias = UserRecord | AssistantRecord | ToolResultRecord
 TurnRecord: TypeAlias = AssistantRecord | ToolResultRecord
 """The records a turn makes."""
 
-Marker: TypeAlias = NoticeRecord | DeliveredRecord | ResetRecord | SummaryRecord | ReminderFiredRecord
+Marker: TypeAlias = NoticeRecord | DeliveredRecord | ResetRecord | SummaryRecord | ReminderFiredRecord | PreviewRecord
 """The records that say what happened around the messages."""
 
 Record: TypeAlias = ModelMessage | Marker

@@ -29,8 +29,9 @@ class RetryingChatModel:
       re-raises the last LLMUnavailable, so the caller can tell the user within a bounded time.
     - LLMRejected is never retried: it is logged once as `llm_request_rejected` and re-raised.
     - Streaming: a failed attempt may already have passed some deltas to `on_delta` before failing; the
-      next attempt streams its text again from the start. Callers must treat deltas as a progress signal
-      (typing indicator, live preview) and use only the final ModelReply's text as the answer.
+      next attempt streams its text again from the start, after calling `request.on_retry`. Callers must
+      treat deltas as a progress signal (typing indicator, live preview) and use only the final
+      ModelReply's text as the answer.
     - Cancellation propagates at once, also during a wait.
     """
 
@@ -59,6 +60,8 @@ class RetryingChatModel:
         started = time.monotonic()
         try:
             async for attempt in retrying:
+                if attempt.retry_state.attempt_number > 1 and request.on_retry is not None:
+                    request.on_retry()
                 with attempt:
                     # An attempt may not outlast the budget: a hung request must not keep the user
                     # waiting past it (the SDK's own timeout ends it; nothing is cancelled here).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -20,6 +20,7 @@ from llm.base import (
     Toolbox,
     ToolCall,
     ToolResult,
+    ToolSpec,
 )
 from llm.context import ImageCost, anthropic_image_tokens, trim_history
 from llm.images import fit_images
@@ -43,19 +44,26 @@ class TurnContext:
     """What one turn is asked: the instructions the model gets (built per turn by the caller: the
     system prompt, and whatever it adds for this user and moment), and how far the turn may go.
 
-    `on_delta` receives the answer's text as the model writes it (see `RetryingChatModel` for what a
-    retry does to it); `context_tokens` is the budget of what the model sees (see `trim_history`), in
-    which an image the user sent counts by `image_cost` (the provider's formula); `deadline` (the event
-    loop's clock, `loop.time()`) is when the turn's model and tool work must have ended, across all its
-    steps (None: no deadline).
+    `on_delta` receives the answer's text as the model writes it, and `on_retry` hears that the text
+    of the step so far is void because a retry writes it again (see `RetryingChatModel`);
+    `context_tokens` is the budget of what the model sees (see `trim_history`), in which an image the
+    user sent counts by `image_cost` (the provider's formula); `deadline` (the event loop's clock,
+    `loop.time()`) is when the turn's model and tool work must have ended, across all its steps
+    (None: no deadline).
+
+    The instructions come in two parts, for prompt caching (see `ModelRequest`): `instructions`,
+    the same from turn to turn (the system prompt), and `volatile_instructions`, what changes from
+    turn to turn (the date and time, the user's facts), which the model reads after the history.
     """
 
     instructions: str
     max_steps: int = 8
     context_tokens: int = 16000
     on_delta: DeltaCallback | None = None
+    on_retry: Callable[[], None] | None = None
     deadline: float | None = None
     image_cost: ImageCost = anthropic_image_tokens
+    volatile_instructions: str = ""
 
 
 class TurnTimedOut(LLMError):
@@ -115,9 +123,8 @@ async def run_turn(
     usage = Usage()
     for step in range(1, context.max_steps + 1):
         specs = list(toolbox.specs())
-        messages = trim_history(working, context.context_tokens, context.instructions, image_cost=context.image_cost)
+        request = _request(context, working, specs)
         started = time.perf_counter()
-        request = ModelRequest(context.instructions, messages, specs, context.on_delta, _left(context.deadline))
         async with _within(context.deadline, step, "the model"):
             reply = await model.complete(request)
         model_ms += (time.perf_counter() - started) * 1000
@@ -145,6 +152,21 @@ async def run_turn(
             await record(tool_record)
             working.append(tool_record)
     raise AssertionError("unreachable: the last step returns")  # pragma: no cover
+
+
+def _request(context: TurnContext, working: Sequence[Record], specs: list[ToolSpec]) -> ModelRequest:
+    """A step's request: what `trim_history` lets the model see, the instructions in their two parts."""
+    every_instruction = "\n\n".join(filter(None, (context.instructions, context.volatile_instructions)))
+    messages = trim_history(working, context.context_tokens, every_instruction, image_cost=context.image_cost)
+    return ModelRequest(
+        context.instructions,
+        messages,
+        specs,
+        context.on_delta,
+        _left(context.deadline),
+        context.on_retry,
+        volatile_system=context.volatile_instructions,
+    )
 
 
 def _left(deadline: float | None) -> float | None:

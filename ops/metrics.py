@@ -18,7 +18,7 @@ as every other line; a dedicated stdout writer would interleave with the log han
 
 Dimensions stay low-cardinality on purpose: every distinct set of dimension values is a custom
 metric that CloudWatch bills monthly. `conversation_id` and tool names are properties; the
-dimensions are Service plus Provider, Server, Method or ActorKind.
+dimensions are Service plus Provider, Model, Server, Method or ActorKind.
 
 With `interval_s` (the assistant runs with `metrics.interval_seconds`, a minute), events are
 gathered and written once per interval, up to 100 values per metric per line (ops/_metric_batch.py):
@@ -235,18 +235,47 @@ class Metrics:
     # The metrics the actors report. Errors are 0/1 counts beside the latency, so one line gives
     # both the error rate (Average) and the error count (Sum).
 
-    def turn(self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool) -> None:
-        """A conversation turn finished (answered, or failed after its retries)."""
+    def turn(
+        self, latency_ms: float, *, conversation_id: str, steps: int, ok: bool, first_text_ms: float | None = None
+    ) -> None:
+        """A conversation turn finished (answered, or failed after its retries). `first_text_ms`:
+        from the turn's start until the user first saw text of the answer (a preview, or the answer)."""
+        if not self.enabled:
+            return
+        metrics: dict[str, tuple[MetricValue, str]] = {
+            "TurnLatency": (float(latency_ms), "Milliseconds"),
+            "TurnSteps": (steps, "Count"),
+            "TurnErrors": (0 if ok else 1, "Count"),
+        }
+        if first_text_ms is not None:
+            metrics["TimeToFirstText"] = (float(first_text_ms), "Milliseconds")
+        self.emit(metrics, conversation_id=str(conversation_id), ok=ok)
+
+    def turn_usage(
+        self,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        cost_usd: float,
+        model: str,
+        conversation_id: str,
+    ) -> None:
+        """What a turn's model calls cost: tokens (input includes the cached ones) and US dollars (0
+        where the model has no price). Model is a dimension: `LLM_MODELS` keeps it to a few values."""
         if not self.enabled:
             return
         self.emit(
             {
-                "TurnLatency": (float(latency_ms), "Milliseconds"),
-                "TurnSteps": (steps, "Count"),
-                "TurnErrors": (0 if ok else 1, "Count"),
+                "TurnInputTokens": (input_tokens, "Count"),
+                "TurnOutputTokens": (output_tokens, "Count"),
+                "TurnCacheReadTokens": (cache_read_tokens, "Count"),
+                "TurnCacheWriteTokens": (cache_write_tokens, "Count"),
+                "TurnCost": (float(cost_usd), "None"),
             },
+            {"Model": dimension_value(model)},
             conversation_id=str(conversation_id),
-            ok=ok,
         )
 
     def model_call(self, latency_ms: float, *, ok: bool, provider: str) -> None:

@@ -18,9 +18,9 @@ from stores.file_features import FileFactStore, FilePreferenceStore, FileUsageSt
 from stores.file_ingress import FileIngressLog
 from stores.file_reminders import FileReminderStore
 from stores.memory import InMemoryConversationStore, InMemoryIngressLog
+from stores.memory_reminders import InMemoryReminderStore
 from stores.ranking import FactRanker
 from stores.reminders import (
-    InMemoryReminderStore,
     InvalidReminder,
     NewReminder,
     Reminder,

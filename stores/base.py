@@ -85,6 +85,13 @@ class ConversationStore(_Resource):
                 return records[index:]
         return records
 
+    async def last_seq(self, conversation_id: str) -> int | None:
+        """The `seq` of the conversation's newest record (None when it has none), read consistently:
+        a worker sharing the store asks this before a message, to see whether another one wrote since.
+        This default reads the newest record; a backend may read less."""
+        records = await self.load_recent(conversation_id, lambda record: True)
+        return int(records[-1]["seq"]) if records else None
+
     @abstractmethod
     async def append(self, conversation_id: str, records: Sequence[Record]) -> None:
         """Durably add `records` (their `seq` continue the history) before returning.

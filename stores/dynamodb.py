@@ -161,6 +161,23 @@ class DynamoDBConversationStore(_TableUser, ConversationStore):
                 request["ExclusiveStartKey"] = last_key
         return reader.records()
 
+    async def last_seq(self, conversation_id: str) -> int | None:
+        """One consistent Query of one key, newest first (a chunk's key names its record's seq)."""
+        with _about(conversation_id):
+            page = await self.table.call(
+                "query",
+                TableName=self.table.name,
+                KeyConditionExpression="#pk = :pk",
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues={":pk": {"S": partition_key(conversation_id)}},
+                ProjectionExpression="#pk, #sk",
+                ConsistentRead=True,
+                ScanIndexForward=False,
+                Limit=1,
+            )
+        items = page.get("Items", [])
+        return int(Decimal(items[0][SORT_KEY]["N"])) if items else None
+
     async def append(self, conversation_id: str, records: Sequence[Record]) -> None:
         """Put each record (conditionally) in order; ConflictError at the first seq already taken."""
         partition = partition_key(conversation_id)

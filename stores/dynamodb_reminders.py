@@ -1,15 +1,21 @@
 """The DynamoDB reminder store, in the state table (see stores/_dynamodb_state.py for the keys).
 
 A reminder item holds its unchanging part as JSON in `data`, and what changes as attributes:
-`next_due` (N, epoch µs), `state` (S), `last_firing` (S). While active it is in the sparse index
-`gsi1` under `due`, sorted by next due time, which is how `due` and `next_due` find reminders
-across all conversations without a scan. `advance` is one `UpdateItem` conditioned on the state
-and on `next_due`: of workers racing for a firing, DynamoDB lets exactly one through.
+`next_due` (N, epoch µs), `state` (S), `last_firing_id` and `confirmed_firing_id` (S). While it needs
+the scheduler's attention it is in the sparse index `gsi1` under `due`, sorted by the time it
+needs it: its next due time while active, or the due time of its claimed firing until that firing
+is confirmed (so the few unconfirmed firings sit among the past entries, found without a scan).
+That is how `due`, `next_due` and `unconfirmed` find reminders across all conversations. `advance`
+is one `UpdateItem` conditioned on the state and on `next_due`: of workers racing for a firing,
+DynamoDB lets exactly one through. `confirm` moves the index entry on to the next due time (or
+removes it from a finished reminder).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,12 +23,15 @@ import structlog
 
 from conf.settings import DynamoDBSettings
 from ops.backoff import Backoff
-from stores._dynamodb_state import INDEX_PK, INDEX_SK, PK, SK, StateTable, StateTableUser, key
+from stores._dynamodb_state import INDEX, INDEX_PK, INDEX_SK, PK, SK, StateTable, StateTableUser, key
 from stores._dynamodb_table import ConditionFailed, partition_key
 from stores._records import encode_json
-from stores._time import Clock, to_micros, utc_now
+from stores._reminder_json import reminder_from_json, reminder_to_json
+from stores._time import Clock, require_aware, to_micros, utc_now
 from stores.base import StoreError
 from stores.reminders import (
+    LIVE,
+    Claim,
     NewReminder,
     Reminder,
     ReminderLimitReached,
@@ -30,8 +39,8 @@ from stores.reminders import (
     ReminderStore,
     build_reminder,
     firing_id,
-    reminder_from_json,
-    reminder_to_json,
+    is_unconfirmed,
+    oldest_firing_first,
     soonest_first,
 )
 
@@ -41,9 +50,11 @@ log = structlog.get_logger(__name__)
 
 DUE = "due"
 """The index partition of active reminders."""
-_MUTABLE = ("next_due", "state", "last_firing_id")
+_MUTABLE = ("next_due", "state", "last_firing_id", "confirmed_firing_id")
 _NAMES = {"#state": "state"}
 _FREE_ID_ATTEMPTS = 5
+_CONFIRM_ATTEMPTS = 3
+_PAGE = 25
 
 
 def _partition(conversation_id: str) -> str:
@@ -83,8 +94,8 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
             ProjectionExpression="#sk, #state",
             ExpressionAttributeNames={"#sk": SK, **_NAMES},
         )
-        active = sum(1 for item in existing if item.get("state", {}).get("S") == ReminderState.ACTIVE)
-        if active >= self.max_active_per_conversation:
+        live = sum(1 for item in existing if item.get("state", {}).get("S") in LIVE)
+        if live >= self.max_active_per_conversation:
             raise ReminderLimitReached(new.conversation_id, self.max_active_per_conversation)
         taken = {item[SK]["S"] for item in existing}
         now = self.clock()
@@ -110,18 +121,51 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
         return _reminder_or_none(item) if item is not None else None
 
     async def cancel(self, conversation_id: str, reminder_id: str) -> bool:
-        """Cancel an active reminder of this conversation; False if there is none with this id."""
+        """Cancel a live reminder of this conversation; False if there is none with this id."""
+        return await self._set_state(conversation_id, reminder_id, LIVE, ReminderState.CANCELLED)
+
+    async def pause(self, conversation_id: str, reminder_id: str) -> bool:
+        """Pause an active reminder of this conversation (it leaves the index)."""
+        return await self._set_state(conversation_id, reminder_id, {ReminderState.ACTIVE}, ReminderState.PAUSED)
+
+    async def _set_state(
+        self, conversation_id: str, reminder_id: str, allowed: Collection[ReminderState], state: ReminderState
+    ) -> bool:
+        conditions = " OR ".join(f"#state = :from{index}" for index in range(len(allowed)))
+        values = {f":from{index}": {"S": item.value} for index, item in enumerate(sorted(allowed))}
         try:
             await self.table.call(
                 "update_item",
                 TableName=self.table.name,
                 Key=key(_partition(conversation_id), reminder_id),
-                UpdateExpression=f"SET #state = :cancelled REMOVE {INDEX_PK}, {INDEX_SK}",
-                ConditionExpression="#state = :active",
+                UpdateExpression=f"SET #state = :to REMOVE {INDEX_PK}, {INDEX_SK}",
+                ConditionExpression=conditions,
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues={":to": {"S": state.value}, **values},
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+    async def resume(self, conversation_id: str, reminder_id: str) -> bool:
+        """Make a paused reminder active again (back in the index at its next due time)."""
+        item = await self.get_item(_partition(conversation_id), reminder_id)
+        if item is None or item.get("state", {}).get("S") != ReminderState.PAUSED:
+            return False
+        try:
+            await self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=key(_partition(conversation_id), reminder_id),
+                UpdateExpression=f"SET #state = :active, {INDEX_PK} = :due, {INDEX_SK} = :key",
+                ConditionExpression="#state = :paused AND next_due = :next",
                 ExpressionAttributeNames=_NAMES,
                 ExpressionAttributeValues={
-                    ":cancelled": {"S": ReminderState.CANCELLED.value},
                     ":active": {"S": ReminderState.ACTIVE.value},
+                    ":paused": {"S": ReminderState.PAUSED.value},
+                    ":due": {"S": DUE},
+                    ":key": {"S": _due_key_of_micros(int(item["next_due"]["N"]))},
+                    ":next": item["next_due"],
                 },
             )
         except ConditionFailed:
@@ -129,27 +173,60 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
         return True
 
     async def list_for_conversation(self, conversation_id: str) -> list[Reminder]:
-        """The conversation's active reminders, soonest first."""
+        """The conversation's live reminders, soonest first."""
         items = await self.query(
             "#pk = :pk",
-            {":pk": {"S": _partition(conversation_id)}, ":active": {"S": ReminderState.ACTIVE.value}},
-            FilterExpression="#state = :active",
+            {
+                ":pk": {"S": _partition(conversation_id)},
+                ":active": {"S": ReminderState.ACTIVE.value},
+                ":paused": {"S": ReminderState.PAUSED.value},
+            },
+            FilterExpression="#state = :active OR #state = :paused",
             ExpressionAttributeNames=_NAMES,
         )
         return soonest_first(_readable(items))
 
     async def due(self, before: datetime) -> list[Reminder]:
         """Active reminders due at or before `before`, soonest first (read from the index)."""
-        items = await self.query(
-            "#pk = :due AND #sk <= :before", {":due": {"S": DUE}, ":before": {"S": _due_key(before)}}, index=True
-        )
-        return soonest_first(_readable(items))
+        limit = require_aware(before, "before")
+        # An entry's index time is never later than its reminder's next due time (see the module).
+        return soonest_first([item for item in await self._indexed_until(limit) if _due_by(item, limit)])
 
     async def next_due(self) -> datetime | None:
         """The earliest next due time of the active reminders (read from the index)."""
-        items = await self.query("#pk = :due", {":due": {"S": DUE}}, index=True, Limit=1)
-        reminders = _readable(items)
-        return reminders[0].next_due if reminders else None
+        request: dict[str, Any] = {
+            "TableName": self.table.name,
+            "IndexName": INDEX,
+            "KeyConditionExpression": "#pk = :due",
+            "ExpressionAttributeNames": {"#pk": INDEX_PK},
+            "ExpressionAttributeValues": {":due": {"S": DUE}},
+            "Limit": _PAGE,
+        }
+        earliest: datetime | None = None
+        while True:
+            page = await self.table.call("query", **request)
+            for reminder in _readable(page.get("Items", [])):
+                if reminder.state is not ReminderState.ACTIVE:
+                    continue
+                earliest = reminder.next_due if earliest is None else min(earliest, reminder.next_due)
+                if reminder.unconfirmed_firing is None:
+                    # Indexed at its next due time: every later entry is due later still.
+                    return earliest
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return earliest
+            request["ExclusiveStartKey"] = start
+
+    async def unconfirmed(self) -> list[Reminder]:
+        """Reminders whose last claimed firing is not confirmed (their index entries are past ones)."""
+        found = await self._indexed_until(self.clock())
+        return oldest_firing_first([item for item in found if is_unconfirmed(item)])
+
+    async def _indexed_until(self, until: datetime) -> list[Reminder]:
+        items = await self.query(
+            "#pk = :due AND #sk <= :until", {":due": {"S": DUE}, ":until": {"S": _due_key(until)}}, index=True
+        )
+        return _readable(items)
 
     async def _advance(
         self, conversation_id: str, reminder_id: str, expected_due: datetime, new_due: datetime | None
@@ -159,13 +236,13 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
             ":expected": {"N": str(to_micros(expected_due))},
             ":firing": {"S": firing_id(reminder_id, expected_due)},
         }
+        # The index entry stays at the claimed firing's time until `confirm`.
         if new_due is None:
-            update = f"SET #state = :done, last_firing_id = :firing REMOVE {INDEX_PK}, {INDEX_SK}"
+            update = "SET #state = :done, last_firing_id = :firing"
             values[":done"] = {"S": ReminderState.DONE.value}
         else:
-            update = f"SET next_due = :next, {INDEX_SK} = :next_key, last_firing_id = :firing"
+            update = "SET next_due = :next, last_firing_id = :firing"
             values[":next"] = {"N": str(to_micros(new_due))}
-            values[":next_key"] = {"S": _due_key(new_due)}
         try:
             await self.table.call(
                 "update_item",
@@ -179,6 +256,59 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
         except ConditionFailed:
             return False
         return True
+
+    async def _advance_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """The claims at once, each its own conditional update."""
+        return list(await asyncio.gather(*(self._advance(*claim) for claim in claims)))
+
+    async def confirm_many(self, firings: Sequence[tuple[str, str, str]]) -> list[bool]:
+        """The confirmations at once, each its own conditional update."""
+        return list(await asyncio.gather(*(self.confirm(*firing) for firing in firings)))
+
+    async def confirm(self, conversation_id: str, reminder_id: str, firing: str) -> bool:
+        """Confirm the reminder's last claimed firing: its index entry moves to its next due time,
+        or leaves the index if it is no longer active."""
+        for _ in range(_CONFIRM_ATTEMPTS):
+            item = await self.get_item(_partition(conversation_id), reminder_id)
+            if item is None or item.get("last_firing_id", {}).get("S") != firing:
+                return False
+            if item.get("confirmed_firing_id", {}).get("S") == firing:
+                return True
+            state = item["state"]["S"]
+            if state == ReminderState.ACTIVE:
+                index = f"SET confirmed_firing_id = :firing, {INDEX_SK} = :key"
+                extra = {":key": {"S": _due_key_of_micros(int(item["next_due"]["N"]))}}
+            elif state == ReminderState.DONE:
+                index, extra = f"SET confirmed_firing_id = :firing REMOVE {INDEX_PK}, {INDEX_SK}", {}
+            else:
+                index, extra = "SET confirmed_firing_id = :firing", {}
+            try:
+                await self.table.call(
+                    "update_item",
+                    TableName=self.table.name,
+                    Key=key(_partition(conversation_id), reminder_id),
+                    UpdateExpression=index,
+                    ConditionExpression="last_firing_id = :firing AND #state = :state AND next_due = :next",
+                    ExpressionAttributeNames=_NAMES,
+                    ExpressionAttributeValues={
+                        ":firing": {"S": firing},
+                        ":state": {"S": state},
+                        ":next": item["next_due"],
+                        **extra,
+                    },
+                )
+            except ConditionFailed:
+                continue  # changed since we read it (cancelled, paused): read it again
+            return True
+        return False
+
+
+def _due_by(reminder: Reminder, limit: datetime) -> bool:
+    return reminder.state is ReminderState.ACTIVE and reminder.next_due <= limit
+
+
+def _due_key_of_micros(micros: int) -> str:
+    return f"{micros:020d}"
 
 
 def _item(reminder: Reminder) -> dict[str, Any]:
@@ -200,9 +330,9 @@ def _reminder_of(item: dict[str, Any]) -> Reminder:
     if not isinstance(data, dict):
         raise TypeError("data is not an object")
     last = item.get("last_firing_id", {}).get("S")
-    return reminder_from_json(
-        {**data, "next_due": int(item["next_due"]["N"]), "state": item["state"]["S"], "last_firing_id": last}
-    )
+    confirmed = item.get("confirmed_firing_id", {}).get("S")
+    mutable = {"next_due": int(item["next_due"]["N"]), "state": item["state"]["S"], "last_firing_id": last}
+    return reminder_from_json({**data, **mutable, "confirmed_firing_id": confirmed})
 
 
 def _reminder_or_none(item: dict[str, Any]) -> Reminder | None:

@@ -14,7 +14,8 @@ from ops.backoff import Backoff
 from stores._time import Clock, utc_now
 from stores.base import StoreError, _Resource
 from stores.facts import FactStore, InMemoryFactStore
-from stores.reminders import InMemoryReminderStore, ReminderStore
+from stores.memory_reminders import InMemoryReminderStore
+from stores.reminders import ReminderStore
 from stores.usage import InMemoryPreferenceStore, InMemoryUsageStore, PreferenceStore, UsageStore
 
 __all__ = ["FeatureStores", "build_feature_stores"]

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from stores._group_commit import GroupCommit
 from stores._shared_log import Line, SharedLog, make_directory
 from stores._time import Clock, from_micros, to_micros, utc_now
 from stores.facts import AddedFact, Fact, FactLimits, FactSource, FactStore, fact_from_json, fact_to_json, mark_used
@@ -179,21 +180,26 @@ def _usage_line(user_id: int, day: str, usage: Usage) -> Line:
 
 class FileUsageStore(UsageStore):
     """Usage in `directory/<YYYY-MM>.jsonl`, one line per `add`, summed on read; the sums of the
-    `cached_months` most recent months stay in memory, so a read costs only the new lines."""
+    `cached_months` most recent months stay in memory, so a read costs only the new lines. Adds
+    that arrive together (every model call adds one) are written together (stores/_group_commit.py)."""
 
     def __init__(self, directory: str | os.PathLike[str], *, cached_months: int = 3) -> None:
         self.directory = Path(directory)
         self._logs: _LogCache[str, _UsageLog] = _LogCache(
             lambda month: _UsageLog(self.directory / f"{month}.jsonl"), cached_months
         )
+        self._adds: GroupCommit[str] = GroupCommit(self._logs.get)
 
     async def open(self) -> None:
         """Create the directory if needed."""
         await make_directory(self.directory)
 
+    async def close(self) -> None:
+        """Wait for the adds under way."""
+        await self._adds.flush()
+
     async def _add(self, user_id: int, day: str, usage: Usage) -> None:
-        line = _usage_line(user_id, day, usage)
-        await self._logs.get(day[:7]).transact(lambda state: ([line], None))
+        await self._adds.append(day[:7], _usage_line(user_id, day, usage))
 
     async def _day(self, user_id: int, day: str) -> Usage:
         return await self._logs.get(day[:7]).read(lambda state: state.get((user_id, day), Usage()))

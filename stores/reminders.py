@@ -1,26 +1,30 @@
 """Reminders: the interface, its rules, and the in-memory backend.
 
 A reminder belongs to the conversation it was made in; it is active until its last firing
-(`done`) or until cancelled. The scheduler loads what is `due`, and claims each firing with
-`advance`, a compare-and-set on the reminder's next due time: of several workers (or processes
-sharing a directory) that try to claim one firing, exactly one wins, and only that one sends it.
+(`done`) or until cancelled, and `paused` while its chat cannot be reached (the bot was blocked).
+The scheduler loads what is `due`, and claims each firing with `advance`, a compare-and-set on the
+reminder's next due time: of several workers (or processes sharing a directory) that try to claim
+one firing, exactly one wins, and only that one sends it. Once the firing is handled (its
+conversation recorded it as delivered, or gave it up) the scheduler `confirm`s it; a firing
+claimed but never confirmed (a crash came between) is listed by `unconfirmed`, so a restart hands
+it to its conversation again, which knows by the firing id whether it was already sent.
 """
 
 from __future__ import annotations
 
 import secrets
 from abc import abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal, NamedTuple
 
-from stores._time import Clock, format_instant, from_micros, require_aware, to_micros, utc_now
+from stores._time import Clock, format_instant, require_aware, utc_now
 from stores.base import StoreError, _Resource
 
 __all__ = [
-    "InMemoryReminderStore",
+    "Claim",
     "InvalidReminder",
     "NewReminder",
     "Reminder",
@@ -28,6 +32,7 @@ __all__ = [
     "ReminderState",
     "ReminderStore",
     "ReplyTarget",
+    "firing_due",
     "firing_id",
 ]
 
@@ -41,6 +46,12 @@ class ReminderState(StrEnum):
     ACTIVE = "active"
     DONE = "done"
     CANCELLED = "cancelled"
+    PAUSED = "paused"
+    """Its chat cannot be reached (the bot was blocked): it does not fire until resumed."""
+
+
+LIVE = frozenset({ReminderState.ACTIVE, ReminderState.PAUSED})
+"""The states a chat's reminders are listed and counted in (against the per-chat limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +101,24 @@ class Reminder:
     created_at: datetime
     last_firing_id: str | None = None
     """`firing_id` of the last firing claimed by `advance`, None before the first."""
+    confirmed_firing_id: str | None = None
+    """`firing_id` of the last firing `confirm`ed as handled."""
+
+    @property
+    def unconfirmed_firing(self) -> str | None:
+        """The firing claimed but not confirmed as handled (a crash may have left it unsent), if any."""
+        if self.last_firing_id is None or self.last_firing_id == self.confirmed_firing_id:
+            return None
+        return self.last_firing_id
+
+
+class Claim(NamedTuple):
+    """One firing to claim with `advance_many`: the arguments of `advance`."""
+
+    conversation_id: str
+    reminder_id: str
+    expected_due: datetime
+    new_due: datetime | None
 
 
 def firing_id(reminder_id: str, due: datetime) -> str:
@@ -98,11 +127,19 @@ def firing_id(reminder_id: str, due: datetime) -> str:
     return f"{reminder_id}@{format_instant(due)}"
 
 
+def firing_due(firing: str) -> datetime:
+    """The due time a `firing_id` names (aware, UTC); ValueError if it is not a firing id."""
+    _, separator, instant = firing.partition("@")
+    if not separator:
+        raise ValueError(f"not a firing id: {firing!r}")
+    return require_aware(datetime.fromisoformat(instant.replace("Z", "+00:00")), "a firing's time")
+
+
 class ReminderLimitReached(StoreError):
-    """The conversation already has `limit` active reminders; nothing was created."""
+    """The conversation already has `limit` live (active or paused) reminders; nothing was created."""
 
     def __init__(self, conversation_id: str, limit: int) -> None:
-        super().__init__(f"at most {limit} active reminders per chat", conversation_id=conversation_id)
+        super().__init__(f"at most {limit} reminders per chat", conversation_id=conversation_id)
         self.limit = limit
 
 
@@ -128,7 +165,7 @@ class ReminderStore(_Resource):
     async def create(self, new: NewReminder) -> Reminder:
         """Store a new active reminder and return it (with its id).
 
-        Raises ReminderLimitReached when the conversation has its maximum of active reminders,
+        Raises ReminderLimitReached when the conversation has its maximum of live reminders,
         InvalidReminder for an empty or over-long text.
         """
         require_aware(new.due, "due")
@@ -154,7 +191,7 @@ class ReminderStore(_Resource):
 
     @abstractmethod
     async def list_for_conversation(self, conversation_id: str) -> list[Reminder]:
-        """The conversation's active reminders, soonest first."""
+        """The conversation's live (active and paused) reminders, soonest first."""
 
     @abstractmethod
     async def due(self, before: datetime) -> list[Reminder]:
@@ -188,6 +225,51 @@ class ReminderStore(_Resource):
     ) -> bool:
         """`advance` with the times checked and in UTC."""
 
+    async def advance_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """`advance` for each claim; which of them this call won, in order. A backend that can
+        makes them one durable write (the file store: one `fsync` for a whole round of firings)."""
+        checked = [
+            Claim(
+                claim.conversation_id,
+                claim.reminder_id,
+                require_aware(claim.expected_due, "expected_due"),
+                require_aware(claim.new_due, "new_due") if claim.new_due is not None else None,
+            )
+            for claim in claims
+        ]
+        return await self._advance_many(checked)
+
+    async def _advance_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """`advance_many` with the times checked: one claim after another, unless overridden."""
+        return [await self._advance(*claim) for claim in claims]
+
+    async def confirm_many(self, firings: Sequence[tuple[str, str, str]]) -> list[bool]:
+        """`confirm` for each (conversation id, reminder id, firing id), in order; one durable write
+        where the backend can."""
+        return [await self.confirm(*firing) for firing in firings]
+
+    @abstractmethod
+    async def confirm(self, conversation_id: str, reminder_id: str, firing: str) -> bool:
+        """Record that `firing` was handled (delivered, or given up), so `unconfirmed` no longer
+        lists it. True if it is the reminder's last claimed firing (confirming it again is harmless);
+        False otherwise (another firing was claimed since, or there is no such reminder)."""
+
+    @abstractmethod
+    async def unconfirmed(self) -> list[Reminder]:
+        """Every reminder (active, done or paused; not cancelled) whose last claimed firing is not
+        confirmed, soonest firing first: what a crash may have left unsent. Only firings due by the
+        store's clock are listed (a firing is claimed once it is due, never before)."""
+
+    @abstractmethod
+    async def pause(self, conversation_id: str, reminder_id: str) -> bool:
+        """Stop an active reminder from firing (its chat cannot be reached) until `resume`d. False
+        if there is no active reminder with this id in this conversation."""
+
+    @abstractmethod
+    async def resume(self, conversation_id: str, reminder_id: str) -> bool:
+        """Make a paused reminder active again, at its `next_due` (which may be past: it is then
+        due at once). False if there is no paused reminder with this id in this conversation."""
+
 
 def build_reminder(new: NewReminder, taken: Collection[str], now: datetime) -> Reminder:
     """A new active reminder from `new`, with an id that none of `taken` has."""
@@ -220,121 +302,34 @@ def advanced(reminder: Reminder, expected_due: datetime, new_due: datetime | Non
     return replace(reminder, next_due=new_due, last_firing_id=fired)
 
 
-def reminder_to_json(reminder: Reminder) -> dict[str, Any]:
-    """The reminder as JSON-ready data (instants as epoch microseconds)."""
-    return {
-        "id": reminder.id,
-        "conversation_id": reminder.conversation_id,
-        "chat_id": reminder.target.chat_id,
-        "thread_id": reminder.target.thread_id,
-        "user_id": reminder.user_id,
-        "text": reminder.text,
-        "next_due": to_micros(reminder.next_due),
-        "timezone": reminder.timezone,
-        "repeat": reminder.repeat,
-        "run": reminder.run,
-        "state": reminder.state.value,
-        "created": to_micros(reminder.created_at),
-        "last_firing_id": reminder.last_firing_id,
-    }
-
-
-def reminder_from_json(data: Mapping[str, Any]) -> Reminder:
-    """The reminder of `reminder_to_json`'s data; KeyError, TypeError or ValueError if it is not one."""
-    thread_id = data["thread_id"]
-    repeat = data["repeat"]
-    last = data["last_firing_id"]
-    return Reminder(
-        id=_str(data["id"]),
-        conversation_id=_str(data["conversation_id"]),
-        target=ReplyTarget(_int(data["chat_id"]), _int(thread_id) if thread_id is not None else None),
-        user_id=_int(data["user_id"]),
-        text=_str(data["text"]),
-        next_due=from_micros(_int(data["next_due"])),
-        timezone=_str(data["timezone"]),
-        repeat=_str(repeat) if repeat is not None else None,
-        run=bool(data["run"]),
-        state=ReminderState(data["state"]),
-        created_at=from_micros(_int(data["created"])),
-        last_firing_id=_str(last) if last is not None else None,
-    )
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"not an int: {value!r}")
-    return value
-
-
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"not a string: {value!r}")
-    return value
-
-
 def soonest_first(reminders: Collection[Reminder]) -> list[Reminder]:
     """The reminders sorted by next due time (then conversation and id, for a stable order)."""
     return sorted(reminders, key=lambda item: (item.next_due, item.conversation_id, item.id))
 
 
-class InMemoryReminderStore(ReminderStore):
-    """Reminders in a dict, lost at exit; the reference the durable backends are tested against."""
+def oldest_firing_first(reminders: Collection[Reminder]) -> list[Reminder]:
+    """Reminders with unconfirmed firings, sorted by those firings' due times."""
+    return sorted(reminders, key=lambda item: (firing_due(item.last_firing_id or ""), item.conversation_id, item.id))
 
-    def __init__(self, *, clock: Clock = utc_now, max_active_per_conversation: int = 100) -> None:
-        super().__init__(clock=clock, max_active_per_conversation=max_active_per_conversation)
-        self._by_conversation: dict[str, dict[str, Reminder]] = {}
 
-    async def _create(self, new: NewReminder) -> Reminder:
-        reminders = self._by_conversation.setdefault(new.conversation_id, {})
-        active = sum(1 for item in reminders.values() if item.state is ReminderState.ACTIVE)
-        if active >= self.max_active_per_conversation:
-            raise ReminderLimitReached(new.conversation_id, self.max_active_per_conversation)
-        reminder = build_reminder(new, reminders.keys(), self.clock())
-        reminders[reminder.id] = reminder
-        return reminder
+def with_state(reminder: Reminder, state: ReminderState) -> Reminder:
+    """The reminder in `state`."""
+    return replace(reminder, state=state)
 
-    async def get(self, conversation_id: str, reminder_id: str) -> Reminder | None:
-        """The reminder, or None."""
-        return self._by_conversation.get(conversation_id, {}).get(reminder_id)
 
-    async def cancel(self, conversation_id: str, reminder_id: str) -> bool:
-        """Cancel an active reminder of this conversation; False if there is none with this id."""
-        reminders = self._by_conversation.get(conversation_id, {})
-        reminder = reminders.get(reminder_id)
-        if reminder is None or reminder.state is not ReminderState.ACTIVE:
-            return False
-        reminders[reminder_id] = replace(reminder, state=ReminderState.CANCELLED)
-        return True
+def confirmed(reminder: Reminder, firing: str) -> Reminder | None:
+    """The reminder with `firing` confirmed, or None if that is not its last claimed firing."""
+    if reminder.last_firing_id != firing:
+        return None
+    return replace(reminder, confirmed_firing_id=firing)
 
-    async def list_for_conversation(self, conversation_id: str) -> list[Reminder]:
-        """The conversation's active reminders, soonest first."""
-        reminders = self._by_conversation.get(conversation_id, {}).values()
-        return soonest_first([item for item in reminders if item.state is ReminderState.ACTIVE])
 
-    async def due(self, before: datetime) -> list[Reminder]:
-        """Active reminders due at or before `before`, soonest first."""
-        limit = require_aware(before, "before")
-        return soonest_first([item for item in self._active() if item.next_due <= limit])
+def is_unconfirmed(reminder: Reminder) -> bool:
+    """True if the reminder's last claimed firing still needs confirming (not for a cancelled one)."""
+    return reminder.state is not ReminderState.CANCELLED and reminder.unconfirmed_firing is not None
 
-    async def next_due(self) -> datetime | None:
-        """The earliest next due time of the active reminders."""
-        return min((item.next_due for item in self._active()), default=None)
 
-    async def _advance(
-        self, conversation_id: str, reminder_id: str, expected_due: datetime, new_due: datetime | None
-    ) -> bool:
-        reminders = self._by_conversation.get(conversation_id, {})
-        reminder = reminders.get(reminder_id)
-        after = advanced(reminder, expected_due, new_due) if reminder is not None else None
-        if after is None:
-            return False
-        reminders[reminder_id] = after
-        return True
-
-    def _active(self) -> list[Reminder]:
-        return [
-            item
-            for reminders in self._by_conversation.values()
-            for item in reminders.values()
-            if item.state is ReminderState.ACTIVE
-        ]
+def unconfirmed_by(reminders: Collection[Reminder], now: datetime) -> list[Reminder]:
+    """Of `reminders`, those with an unconfirmed firing due by `now`, soonest firing first."""
+    found = [item for item in reminders if is_unconfirmed(item) and firing_due(item.last_firing_id or "") <= now]
+    return oldest_firing_first(found)

@@ -16,6 +16,15 @@ from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.telegram_server import FakeTelegramServer
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _provider_sdks_imported() -> None:
+    """The assistant imports a provider's SDK at its first model call (about a second for openai or
+    anthropic); a process does that once. In-process tests share one process, so it happens here,
+    before any test: otherwise whichever end-to-end test came first paid it inside its reply deadline."""
+    import anthropic  # noqa: F401
+    import openai  # noqa: F401
+
+
 @pytest.fixture
 def tg() -> Iterator[FakeTelegramServer]:
     """A fake Telegram Bot API server on 127.0.0.1 (see tests/fakes/telegram_server.py)."""

@@ -76,15 +76,17 @@ async def running(settings: Settings, mcp_servers: dict[str, Any] | None = None)
 class AssistantProcess:
     """`python main.py` as a real subprocess."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
+        self.args = args
+        """Arguments after `main.py` (`--role worker`, say)."""
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "main.py"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "main.py", *self.args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
 

@@ -125,7 +125,7 @@ def make_backend(
     settings = dynamodb_settings(request.getfixturevalue("moto_endpoint"))
 
     def table() -> StateTable:
-        return StateTable(settings, FAST, retry_budget_seconds=5, page_size=7)
+        return StateTable(settings, Backoff(FAST), retry_budget_seconds=5, page_size=7)
 
     return FeatureBackend(
         name,

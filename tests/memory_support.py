@@ -58,7 +58,8 @@ def is_summary_request(request: ModelRequest) -> bool:
 
 def request_tokens(request: ModelRequest) -> int:
     """What a request costs by the estimate the context budget uses."""
-    return estimate_text_tokens(request.system) + sum(estimate_tokens(message) for message in request.messages)
+    instructions = estimate_text_tokens(request.system) + estimate_text_tokens(request.volatile_system)
+    return instructions + sum(estimate_tokens(message) for message in request.messages)
 
 
 @dataclass

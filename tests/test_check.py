@@ -64,7 +64,7 @@ def test_check_prints_only_its_lines_with_features_and_a_summary(
     names = [line.split(": ", 1)[0] for line in lines]
     assert names == [
         "telegram", "llm (openai)", "store (file)", "mcp fake", "mcp broken",
-        "streaming", "speech", "webhook", "queue", "summary",
+        "streaming", "speech", "webhook", "queue", "budget", "summary",
     ]  # fmt: skip
     by_name = dict(line.split(": ", 1) for line in lines)
     fake = re.fullmatch(r"ok \((\d+) tools: (.+)\)", by_name["mcp fake"])
@@ -77,6 +77,7 @@ def test_check_prints_only_its_lines_with_features_and_a_summary(
     # Speech falls back to the OpenAI-compatible chat server, which transcribes a probe of silence.
     assert re.fullmatch(r"ok \(on, whisper-1: the endpoint answered, \d+ ms\)", by_name["speech"]), by_name
     assert [request.file_name for request in llm.audio_requests] == ["check.wav"]
+    assert by_name["budget"] == "off (unlimited)"
     assert by_name["summary"] == "FAILED (1 of 7 checks failed: mcp broken)"
     # Logs went to stderr, and only warnings and errors: no request line, no server chatter.
     for line in result.stderr.splitlines():

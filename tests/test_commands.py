@@ -41,10 +41,14 @@ def test_the_menu_lists_the_table_in_order_without_start() -> None:
         ("memory", "What I remember about you"),
         ("forget", "Forget a saved fact: /forget ID or /forget all"),
         ("timezone", "Your time zone: /timezone Area/City"),
+        ("model", "Show or switch the model of this chat"),
+        ("usage", "Tokens and cost used today and this month"),
+        ("reminders", "Reminders in this chat"),
+        ("stop", "Stop the answer being written"),
     ]
 
 
 def test_words_outside_the_table_are_no_command() -> None:
-    assert command_named("stop") is None
-    assert isinstance(parse_console_line("/stop now"), UserMessage)
+    assert command_named("halt") is None
+    assert isinstance(parse_console_line("/halt now"), UserMessage)
     assert isinstance(parse_console_line("new"), UserMessage)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import random
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -174,3 +176,44 @@ def test_the_estimate_counts_text_tool_calls_and_images_but_not_base64() -> None
 def test_a_history_without_a_user_message_is_kept_whole() -> None:
     history: list[Record] = [AssistantRecord(text="a greeting"), AssistantRecord(text="y" * 10_000)]
     assert trim_history(history, 10, "") == history
+
+
+def numbered(records: list[Record]) -> list[Record]:
+    return [dataclasses.replace(record, seq=seq) for seq, record in enumerate(records)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.integers(0, 3000), text)
+def test_a_numbered_history_is_cut_at_an_anchor_within_the_budget(history: list[Any], budget: int, system: str) -> None:
+    history = numbered(history)
+    trimmed = trim_history(history, budget, system)
+    assert trimmed == history[len(history) - len(trimmed) :]
+    assert isinstance(trimmed[0], UserRecord)
+    cost = estimate_text_tokens(system) + sum(estimate_tokens(m) for m in trimmed)
+    turn_in_progress = history[max(i for i, m in enumerate(history) if isinstance(m, UserRecord)) :]
+    assert cost <= budget or trimmed == turn_in_progress
+
+
+def test_as_a_conversation_grows_past_the_budget_its_start_moves_in_steps() -> None:
+    rng = random.Random(5)
+    budget = 4000
+    history: list[Record] = []
+    starts: list[int] = []
+    for turn in range(200):
+        history.append(UserRecord(text="q" * rng.randint(40, 400), seq=len(history)))
+        if turn % 3:
+            call = ToolCall(f"c{turn}", "t", {"q": "x" * rng.randint(10, 60)})
+            history.append(AssistantRecord(text="", tool_calls=(call,), seq=len(history)))
+            history.append(ToolResultRecord(tool_call_id=call.id, name="t", content="r" * 600, seq=len(history)))
+        history.append(AssistantRecord(text="a" * rng.randint(200, 800), seq=len(history)))
+        trimmed = trim_history(history, budget, "system")
+        cost = estimate_text_tokens("system") + sum(estimate_tokens(m) for m in trimmed)
+        assert cost <= budget
+        if trimmed[0] is not history[0]:
+            assert cost >= budget // 2, "at least half the budget is used"
+        starts.append(trimmed[0].seq or 0)
+    assert starts == sorted(starts)
+    # Trimmed to whatever fits, the start would move nearly every turn once the budget is reached (from
+    # turn ~15); at a 16-record anchor (64 would leave less than half the budget) about every fifth.
+    moves = sum(1 for before, after in itertools.pairwise(starts) if after != before)
+    assert 10 <= moves <= 200 // 4, starts

@@ -421,6 +421,15 @@ def metric_lines() -> Iterator[list[dict[str, Any]]]:
     metrics.model_call(10, ok=False, provider="openai")
     metrics.tool_call(10, ok=True, server="time", tool="now")
     metrics.telegram_retry(3, method="sendMessage", reason="flood_control")
+    metrics.turn_usage(
+        input_tokens=10,
+        output_tokens=2,
+        cache_read_tokens=8,
+        cache_write_tokens=0,
+        cost_usd=0.001,
+        model="gpt-4o-mini",
+        conversation_id="1",
+    )
     yield [json.loads(line) for line in stream.getvalue().splitlines()]
     logs._reset_for_tests()
     structlog.contextvars.clear_contextvars()

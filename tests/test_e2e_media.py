@@ -24,7 +24,7 @@ def env(tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path) -> dict[str,
 
 
 def settings_for(env: dict[str, str], **extra: str) -> Settings:
-    settings = fast_settings({**env, **extra})
+    settings = fast_settings({**env, **extra}, retry_budget_seconds=10.0)  # reading a hostile file takes a while
     return settings.model_copy(update={"media": settings.media.model_copy(update={"album_wait_seconds": 0.3})})
 
 

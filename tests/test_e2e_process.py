@@ -105,8 +105,9 @@ def test_check_reports_every_component(tg: FakeTelegramServer, llm: FakeLLMServe
     assert [line.split(":")[0] for line in components] == ["telegram", "llm (openai)", "store (file)", "mcp"]
     assert all(": ok (" in line for line in components)
     assert "@test_assistant_bot" in lines[0]
-    assert [line.split(":")[0] for line in features] == ["streaming", "speech", "webhook", "queue"]
-    assert summary == "summary: ok (4 of 4 checks passed; features on: speech)"
+    assert [line.split(":")[0] for line in features] == ["streaming", "speech", "webhook", "queue", "budget"]
+    assert features[0].startswith("streaming: ok (on, answers grow as the model writes: ")
+    assert summary == "summary: ok (5 of 5 checks passed; features on: streaming, speech)"
 
 
 def test_check_says_which_component_failed(tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path) -> None:
@@ -117,7 +118,7 @@ def test_check_says_which_component_failed(tg: FakeTelegramServer, llm: FakeLLMS
     assert telegram_line.startswith("telegram: FAILED (")
     assert "wrong-token" not in result.stdout + result.stderr
     assert ": ok (" in result.stdout  # the others still ran
-    assert result.stdout.splitlines()[-1] == "summary: FAILED (1 of 4 checks failed: telegram)"  # speech is on
+    assert result.stdout.splitlines()[-1] == "summary: FAILED (1 of 5 checks failed: telegram)"  # speech is on
 
 
 def test_console_holds_a_conversation_until_end_of_input(llm: FakeLLMServer, tmp_path: Path) -> None:

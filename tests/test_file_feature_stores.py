@@ -27,6 +27,7 @@ from stores import (
     ReplyTarget,
     StoreError,
     Usage,
+    firing_id,
 )
 from stores.file_reminders import _Reminders
 
@@ -108,6 +109,9 @@ async def test_compaction_forgets_finished_reminders_and_keeps_active_ones(tmp_p
     async with FileReminderStore(tmp_path) as store:
         done = await store.create(reminder(0))
         assert await store.advance(done.conversation_id, done.id, START, None)
+        assert await store.confirm(done.conversation_id, done.id, firing_id(done.id, START))
+        unsent = await store.create(reminder(2))  # finished, but its firing is not confirmed yet
+        assert await store.advance(unsent.conversation_id, unsent.id, START, None)
         active = await store.create(reminder(1))
         moved = START
         for _ in range(300):  # a reminder firing every minute makes many lines
@@ -116,6 +120,8 @@ async def test_compaction_forgets_finished_reminders_and_keeps_active_ones(tmp_p
         assert len(lines(tmp_path / "reminders.jsonl")) < 300
         assert await store.get(done.conversation_id, done.id) is None
         assert [item.next_due for item in await store.due(moved)] == [moved]
+    async with FileReminderStore(tmp_path) as store:
+        assert [item.id for item in await store.unconfirmed()] == [unsent.id, active.id]
 
 
 async def test_usage_lines_are_per_month_and_summed(tmp_path: Path) -> None:

@@ -68,7 +68,9 @@ async def test_a_plain_answer_comes_back_with_the_system_prompt_as_system(llm: F
     request = llm.requests[0]
     assert request.rejection is None
     assert request.stream is stream
-    assert request.json["system"] == "Be brief."
+    # One text block marked for prompt caching: the same prompt to the model as the string.
+    assert request.json["system"] == [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
+    assert request.system == "Be brief."
     assert request.json["max_tokens"] == 1024
     assert request.headers["authorization"] == f"Bearer {KEY}"  # the 2.x SDK sends the key as a bearer token
 
@@ -110,7 +112,12 @@ async def test_tool_use_blocks_come_back_as_tool_calls(llm: FakeLLMServer, strea
     assert reply.tool_calls[2].raw_arguments == "{not json"
     assert all(call.id.startswith("toolu_") for call in reply.tool_calls)
     assert llm.requests[0].json["tools"] == [
-        {"name": "clock", "description": "The time now.", "input_schema": CLOCK.parameters}
+        {
+            "name": "clock",
+            "description": "The time now.",
+            "input_schema": CLOCK.parameters,
+            "cache_control": {"type": "ephemeral"},
+        }
     ]
 
 

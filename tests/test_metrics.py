@@ -122,6 +122,14 @@ def test_a_turn_is_one_valid_emf_line_with_conversation_id_as_a_property(stream:
     assert all("conversation_id" not in dims for dims in emf["Dimensions"])
 
 
+def test_a_turn_reports_the_time_to_its_first_visible_text_when_it_is_known(stream: io.StringIO) -> None:
+    metrics().turn(5200.0, conversation_id="42", steps=1, ok=True, first_text_ms=1130.5)
+    [line] = parsed(stream)
+    check_emf(line)
+    assert {m["Name"]: m["Unit"] for m in directive(line)["Metrics"]}["TimeToFirstText"] == "Milliseconds"
+    assert line["TimeToFirstText"] == 1130.5
+
+
 @pytest.mark.parametrize(
     ("call", "dimensions", "values"),
     [
@@ -141,6 +149,25 @@ def test_a_turn_is_one_valid_emf_line_with_conversation_id_as_a_property(stream:
             {"TelegramRetries": 1, "TelegramRetryWait": 3.0},
         ),
         (lambda m: m.actors_alive(4), ["Service"], {"ActorsAlive": 4}),
+        (
+            lambda m: m.turn_usage(
+                input_tokens=1200,
+                output_tokens=80,
+                cache_read_tokens=1000,
+                cache_write_tokens=150,
+                cost_usd=0.0031,
+                model="claude-sonnet-5",
+                conversation_id="42",
+            ),
+            ["Service", "Model"],
+            {
+                "TurnInputTokens": 1200,
+                "TurnOutputTokens": 80,
+                "TurnCacheReadTokens": 1000,
+                "TurnCacheWriteTokens": 150,
+                "TurnCost": 0.0031,
+            },
+        ),
         (lambda m: m.mailbox_depth(7, actor_kind="conversation"), ["Service", "ActorKind"], {"MailboxDepth": 7}),
     ],
 )
@@ -230,6 +257,15 @@ def test_disabled_metrics_write_nothing_and_check_nothing(stream: io.StringIO) -
     off.telegram_retry(1, method="sendMessage", reason="x")
     off.actors_alive(1)
     off.mailbox_depth(1, actor_kind="conversation")
+    off.turn_usage(
+        input_tokens=1,
+        output_tokens=1,
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        cost_usd=0,
+        model="m",
+        conversation_id="1",
+    )
     off.emit({"M": (math.nan, "Furlongs")})  # would be refused if enabled
     assert stream.getvalue() == ""
 

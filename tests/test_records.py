@@ -16,6 +16,7 @@ from llm import (
     DeliveredRecord,
     Image,
     NoticeRecord,
+    PreviewRecord,
     Record,
     RecordError,
     ReminderFiredRecord,
@@ -118,6 +119,7 @@ NEW_KINDS: list[Record] = [
     ReminderFiredRecord(text="water the plants", target=ReplyTarget(42), firing_id="r1@2026-01-01T09:00Z", seq=23),
     AssistantRecord(text="Water the plants!", firing_id="r1@2026-01-01T09:00Z", seq=24),
     DeliveredRecord(firing_id="r1@2026-01-01T09:00Z", seq=25),
+    PreviewRecord(message_ids=(501, 502), target=ReplyTarget(-100123, None, 99), update_id=13, seq=26),
 ]
 
 
@@ -141,6 +143,8 @@ def test_every_kind_survives_its_json_form(record: Record) -> None:
         {"seq": 1, "type": "summary", "text": "no range"},
         {"seq": 1, "type": "reminder_fired", "text": "no firing id"},
         {"seq": True, "type": "reset"},
+        {"seq": 1, "type": "preview", "message_ids": "501"},
+        {"seq": 1, "type": "preview", "message_ids": [True]},
     ],
 )
 def test_what_is_not_a_record_is_refused(data: dict[str, Any]) -> None:

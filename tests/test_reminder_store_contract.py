@@ -21,6 +21,7 @@ from stores import (
     StoreError,
     firing_id,
 )
+from stores.reminders import Claim
 from tests.fakes.moto_serialised import serialised_moto_server
 from tests.feature_backends import BACKENDS, START, FeatureBackend, make_backend
 
@@ -225,3 +226,117 @@ async def test_hostile_conversation_ids_keep_their_reminders_apart(backend: Feat
         for conversation in ids:
             assert await store.list_for_conversation(conversation) == [made[conversation]]
         assert len(await store.due(START)) == len(ids)
+
+
+async def test_a_claimed_firing_is_unconfirmed_until_confirmed_also_across_reopening(backend: FeatureBackend) -> None:
+    async with backend.reminders() as store:
+        daily = await store.create(new("daily", repeat="daily"))
+        once = await store.create(new("once", at=START + timedelta(hours=2)))
+        quiet = await store.create(new("never claimed", at=START + timedelta(hours=3)))
+        assert await store.unconfirmed() == []
+        backend.clock.advance(hours=2)
+        first = daily.next_due
+        assert await store.advance(CHAT, daily.id, first, first + timedelta(days=1))
+        assert await store.advance(CHAT, once.id, once.next_due, None)
+        pending = await store.unconfirmed()
+        assert [(item.id, item.unconfirmed_firing) for item in pending] == [
+            (daily.id, firing_id(daily.id, first)),
+            (once.id, firing_id(once.id, once.next_due)),
+        ]
+        assert pending[1].state is ReminderState.DONE
+        # An unconfirmed firing changes nothing of what is due, or when.
+        assert [item.id for item in await store.due(START + timedelta(hours=3))] == [quiet.id]
+        assert await store.next_due() == quiet.next_due
+    async with backend.reminders() as store:
+        assert [item.id for item in await store.unconfirmed()] == [daily.id, once.id]
+        assert await store.confirm(CHAT, daily.id, firing_id(daily.id, first)) is True
+        assert await store.confirm(CHAT, daily.id, firing_id(daily.id, first)) is True  # again: harmless
+        assert await store.confirm(CHAT, once.id, "someone@2026-05-01T09:00:00Z") is False
+        assert await store.confirm(OTHER, once.id, firing_id(once.id, once.next_due)) is False
+        assert [item.id for item in await store.unconfirmed()] == [once.id]
+        assert await store.confirm(CHAT, once.id, firing_id(once.id, once.next_due)) is True
+        assert await store.unconfirmed() == []
+        confirmed = await store.get(CHAT, daily.id)
+        assert confirmed is not None
+        assert (confirmed.confirmed_firing_id, confirmed.unconfirmed_firing) == (firing_id(daily.id, first), None)
+        assert await store.next_due() == quiet.next_due
+        assert [item.id for item in await store.due(first + timedelta(days=1))] == [quiet.id, daily.id]
+
+
+async def test_confirming_an_older_firing_after_a_newer_claim_changes_nothing(backend: FeatureBackend) -> None:
+    async with backend.reminders() as store:
+        made = await store.create(new(repeat="daily"))
+        first, second = made.next_due, made.next_due + timedelta(days=1)
+        backend.clock.advance(days=2)
+        assert await store.advance(CHAT, made.id, first, second)
+        assert await store.advance(CHAT, made.id, second, second + timedelta(days=1))
+        assert await store.confirm(CHAT, made.id, firing_id(made.id, first)) is False
+        assert [item.unconfirmed_firing for item in await store.unconfirmed()] == [firing_id(made.id, second)]
+
+
+async def test_a_cancelled_reminders_unconfirmed_firing_is_not_listed(backend: FeatureBackend) -> None:
+    async with backend.reminders() as store:
+        made = await store.create(new(repeat="daily"))
+        backend.clock.advance(hours=1)
+        assert await store.advance(CHAT, made.id, made.next_due, made.next_due + timedelta(days=1))
+        assert await store.cancel(CHAT, made.id)
+        assert await store.unconfirmed() == []
+        assert await store.next_due() is None
+        assert await store.due(made.next_due + timedelta(days=2)) == []
+
+
+async def test_a_paused_reminder_is_listed_and_counted_but_never_due_until_resumed(backend: FeatureBackend) -> None:
+    async with backend.reminders(max_active=2) as store:
+        paused = await store.create(new("paused", repeat="daily"))
+        other = await store.create(new("other", at=START + timedelta(hours=5)))
+        assert await store.pause(CHAT, paused.id) is True
+        assert await store.pause(CHAT, paused.id) is False  # not active any more
+        assert await store.pause(OTHER, other.id) is False
+        assert [(item.id, item.state) for item in await store.list_for_conversation(CHAT)] == [
+            (paused.id, ReminderState.PAUSED),
+            (other.id, ReminderState.ACTIVE),
+        ]
+        with pytest.raises(ReminderLimitReached):
+            await store.create(new("a third"))  # a paused reminder still takes its place
+        assert await store.due(START + timedelta(days=1)) == [other]
+        assert await store.next_due() == other.next_due
+        assert await store.advance(CHAT, paused.id, paused.next_due, None) is False  # nothing to claim
+        assert await store.resume(CHAT, paused.id) is True
+        assert await store.resume(CHAT, paused.id) is False
+        resumed = await store.get(CHAT, paused.id)
+        assert resumed is not None
+        assert (resumed.state, resumed.next_due) == (ReminderState.ACTIVE, paused.next_due)
+        assert await store.next_due() == paused.next_due
+        assert await store.due(paused.next_due) == [resumed]
+        assert await store.pause(CHAT, paused.id) is True
+        assert await store.cancel(CHAT, paused.id) is True  # a paused reminder can be cancelled
+        assert await store.resume(CHAT, paused.id) is False
+        assert await store.list_for_conversation(CHAT) == [other]
+
+
+async def test_many_claims_and_confirmations_at_once_answer_as_one_by_one_would(backend: FeatureBackend) -> None:
+    async with backend.reminders() as store:
+        daily = await store.create(new("daily", repeat="daily"))
+        once = await store.create(new("once"))
+        cancelled = await store.create(new("cancelled"))
+        assert await store.cancel(CHAT, cancelled.id)
+        backend.clock.advance(hours=2)
+        first, second = daily.next_due, daily.next_due + timedelta(days=1)
+        won = await store.advance_many(
+            [
+                Claim(CHAT, daily.id, first, second),
+                Claim(CHAT, daily.id, first, second),  # the same firing twice: the second loses
+                Claim(CHAT, once.id, once.next_due, None),
+                Claim(CHAT, cancelled.id, cancelled.next_due, None),
+                Claim(OTHER, once.id, once.next_due, None),
+            ]
+        )
+        assert won == [True, False, True, False, False]
+        assert {item.id for item in await store.unconfirmed()} == {daily.id, once.id}
+        done = await store.confirm_many(
+            [(CHAT, daily.id, firing_id(daily.id, first)), (CHAT, once.id, "nope@2026-05-01T08:00:00Z")]
+        )
+        assert done == [True, False]
+        assert [item.id for item in await store.unconfirmed()] == [once.id]
+        with pytest.raises(ValueError, match="aware"):
+            await store.advance_many([Claim(CHAT, daily.id, datetime(2026, 5, 2, 8, 0), None)])  # naive

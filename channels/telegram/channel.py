@@ -3,12 +3,14 @@ sender, "typing...", and marking updates done in the ingress log (an album's all
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 import structlog
 
-from actors.protocol import DeliveryFailed, Reply, ReplyTarget
+from actors.protocol import DeliveryFailed, PreviewMessages, Reply, ReplyStream, ReplyTarget
 from channels.telegram.sender import DeliveryError, TelegramSender
+from channels.telegram.streaming import TelegramStreams
 from stores import IngressLog, StoreError
 
 __all__ = ["TelegramChannel"]
@@ -17,12 +19,28 @@ log = structlog.get_logger(__name__)
 
 
 class TelegramChannel:
-    """The ReplyChannel conversation actors use: sends through the gateway's flood-controlled sender."""
+    """The ReplyChannel conversation actors use: sends through the gateway's flood-controlled sender.
+    With `streams`, it is a StreamingReplyChannel: answers are previewed as they are written."""
 
-    def __init__(self, sender: TelegramSender, ingress: IngressLog) -> None:
+    def __init__(self, sender: TelegramSender, ingress: IngressLog, streams: TelegramStreams | None = None) -> None:
         self._sender = sender
         self._ingress = ingress
+        self._streams = streams
         self._albums: dict[int, tuple[int, ...]] = {}
+
+    def open_stream(
+        self,
+        target: ReplyTarget,
+        text: Callable[[], str],
+        *,
+        shown: tuple[int, ...] = (),
+        on_messages: PreviewMessages | None = None,
+        on_visible: Callable[[], None] | None = None,
+    ) -> ReplyStream | None:
+        """A preview of one answer (see StreamingReplyChannel), or None when streaming is off."""
+        if self._streams is None:
+            return None
+        return self._streams.open(target, text, shown=shown, on_messages=on_messages, on_visible=on_visible)
 
     async def deliver(self, reply: Reply) -> None:
         """Send the reply (split, formatted, retried); DeliveryFailed if Telegram never will take it."""

@@ -17,7 +17,7 @@ from tenacity import RetryCallState, retry_if_exception
 
 from actors import texts
 from actors.commands import COMMANDS
-from actors.protocol import DeliveryFailed, Reply, UserMessage
+from actors.protocol import Command, DeliveryFailed, Reply, UserMessage
 from actors.registry import ConversationRegistry
 from actors.runtime import ActorStopped, MailboxFull
 from channels.telegram.albums import AlbumCollector
@@ -146,7 +146,8 @@ class TelegramGateway:
         if not self._settings.allowed_user_ids.everyone and not self._settings.allowed_user_ids.user_ids:
             log.warning("telegram_nobody_allowed", hint="set TELEGRAM_ALLOWED_USER_IDS to serve someone")
         await self._retrying("deleteWebhook", lambda: bot.delete_webhook(drop_pending_updates=False))
-        await self._register_commands()
+        # The command menu is no reason to make the first poll wait (two round trips at every start).
+        self._spawn(self._register_commands(), "telegram-commands")
 
     async def _register_commands(self) -> None:
         # setMyCommands at every start draws long 429s from Telegram; only call it on a change.
@@ -335,6 +336,12 @@ class TelegramGateway:
 
     def _route(self, route: Routed, update_id: int, arrived: float, replay: bool) -> None:
         message = route.message
+        if isinstance(message, Command) and message.name == "stop":
+            # Out of band: a /stop must not wait behind the turn it stops.
+            if not self._registry.interrupt(route.conversation_id, message):
+                reply = Reply(route.conversation_id, texts.NOTHING_TO_STOP, message.target, update_id, kind="notice")
+                self._spawn(self._notify(reply), f"stop:{update_id}")
+            return
         if isinstance(message, UserMessage):
             message = dataclasses.replace(message, received_at=arrived)
         try:

@@ -16,13 +16,9 @@ idempotency key and no way to ask, so the message is sent again and may arrive t
 from __future__ import annotations
 
 import asyncio
-import datetime as dtm
 import time
-import warnings
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import structlog
 from telegram import Bot, Message
@@ -36,14 +32,15 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
-from telegram.warnings import PTBDeprecationWarning
 
+from channels.telegram._rate import Rate, RateWindow
+from channels.telegram._refusals import DeliveryError, MessageGone, edit_impossible, retry_after_seconds
 from channels.telegram.aiohttp_request import request_maybe_taken, request_not_sent
 from channels.telegram.format import MAX_MESSAGE_LENGTH, html_to_plain, split_message, to_telegram_html
 from ops.aio import KeyedLocks, wait_event
 from ops.backoff import Backoff, Clock, Sleep
 
-__all__ = ["DeliveryError", "Rate", "TelegramSender", "retry_after_seconds"]
+__all__ = ["DeliveryError", "Rate", "TelegramSender", "edit_impossible", "retry_after_seconds"]
 
 log = structlog.get_logger(__name__)
 
@@ -52,59 +49,14 @@ log = structlog.get_logger(__name__)
 # failure (connecting, the pool, an HTTP error status) certainly left it untaken.
 
 
-class DeliveryError(Exception):
-    """A message could not be delivered for a permanent reason (bot blocked, chat not found, ...).
-
-    `chat_id` is the chat; `reason` is Telegram's description, for the log (never for the user).
-    Transient failures (flood control, network) are retried, never raised.
-    """
-
-    def __init__(self, chat_id: int, reason: str) -> None:
-        super().__init__(f"cannot deliver to chat {chat_id}: {reason}")
-        self.chat_id = chat_id
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """At most `count` messages in any `period_s` seconds."""
-
-    count: int
-    period_s: float
-
-
-class _Window:
-    """A sliding-window limiter; waiters go through in arrival order."""
-
-    def __init__(self, rate: Rate, clock: Clock, sleep: Sleep) -> None:
-        self._rate = rate
-        self._clock = clock
-        self._sleep = sleep
-        self._times: deque[float] = deque()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        """Wait until one more message fits in the window, and count it."""
-        async with self._lock:
-            while True:
-                now = self._clock()
-                while self._times and now - self._times[0] >= self._rate.period_s:
-                    self._times.popleft()
-                if len(self._times) < self._rate.count:
-                    self._times.append(now)
-                    return
-                await self._sleep(self._times[0] + self._rate.period_s - now)
-
-    def idle(self) -> bool:
-        """True if nothing in the window still counts (it can be forgotten)."""
-        now = self._clock()
-        return not self._lock.locked() and all(now - t >= self._rate.period_s for t in self._times)
+TELEGRAM_OVERALL_RATE = Rate(30, 1.0)
+TELEGRAM_GROUP_RATE = Rate(20, 60.0)
 
 
 class TelegramSender:
     """Sends replies to chats: Markdown -> HTML chunks, in order, with per-chat flood control.
 
-    `max_concurrent_sends` should equal the connection pool size of the Bot's HTTPXRequest.
+    `max_concurrent_sends` should equal the connection pool size of the Bot's request (AiohttpRequest).
     `backoff` paces retries after network errors and honours Telegram's `retry_after`; its delays
     are waited out through `sleep`. `on_retry(wait_s, reason)` hears of every retry (for metrics).
     `overall_rate` paces all chats together (None: no proactive overall pacing, only Telegram's
@@ -122,8 +74,8 @@ class TelegramSender:
         bot: Bot,
         backoff: Backoff,
         *,
-        overall_rate: Rate | None = Rate(30, 1.0),
-        group_rate: Rate = Rate(20, 60.0),
+        overall_rate: Rate | None = TELEGRAM_OVERALL_RATE,
+        group_rate: Rate = TELEGRAM_GROUP_RATE,
         max_concurrent_sends: int = 32,
         typing_interval_s: float = 4.0,
         typing_delay_s: float = 0.0,
@@ -142,13 +94,13 @@ class TelegramSender:
         self._typing_delay_s = typing_delay_s
         self._clock = clock
         self._sleep = sleep
-        self._overall = _Window(overall_rate, clock, sleep) if overall_rate is not None else None
+        self._overall = RateWindow(overall_rate, clock, sleep) if overall_rate is not None else None
         # Requests beyond the HTTP pool's size would fail with a pool timeout after waiting for a
         # connection; queueing them here instead keeps hundreds of chats from retrying in lockstep.
         self._in_flight = asyncio.Semaphore(max_concurrent_sends)
         self._typing_in_flight = asyncio.Semaphore(typing_connections) if typing_bot is not None else self._in_flight
         self._typing: set[asyncio.Task[None]] = set()
-        self._groups: dict[int, _Window] = {}
+        self._groups: dict[int, RateWindow] = {}
         # One lock per chat, so chunks of two replies to a chat never interleave.
         self._chats: KeyedLocks[int] = KeyedLocks()
 
@@ -171,6 +123,19 @@ class TelegramSender:
         if not chunks:
             log.warning("telegram_empty_reply", chat_id=chat_id)
             return []
+        return await self.send_chunks(
+            chat_id, chunks, message_thread_id=message_thread_id, reply_to_message_id=reply_to_message_id
+        )
+
+    async def send_chunks(
+        self,
+        chat_id: int,
+        chunks: Sequence[str],
+        *,
+        message_thread_id: int | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> list[int]:
+        """Send chunks of Telegram HTML (from `split_message`) as messages, in order, as `send_text` does."""
         async with self._chats.hold(chat_id):
             ids: list[int] = []
             for index, chunk in enumerate(chunks):
@@ -305,17 +270,63 @@ class TelegramSender:
             messages.extend(await self._deliver(chat_id, part, call))
         return messages
 
+    async def edit_text(self, chat_id: int, message_id: int, html: str) -> bool:
+        """Replace the text of one of the bot's messages (a preview, with the answer), retried and paced
+        like a send; HTML Telegram refuses goes plain. An unchanged text counts as done. False if the
+        message can no longer take it (deleted, too old, too long as Telegram counts): send it anew.
+        Raises DeliveryError like `send_text`."""
+
+        async def edit(text: str, parse_mode: str | None) -> list[Message]:
+            if chat_id < 0:
+                await self._group_window(chat_id).acquire()
+            try:
+                async with self._in_flight:
+                    await self._bot.edit_message_text(text, chat_id, message_id, parse_mode=parse_mode)
+            except BadRequest as exc:
+                if "message is not modified" in exc.message.lower():
+                    return []
+                if edit_impossible(exc):
+                    raise MessageGone from exc
+                raise
+            return []
+
+        try:
+            async with self._chats.hold(chat_id):
+                await self._deliver(chat_id, html, edit)
+        except MessageGone:
+            log.info("telegram_edit_impossible", chat_id=chat_id, message_id=message_id)
+            return False
+        return True
+
+    async def delete_message(self, chat_id: int, message_id: int) -> None:
+        """Delete one of the bot's messages (a preview the answer no longer needs). Best effort:
+        failures are logged, never raised."""
+        try:
+            async with self._in_flight:
+                await self._bot.delete_message(chat_id, message_id)
+        except TelegramError as exc:
+            log.info("telegram_delete_failed", chat_id=chat_id, message_id=message_id, error=exc.message)
+
+    def preview_room(self, chat_id: int, *, reserve: int = 3) -> bool:
+        """Count one preview request (a draft, or a preview message or its edit) in the chat's rate
+        window (and the overall one) if it fits now with `reserve` places left for answers; False,
+        counting nothing, if not. Previews go on connections of their own (TelegramStreams), so this
+        is all they take from answers."""
+        if chat_id < 0 and not self._group_window(chat_id).try_acquire(reserve):
+            return False
+        return self._overall is None or self._overall.try_acquire(reserve)
+
     def _report_retry(self, wait_s: float, reason: str) -> None:
         if self._on_retry is not None:
             self._on_retry(wait_s, reason)
 
-    def _group_window(self, chat_id: int) -> _Window:
+    def _group_window(self, chat_id: int) -> RateWindow:
         window = self._groups.get(chat_id)
         if window is None:
             if len(self._groups) >= 1024:
                 # Forget groups whose window is empty, so thousands of groups do not pile up.
                 self._groups = {key: value for key, value in self._groups.items() if not value.idle()}
-            window = self._groups[chat_id] = _Window(self._group_rate, self._clock, self._sleep)
+            window = self._groups[chat_id] = RateWindow(self._group_rate, self._clock, self._sleep)
         return window
 
     # -- typing ------------------------------------------------------------------------------------
@@ -376,15 +387,3 @@ class TelegramSender:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-
-
-def retry_after_seconds(exc: RetryAfter) -> float:
-    """The seconds Telegram asks us to wait: `RetryAfter.retry_after` is an int, or a timedelta
-    with PTB_TIMEDELTA set."""
-    with warnings.catch_warnings():
-        # Reading it as an int is deprecated in PTB 22.2+; both forms are handled here.
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
-    if isinstance(value, dtm.timedelta):
-        return value.total_seconds()
-    return float(value)

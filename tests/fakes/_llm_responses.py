@@ -95,6 +95,7 @@ async def _respond(
         wait = first + (written / rate if rate > 0 else 0.0)
         if wait > 0:
             await asyncio.sleep(wait)
+        request.first_text_at = request.last_text_at = time.monotonic()
         if request.provider == "openai":
             body = _openai_completion(model, text, calls, usage)
         else:
@@ -107,7 +108,7 @@ async def _respond(
         events = _openai_events(model, text, calls, usage, include_usage)
     else:
         events = _anthropic_events(model, text, calls, usage)
-    return await _stream(http, events, spec if isinstance(spec, Malformed) else None, pace, keepalive)
+    return await _stream(http, events, spec if isinstance(spec, Malformed) else None, pace, keepalive, request)
 
 
 async def _kept_alive(
@@ -313,7 +314,12 @@ def _anthropic_events(
 
 
 async def _stream(
-    http: web.Request, events: list[Event], broken: Malformed | None, pace: tuple[float, float], keepalive: float = 0.0
+    http: web.Request,
+    events: list[Event],
+    broken: Malformed | None,
+    pace: tuple[float, float],
+    keepalive: float = 0.0,
+    request: FakeLLMRequest | None = None,
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         status=200, headers={"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
@@ -338,6 +344,9 @@ async def _stream(
                 await asyncio.sleep(wait)
             written += chars
         await response.write(chunk.encode())
+        if chars is not None and request is not None:
+            request.last_text_at = time.monotonic()
+            request.first_text_at = request.first_text_at or request.last_text_at
     if broken is not None and broken.kind == "disconnect":
         assert http.transport is not None
         http.transport.abort()

@@ -85,6 +85,10 @@ class FakeLLMRequest:
     """Images the request carried (checked, decoded), in order."""
     usage: FakeUsage | None = None
     """The usage the server reported (None if the request was refused)."""
+    first_text_at: float | None = None
+    """`time.monotonic()` when the answer's first text went out (streamed: its first delta)."""
+    last_text_at: float | None = None
+    """... and its last text (streamed: the last delta; whole: the answer)."""
 
     @property
     def stream(self) -> bool:
@@ -117,10 +121,14 @@ class FakeLLMRequest:
 
     @property
     def last_user_text(self) -> str:
-        """The text of the last user message that has text."""
+        """The text of the last user message that has text: what the user wrote, without the
+        `<instructions>` block a client adds after the history for prompt caching (Anthropic)."""
         for message in reversed(self.messages):
             if message.get("role") == "user":
-                text = _content_text(message.get("content"))
+                content = message.get("content")
+                if isinstance(content, list):
+                    content = [b for b in content if not str(b.get("text", "")).startswith("<instructions>")]
+                text = _content_text(content)
                 if text:
                     return text
         return ""
@@ -131,6 +139,9 @@ class FakeLLMRequest:
         messages = self.messages
         if self.provider == "openai":
             results: list[FakeToolResult] = []
+            # Instructions after the history (a system message at the end) do not answer the tools.
+            while messages and messages[-1].get("role") in ("system", "developer"):
+                messages = messages[:-1]
             for message in reversed(messages):
                 if message.get("role") != "tool":
                     break

@@ -6,6 +6,9 @@ non-zero draft_id, text of 0-4096 characters after entity parsing (empty shows T
 "Thinking..." placeholder), HTML checked like sendMessage. `refuse_drafts()` makes the method
 answer 400 for a chat or for all, to test fallbacks.
 
+deleteMessage deletes a bot's message (`deleted`); `chat_view` is what a chat shows now: the bot's
+messages as last edited, deleted ones left out.
+
 Files: sendVoice takes Ogg Opus (checked page by page), MP3 or M4A, as Telegram documents;
 sendPhoto an image Pillow can decode within Telegram's photo limits; sendDocument and sendAudio
 any bytes up to 50 MB. The bytes are recorded (`sent_files`, `voices`) and registered, so the
@@ -98,6 +101,7 @@ class OutboundMixin:
     """sendMessageDraft, sendVoice, sendAudio, sendPhoto, sendDocument for FakeTelegramServer."""
 
     def _init_outbound(self) -> None:
+        self._deleted: list[tuple[int | str, int]] = []
         self._drafts: list[Draft] = []
         self._sent_files: list[SentFile] = []
         self._draft_refusals: dict[int | None, str] = {}
@@ -149,6 +153,32 @@ class OutboundMixin:
         thread = optional_int(params.get("message_thread_id"), "message_thread_id")
         with self._lock:
             self._drafts.append(Draft(chat_id, draft_id, text, parse_mode, thread, time.monotonic(), visible))
+            self._notify()
+        return True
+
+    # -- what a chat shows ---------------------------------------------------------------------------
+
+    def deleted(self: FakeTelegramServer, chat_id: int | None = None) -> list[int]:
+        """Ids of the bot's messages deleted (in one chat, if given), in order."""
+        with self._lock:
+            return [message_id for chat, message_id in self._deleted if chat_id is None or chat == chat_id]
+
+    def chat_view(self: FakeTelegramServer, chat_id: int) -> list[str]:
+        """The texts (as sent, after their edits) of the bot's text messages a chat shows now, in order:
+        what a user reading the chat sees, deleted messages left out."""
+        with self._lock:
+            ids = [m.message_id for m in self._state.sent if m.chat_id == chat_id]
+            return [self._state.current_text[(chat_id, i)][0] for i in ids if (chat_id, i) in self._state.current_text]
+
+    async def _m_deleteMessage(self: FakeTelegramServer, params: dict[str, Any]) -> Any:
+        chat_id = self._check_chat(params)
+        message_id = optional_int(params.get("message_id"), "message_id")
+        with self._lock:
+            key = (chat_id, message_id or 0)
+            if key not in self._state.current_text:
+                raise ApiError(400, "Bad Request: message to delete not found")
+            del self._state.current_text[key]
+            self._deleted.append(key)
             self._notify()
         return True
 

@@ -99,6 +99,8 @@ class FakeLLMServer(SpeechMixin):
         """The prompt cache (`prompt_cache.enabled = False` for a run without caching; `clear()`)."""
         self.on_request: Callable[[FakeLLMRequest], None] | None = None
         """Run in the server thread as each request arrives, before it is answered."""
+        self.on_answered: Callable[[FakeLLMRequest], None] | None = None
+        """Run in the server thread once an answer was written (`first_text_at`/`last_text_at` set)."""
         self.requests: list[FakeLLMRequest] = []
         self.handler_errors: list[BaseException] = []
         self._script: collections.deque[ResponseSpec] = collections.deque()
@@ -287,7 +289,10 @@ class FakeLLMServer(SpeechMixin):
             written = 0 if provider == "openai" else written
             uncached = request.usage.uncached_input if request.usage is not None else 1
             request.usage = FakeUsage(uncached + read + written, 0, read, written)
-        return await _respond(http, request, spec, self._pace(spec))
+        response = await _respond(http, request, spec, self._pace(spec))
+        if self.on_answered is not None:
+            self.on_answered(request)
+        return response
 
     def _inspect(self, request: FakeLLMRequest) -> Rejection | None:
         return inspect(
