@@ -1,0 +1,83 @@
+"""What starts once the gateway serves: MCP servers (their tools appearing as they connect) and the
+model SDK's import, never before the first poll, and not at all in a process that runs no turns."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from actors.supervisor import Supervisor
+from app.late_start import DeferredToolbox, LateStart
+from conf.settings import BackoffSettings, LLMSettings
+from llm import ToolResult, ToolSpec
+from ops.backoff import Backoff
+from tests.mcp_helpers import stdio_settings
+
+FAST = Backoff(BackoffSettings(initial_seconds=0.05, max_seconds=0.2, multiplier=2, jitter_seconds=0))
+
+
+class OneTool:
+    """A toolbox with one tool that answers with its arguments."""
+
+    def specs(self) -> Sequence[ToolSpec]:
+        return [ToolSpec(name="box__echo", description="echo", parameters={"type": "object"})]
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> ToolResult:
+        return ToolResult(f"{name}: {dict(arguments)}")
+
+
+@asynccontextmanager
+async def root() -> AsyncIterator[Supervisor]:
+    supervisor = Supervisor("root", backoff=FAST, max_restarts=5, window_seconds=60)
+    try:
+        yield supervisor
+    finally:
+        await supervisor.stop(5)
+
+
+async def test_a_deferred_toolbox_has_no_tools_until_one_is_attached() -> None:
+    toolbox = DeferredToolbox()
+    assert list(toolbox.specs()) == []
+    early = await toolbox.call("box__echo", {"x": 1})
+    assert early.is_error
+    toolbox.attach(OneTool())
+    assert [spec.name for spec in toolbox.specs()] == ["box__echo"]
+    assert (await toolbox.call("box__echo", {"x": 1})).content == "box__echo: {'x': 1}"
+
+
+async def test_mcp_servers_start_only_once_the_gateway_serves_and_their_tools_appear() -> None:
+    serving = asyncio.Event()
+    async with root() as supervisor:
+        late = LateStart(LLMSettings(), {"fake": stdio_settings()}, FAST, supervisor, grace_seconds=60)
+        task = asyncio.create_task(late.run(serving), name="late-start")
+        await asyncio.sleep(0.05)
+        assert not late.done.is_set()
+        assert late.actors == {}
+        assert list(late.toolbox.specs()) == []
+        serving.set()
+        await asyncio.wait_for(late.done.wait(), 30)
+        connection = late.actors["fake"].connection
+        await asyncio.wait_for(connection.wait_until(lambda c: bool(c.tools())), 20)
+        assert any(spec.name.startswith("fake__") for spec in late.toolbox.specs())
+        await task
+
+
+async def test_without_a_first_poll_the_servers_start_after_the_grace_period() -> None:
+    async with root() as supervisor:
+        late = LateStart(LLMSettings(), {"fake": stdio_settings()}, FAST, supervisor, grace_seconds=0.05)
+        await asyncio.wait_for(late.run(asyncio.Event()), 30)
+        assert set(late.actors) == {"fake"}
+        # Connected before the supervisor stops it (a stop in the middle of the handshake is
+        # the connection's own business, tested with it).
+        await asyncio.wait_for(late.actors["fake"].connection.wait_until(lambda c: bool(c.tools())), 20)
+
+
+async def test_a_process_that_runs_no_turns_starts_nothing() -> None:
+    async with root() as supervisor:
+        late = LateStart(None, {}, FAST, supervisor)
+        await asyncio.wait_for(late.run(None), 5)
+        assert late.done.is_set()
+        assert late.actors == {}
+        assert list(late.toolbox.specs()) == []
