@@ -258,8 +258,19 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
         return True
 
     async def _advance_many(self, claims: Sequence[Claim]) -> list[bool]:
-        """The claims at once, each its own conditional update."""
-        return list(await asyncio.gather(*(self._advance(*claim) for claim in claims)))
+        """The claims at once, each its own conditional update; claims of one reminder one after
+        another, in order, so they are answered as one by one would (the first of two equal ones wins)."""
+        by_reminder: dict[tuple[str, str], list[int]] = {}
+        for index, claim in enumerate(claims):
+            by_reminder.setdefault((claim.conversation_id, claim.reminder_id), []).append(index)
+        won = [False] * len(claims)
+
+        async def claim_in_turn(indexes: list[int]) -> None:
+            for index in indexes:
+                won[index] = await self._advance(*claims[index])
+
+        await asyncio.gather(*(claim_in_turn(indexes) for indexes in by_reminder.values()))
+        return won
 
     async def confirm_many(self, firings: Sequence[tuple[str, str, str]]) -> list[bool]:
         """The confirmations at once, each its own conditional update."""
