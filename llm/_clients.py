@@ -3,11 +3,12 @@ no one HTTP connection pool grows large, error translation, one request path pla
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ssl
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import aclosing, contextmanager, suppress
 from types import ModuleType
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -37,6 +38,18 @@ sixteen clients measured the same CPU per request as one at 300 in flight, so on
 SHARD_LIMITS = httpx2.Limits(max_connections=1000, keepalive_expiry=5.0)
 """Up to 1,000 connections; an idle one is closed after 5 s, so the sockets and buffers of a burst
 are not held for nothing (aiohttp keeps idle connections up to the limit until they expire)."""
+
+
+DRAIN_SECONDS = 0.1
+"""How long the rest of a body is read after the stream said it is over, as the SDKs do: a body read
+to its end leaves its connection to the next request, a body cut short closes it."""
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    with suppress(TimeoutError, httpx2.TransportError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in chunks:
+                pass
 
 
 class _Closable(Protocol):
@@ -231,6 +244,7 @@ class SdkChatModel(ABC):
                     if text and on_delta is not None:
                         on_delta(text)
                     if accumulator.done:
+                        await _drain(chunks)
                         return
             self._take(accumulator, decoder.finish())
         # Translated as the SDKs' own stream readers translate them.

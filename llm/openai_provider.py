@@ -112,6 +112,8 @@ class _StreamAccumulator:
 
     def add(self, event: str, data: str) -> str:
         """Take one event (a chunk's JSON, or `[DONE]`); return its text delta."""
+        if self.done:  # what follows `[DONE]` is not read (the SDK stops there too)
+            return ""
         if data.startswith("[DONE]"):
             self.done = True
             return ""
