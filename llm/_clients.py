@@ -3,17 +3,19 @@ no one HTTP connection pool grows large, error translation, one request path pla
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ssl
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import aclosing, contextmanager, suppress
 from types import ModuleType
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import httpx2
 
 from llm._errors import sdk_errors, translate_sdk_error, unavailable
+from llm._sse import SseDecoder
 from llm.base import DeltaCallback, LLMError, ModelReply, ModelRequest
 
 __all__ = [
@@ -21,7 +23,6 @@ __all__ = [
     "SHAPE_ERRORS",
     "SHARD_LIMITS",
     "ClientShards",
-    "RawEvent",
     "SdkChatModel",
     "StreamAccumulator",
     "request_options",
@@ -37,6 +38,18 @@ sixteen clients measured the same CPU per request as one at 300 in flight, so on
 SHARD_LIMITS = httpx2.Limits(max_connections=1000, keepalive_expiry=5.0)
 """Up to 1,000 connections; an idle one is closed after 5 s, so the sockets and buffers of a burst
 are not held for nothing (aiohttp keeps idle connections up to the limit until they expire)."""
+
+
+DRAIN_SECONDS = 0.1
+"""How long the rest of a body is read after the stream said it is over, as the SDKs do: a body read
+to its end leaves its connection to the next request, a body cut short closes it."""
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    with suppress(TimeoutError, httpx2.TransportError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in chunks:
+                pass
 
 
 class _Closable(Protocol):
@@ -91,33 +104,15 @@ SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError)
 as these when we read it; only our reading of a response is guarded by them."""
 
 
-class RawEvent:
-    """A streamed event's JSON, read like the SDKs' models (attributes; None where a key is missing)
-    without building them: the SDKs construct a pydantic model per event at ~60 µs (~300 µs on a busy
-    machine), a hundred times what a streamed answer costs otherwise; reading the JSON costs ~1 µs."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self._data = data
-
-    def __getattr__(self, name: str) -> Any:
-        return _raw(self._data.get(name))
-
-
-def _raw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return RawEvent(value)
-    if isinstance(value, list):
-        return [_raw(item) for item in value]
-    return value
-
-
 class StreamAccumulator(Protocol):
-    """Assembles one streamed response from its events (RawEvent: read as the SDK's event types)."""
+    """Assembles one streamed response from its server-sent events (llm._sse), read as JSON as they
+    come: the SDKs would build a pydantic model per event at ~60 µs (~300 µs on a busy machine)."""
 
-    def add(self, event: Any) -> str:
-        """Take one event; return its text delta ("" for none)."""
+    done: bool
+    """The stream said it is over (OpenAI's `[DONE]`): nothing after it is read."""
+
+    def add(self, event: str, data: str) -> str:
+        """Take one event (its name, "" for none, and its data); return its text delta ("" for none)."""
         ...
 
     def reply(self) -> ModelReply:
@@ -216,8 +211,8 @@ class SdkChatModel(ABC):
     async def _post_streaming(
         self, body: Mapping[str, Any], options: Mapping[str, Any], on_delta: DeltaCallback | None
     ) -> ModelReply:
-        """A streamed request (see `_post_once`): each event goes to the accumulator as a RawEvent
-        (the SDK hands over its JSON as is), and its text delta on to `on_delta`."""
+        """A streamed request (see `_post_once`). The SDK sends it and checks its status; its body is
+        read here (llm._sse), and the text of all the events of one read goes to `on_delta` at once."""
         accumulator = self.accumulator()
         with self._clients.use() as client:
             stream = await client.post(
@@ -228,18 +223,42 @@ class SdkChatModel(ABC):
                 stream=True,
                 stream_cls=self.sdk.AsyncStream[object],
             )
-            async with stream:
-                async for event in stream:
-                    try:
-                        text = accumulator.add(RawEvent(event))
-                    except SHAPE_ERRORS as exc:
-                        raise unavailable(self.provider, "malformed stream event") from exc
-                    if text and on_delta is not None:
-                        on_delta(text)
+            response: httpx2.Response = stream.response
+            try:
+                await self._read_events(response, accumulator, on_delta)
+            finally:
+                await response.aclose()
         try:
             return accumulator.reply()
         except SHAPE_ERRORS as exc:
             raise unavailable(self.provider, "malformed response") from exc
+
+    async def _read_events(
+        self, response: httpx2.Response, accumulator: StreamAccumulator, on_delta: DeltaCallback | None
+    ) -> None:
+        decoder = SseDecoder()
+        try:
+            async with aclosing(response.aiter_bytes()) as chunks:
+                async for chunk in chunks:
+                    text = self._take(accumulator, decoder.feed(chunk))
+                    if text and on_delta is not None:
+                        on_delta(text)
+                    if accumulator.done:
+                        await _drain(chunks)
+                        return
+            self._take(accumulator, decoder.finish())
+        # Translated as the SDKs' own stream readers translate them.
+        except httpx2.TimeoutException as exc:
+            raise unavailable(self.provider, "request timed out") from exc
+        except (httpx2.RequestError, ssl.SSLError) as exc:
+            raise unavailable(self.provider, "connection failed") from exc
+
+    def _take(self, accumulator: StreamAccumulator, events: list[tuple[str, str]]) -> str:
+        """The events of one read into the accumulator; their text deltas joined."""
+        try:
+            return "".join([accumulator.add(event, data) for event, data in events])
+        except SHAPE_ERRORS as exc:
+            raise unavailable(self.provider, "malformed stream event") from exc
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""

@@ -82,6 +82,13 @@ def _usage(usage: Any) -> Usage:
     return Usage((usage.input_tokens or 0) + read + written, usage.output_tokens or 0, read, written)
 
 
+def _json_usage(usage: dict[str, Any]) -> Usage:
+    """`_usage` of a streamed event's JSON."""
+    read = usage.get("cache_read_input_tokens") or 0
+    written = usage.get("cache_creation_input_tokens") or 0
+    return Usage((usage.get("input_tokens") or 0) + read + written, usage.get("output_tokens") or 0, read, written)
+
+
 @dataclass(slots=True)
 class _Block:
     type: str
@@ -101,34 +108,45 @@ class _StreamAccumulator:
     stop_reason: str = ""
     usage: Usage = field(default_factory=Usage)
     stopped: bool = False
+    done: bool = False  # read to the end of the body, as the SDK does
 
-    def add(self, event: Any) -> str:
-        """Take one event; return its text delta."""
-        kind = event.type
-        if kind == "message_start":
-            self.usage = _usage(event.message.usage)
+    def add(self, event: str, data: str) -> str:
+        """Take one event; return its text delta. As the SDK reads them: `ping`s, events without a
+        name and events without data are skipped, and an `error` event fails the request."""
+        if event == "error":
+            # Typically overloaded_error inside a 200 stream: worth another try.
+            raise unavailable(_PROVIDER, "error event during streaming")
+        if not event or event == "ping" or not data:
+            return ""
+        payload = json.loads(data)
+        kind = payload.get("type")
+        if kind == "content_block_delta":
+            current = self.blocks[payload.get("index")]
+            delta = payload["delta"]
+            delta_type = delta.get("type")
+            if delta_type == "text_delta":
+                current.text.append(delta.get("text"))
+                return str(delta.get("text"))
+            if delta_type == "input_json_delta":
+                current.json_parts.append(delta.get("partial_json"))
+        elif kind == "message_start":
+            self.usage = _json_usage(payload["message"]["usage"])
         elif kind == "content_block_start":
-            block = event.content_block
-            self.blocks[event.index] = _Block(
-                type=block.type,
-                text=[block.text] if block.type == "text" and block.text else [],
-                id=getattr(block, "id", None) or "",
-                name=getattr(block, "name", None) or "",
-                input=getattr(block, "input", None),
+            block = payload["content_block"]
+            block_type = block.get("type")
+            self.blocks[payload.get("index")] = _Block(
+                type=block_type,
+                text=[block["text"]] if block_type == "text" and block.get("text") else [],
+                id=block.get("id") or "",
+                name=block.get("name") or "",
+                input=block.get("input"),
             )
-        elif kind == "content_block_delta":
-            current = self.blocks[event.index]
-            delta = event.delta
-            if delta.type == "text_delta":
-                current.text.append(delta.text)
-                return str(delta.text)
-            if delta.type == "input_json_delta":
-                current.json_parts.append(delta.partial_json)
         elif kind == "message_delta":
-            self.stop_reason = event.delta.stop_reason or self.stop_reason
-            if event.usage is not None:
+            self.stop_reason = payload["delta"].get("stop_reason") or self.stop_reason
+            usage = payload.get("usage")
+            if usage is not None:
                 # message_start counted the input; this event carries the output so far.
-                self.usage = dataclasses.replace(self.usage, output_tokens=event.usage.output_tokens or 0)
+                self.usage = dataclasses.replace(self.usage, output_tokens=usage.get("output_tokens") or 0)
         elif kind == "message_stop":
             self.stopped = True
         return ""

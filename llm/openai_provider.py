@@ -85,6 +85,13 @@ def _usage(usage: Any) -> Usage:
     return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, cache_read_tokens=cached)
 
 
+def _json_usage(usage: dict[str, Any]) -> Usage:
+    """`_usage` of a streamed chunk's JSON."""
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") or 0
+    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0, cache_read_tokens=cached)
+
+
 @dataclass(slots=True)
 class _PartialCall:
     id: str = ""
@@ -98,35 +105,53 @@ class _StreamAccumulator:
 
     model: str
     text: list[str] = field(default_factory=list)
-    calls: dict[int, _PartialCall] = field(default_factory=dict)
+    calls: dict[Any, _PartialCall] = field(default_factory=dict)  # by index (None: a server left it out)
     finish_reason: str = ""
     usage: Usage = field(default_factory=Usage)
+    done: bool = False
 
-    def add(self, chunk: Any) -> str:
-        """Take one chunk; return its text delta."""
-        if chunk.usage is not None:
-            self.usage = _usage(chunk.usage)
-        if not chunk.choices:
+    def add(self, event: str, data: str) -> str:
+        """Take one event (a chunk's JSON, or `[DONE]`); return its text delta."""
+        if self.done:  # what follows `[DONE]` is not read (the SDK stops there too)
             return ""
-        choice = chunk.choices[0]
-        if choice.finish_reason:
-            self.finish_reason = choice.finish_reason
-        delta = choice.delta
+        if data.startswith("[DONE]"):
+            self.done = True
+            return ""
+        chunk = json.loads(data)
+        if isinstance(chunk, dict) and chunk.get("error"):
+            raise unavailable(_PROVIDER, "error during streaming")
+        usage = chunk.get("usage")
+        if usage is not None:
+            self.usage = _json_usage(usage)
+        choices = chunk.get("choices")
+        if not choices:
+            return ""
+        choice = choices[0]
+        finish_reason = choice.get("finish_reason")
+        if finish_reason:
+            self.finish_reason = finish_reason
+        delta = choice.get("delta")
         if delta is None:
             return ""
-        for piece in delta.tool_calls or ():
-            call = self.calls.setdefault(piece.index, _PartialCall())
-            if piece.id:
-                call.id = piece.id
-            if piece.function is not None:
-                if piece.function.name:
-                    call.name += piece.function.name
-                if piece.function.arguments:
-                    call.arguments.append(piece.function.arguments)
-        text: str = delta.content or ""
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            self._add_calls(tool_calls)
+        text: str = delta.get("content") or ""
         if text:
             self.text.append(text)
         return text
+
+    def _add_calls(self, pieces: list[dict[str, Any]]) -> None:
+        for piece in pieces:
+            call = self.calls.setdefault(piece.get("index"), _PartialCall())
+            if piece.get("id"):
+                call.id = piece["id"]
+            function = piece.get("function")
+            if function is not None:
+                if function.get("name"):
+                    call.name += function["name"]
+                if function.get("arguments"):
+                    call.arguments.append(function["arguments"])
 
     def reply(self) -> ModelReply:
         """The assembled reply; a stream that ended without a finish reason was cut off."""

@@ -72,13 +72,14 @@ async def test_a_plain_answer_comes_back_with_the_system_prompt_sent_first(llm: 
     assert "tools" not in request.json
 
 
-async def test_streaming_passes_each_text_delta_in_order(llm: FakeLLMServer) -> None:
-    llm.script(Reply("one two three four"))
+async def test_streaming_passes_the_text_in_order_as_it_arrives(llm: FakeLLMServer) -> None:
+    # Paced: the words arrive in separate reads, and each read's text is one delta.
+    llm.script(Reply("one two three four", chars_per_second=1000))
     deltas: list[str] = []
     model = raw_model(llm)
     reply = await model.complete(ModelRequest("", USER, on_delta=deltas.append))
     await model.aclose()
-    assert len(deltas) == 4
+    assert len(deltas) > 1
     assert "".join(deltas) == reply.text == "one two three four"
 
 
