@@ -50,10 +50,13 @@ class RetryingChatModel:
         a `request.timeout` shorter than the budget is this call's budget (what is left of a turn's
         deadline, say), so the caller hears LLMUnavailable before its deadline passes."""
         budget = self._budget_seconds if request.timeout is None else min(self._budget_seconds, request.timeout)
+        # Under a caller's deadline, no retry starts in its last stretch: a failing model is then told
+        # as unavailable before the deadline passes, not as a turn that ran out of time.
+        margin = 0.0 if request.timeout is None else min(_MIN_ATTEMPT_SECONDS, budget / 4)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(LLMUnavailable),
             wait=self._wait,
-            stop=stop_before_delay(budget),
+            stop=stop_before_delay(budget - margin),
             before_sleep=_log_retry,
             reraise=True,
         )
