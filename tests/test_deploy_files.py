@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -126,9 +125,25 @@ def test_ci_runs_the_readme_test_command_verbatim_then_lint_and_types() -> None:
     assert ci.rstrip().endswith('exit "$status"')
 
 
-async def test_tests_run_in_asyncio_debug_mode() -> None:
-    # pyproject.toml's asyncio_debug: never-awaited coroutines and slow callbacks are reported.
-    assert asyncio.get_running_loop().get_debug()
+def test_a_coroutine_never_awaited_fails_the_test_that_left_it(tmp_path: Path) -> None:
+    # Without asyncio's debug mode (off by default: see pyproject.toml), the warning of a coroutine
+    # never awaited is still an error, so the test that caused it fails: our warnings are errors...
+    assert re.search(r'filterwarnings = \[\s*"error",', (ROOT / "pyproject.toml").read_text())
+    # ...and with warnings as errors, pytest fails a test that left a coroutine unawaited.
+    (tmp_path / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n")
+    (tmp_path / "test_forgets.py").write_text(
+        "import asyncio, gc\n\ndef test_forgets():\n    asyncio.sleep(0)\n    gc.collect()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:asyncio", "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+    assert "was never awaited" in result.stdout
 
 
 # ---- docker-compose ----
