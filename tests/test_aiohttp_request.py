@@ -64,7 +64,7 @@ async def test_flood_control_is_retry_after_with_its_seconds(tg: FakeTelegramSer
 
 
 async def test_a_slow_answer_is_a_timeout_telegram_may_have_taken(tg: FakeTelegramServer) -> None:
-    tg.send_latency = 0.5
+    tg.send_latency = 3.0  # far past the timeout, even for a test process short of CPU
     async with _bot(tg, AiohttpRequest(read_timeout=0.05)) as bot:
         with pytest.raises(TimedOut) as caught:
             await bot.send_message(1, "hi")
@@ -73,7 +73,7 @@ async def test_a_slow_answer_is_a_timeout_telegram_may_have_taken(tg: FakeTelegr
 
 
 async def test_a_busy_pool_is_a_timeout_that_sent_nothing(tg: FakeTelegramServer) -> None:
-    tg.send_latency = 0.3
+    tg.send_latency = 2.0
     async with _bot(tg, AiohttpRequest(connection_pool_size=1, pool_timeout=0.02)) as bot:
         results = await asyncio.gather(
             bot.send_message(1, "first"), bot.send_message(2, "second"), return_exceptions=True
