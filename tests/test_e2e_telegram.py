@@ -12,9 +12,9 @@ import pytest
 from actors import texts
 from channels.telegram.format import split_message, to_telegram_html
 from tests.e2e_support import assistant_env, fast_settings, running
-from tests.test_e2e_gateway_faults import with_changes
 from tests.fakes.llm_server import Fail, FakeLLMRequest, FakeLLMServer, Reply
 from tests.fakes.telegram_server import FakeTelegramServer
+from tests.test_e2e_gateway_faults import with_changes
 
 
 @pytest.fixture
