@@ -153,6 +153,8 @@ class TurnOutput:
         async def recording(item: TurnRecord) -> None:
             if isinstance(item, AssistantRecord) and item.tool_calls:
                 self.tool_boundary(item.text)
+            elif isinstance(item, AssistantRecord) and self.stream is not None:
+                self.stream.answered()  # the answer: recorded, then delivered; no preview meanwhile
             await write_through(record(item))
 
         return recording

@@ -23,7 +23,7 @@ from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply,
 from actors.runtime import Actor
 from actors.summaries import Summariser
 from actors.turn_setup import TurnSetup, turn_context
-from actors.usage import BudgetExhausted
+from actors.usage import BudgetExhausted, MeteredModel
 from llm import (
     AssistantRecord,
     ChatModel,
@@ -299,6 +299,8 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         try:
             async with self._channel.typing(message.target):
                 prepared = await self._setup.prepare(self.conversation_id, message)
+                if isinstance(model, MeteredModel):
+                    model.know_zone(prepared.context.zone)
                 context = output.context(self._turn_context(message, prepared.instructions))
                 history, recording = self._history.records(), output.recorder(record)
                 turn = run_turn(model, prepared.toolbox, context, history=history, record=recording)

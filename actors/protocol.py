@@ -144,6 +144,11 @@ class ReplyStream(Protocol):
         """The model called tools, which may take a while: show what it wrote so far now."""
         ...
 
+    def answered(self) -> None:
+        """The model has written its whole answer, which `finish` delivers next: no preview is worth
+        sending now (one in flight finishes). Never blocks or raises."""
+        ...
+
     def finish(self, reply: Reply) -> Awaitable[None]:
         """Deliver the finished reply (or a notice) in place of the preview, as `ReplyChannel.deliver`
         would (split, formatted); raises DeliveryFailed like it. Ends the preview."""

@@ -75,11 +75,12 @@ class TurnSetup:
         """The instructions and toolbox of the turn that answers `message` (or carries out a reminder's
         task, for the user who made it)."""
         now = self.clock()
-        # Two independent reads: together, a turn waits for the slower one only.
+        # Two independent reads: together, a turn waits for the slower one only (one of them in a
+        # task of its own, the other in this one: a task per read would cost a third more).
         async with asyncio.TaskGroup() as group:
-            zone_read = group.create_task(self.zone_for(message.user_id), name="turn-setup-zone")
             facts_read = group.create_task(self._facts_for(message.user_id, message.text), name="turn-setup-facts")
-        zone, (facts, left_out) = zone_read.result(), facts_read.result()
+            zone = await self.zone_for(message.user_id)
+        facts, left_out = facts_read.result()
         instructions = build_instructions(self.system_prompt, now=now, zone=zone, facts=facts, facts_left_out=left_out)
         context = ToolContext(message.user_id, conversation_id, message.target, zone, now, message.update_id)
         return PreparedTurn(instructions, self.toolkit.for_turn(context), context)

@@ -175,6 +175,12 @@ class MeteredModel:
         self.cost_micros = 0
         self._zone: ZoneInfo | None = None
 
+    def know_zone(self, zone: ZoneInfo) -> None:
+        """The user's time zone, when the caller has read it already (the turn's set-up has): the
+        first call then saves the look-up."""
+        if self._zone is None:
+            self._zone = zone
+
     async def complete(self, request: ModelRequest) -> ModelReply:
         """Check the budget (BudgetExhausted: no call), ask the model, record what the call cost."""
         if self._zone is None:

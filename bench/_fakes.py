@@ -45,6 +45,13 @@ class _TelegramControl:
     def sent_count(self) -> int:
         return len(self._server.sent)
 
+    def call_counts(self) -> dict[str, int]:
+        """How many requests of each Bot API method the fake has answered."""
+        counts: dict[str, int] = {}
+        for method in self._server.calls:
+            counts[method] = counts.get(method, 0) + 1
+        return counts
+
     def wait_for_sent(self, count: int, timeout: float, chat_id: int | None = None) -> list[Reply]:
         """Wait until `count` messages were sent (to `chat_id`); TimeoutError if they were not."""
         sent = self._server.wait_for_sent(chat_id=chat_id, count=count, timeout=timeout)

@@ -20,6 +20,7 @@ other's appends, so conflict detection and torn-tail repair could cut off a live
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import re
@@ -47,6 +48,7 @@ _UNSAFE = re.compile(r"[^a-z0-9_-]")
 SUFFIX = ".jsonl"
 
 
+@functools.lru_cache(maxsize=4096)
 def conversation_file_name(conversation_id: str) -> str:
     """A safe, unique file name for any id: `<slug>.<digest>.jsonl`.
 

@@ -140,7 +140,12 @@ class FileIngressLog(IngressLog):
                 # be glued to them and skipped as corrupt on the next start.
                 await asyncio.to_thread(truncate_durably, self.path, self._size)
                 self._torn = False
-            await asyncio.to_thread(write_all, fd, data, sync=sync)
+            if sync:
+                await asyncio.to_thread(write_all, fd, data, sync=True)
+            else:
+                # A short append with no fsync is a copy into the page cache (microseconds); the
+                # trip to a worker thread and back would cost the event loop ten times as much.
+                write_all(fd, data, sync=False)
         except OSError as exc:
             self._torn = True
             raise StoreError(f"cannot write the ingress log: {exc.strerror}") from exc

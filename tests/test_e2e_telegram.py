@@ -14,6 +14,7 @@ from channels.telegram.format import split_message, to_telegram_html
 from tests.e2e_support import assistant_env, fast_settings, running
 from tests.fakes.llm_server import Fail, FakeLLMRequest, FakeLLMServer, Reply
 from tests.fakes.telegram_server import FakeTelegramServer
+from tests.test_e2e_gateway_faults import with_changes
 
 
 @pytest.fixture
@@ -198,7 +199,9 @@ async def test_typing_is_shown_while_the_model_works(
 
 
 async def test_a_quick_answer_needs_no_typing(tg: FakeTelegramServer, env: dict[str, str]) -> None:
-    async with running(fast_settings(env)):
+    # "Quick" is under the typing delay, made long here: a first answer on a busy test machine can
+    # take longer than the shipped quarter of a second, and this is about the delay, not the speed.
+    async with running(with_changes(fast_settings(env), telegram={"typing_delay_seconds": 2.0})):
         tg.add_text_message(42, "quick")
         await tg.await_sent(chat_id=42, timeout=10)
     assert tg.chat_actions == []

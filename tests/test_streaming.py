@@ -104,6 +104,21 @@ async def test_an_answer_finished_before_the_first_preview_costs_no_draft(tg: Fa
     assert [m.text for m in tg.sent_to(42)] == [answer.text.strip()]
 
 
+async def test_a_finished_answer_waiting_to_be_recorded_costs_no_draft(
+    tg: FakeTelegramServer, streams: TelegramStreams
+) -> None:
+    # A busy process records the answer after its last words came: however long that takes, the
+    # preview does not send the finished text as a draft just before the answer itself.
+    answer = Answer()
+    stream = open_stream(streams, PRIVATE, answer)
+    await answer.write(stream, words(5), gap=0)
+    stream.answered()
+    await asyncio.sleep(TIMING.first_delay_s * 10)  # the time a draft would have gone out
+    assert tg.drafts() == []
+    await stream.finish(reply(answer.text, PRIVATE))
+    assert [m.text for m in tg.sent_to(42)] == [answer.text.strip()]
+
+
 async def test_an_unchanged_draft_is_sent_again_before_telegram_drops_it(tg: FakeTelegramServer, bot: Bot) -> None:
     timing = StreamTiming(first_delay_s=0.0, draft_interval_s=0.01, draft_refresh_s=0.05)
     streams = TelegramStreams(TelegramSender(bot, FAST), bot, timing)

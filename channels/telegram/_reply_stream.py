@@ -92,6 +92,13 @@ class TelegramReplyStream:
         self._halt.set()
         self.changed()
 
+    def answered(self) -> None:
+        """The answer is complete and `finish` comes next (once it is recorded): the preview stops
+        here. A busy process would otherwise send a draft of the finished answer while recording it."""
+        self._closing = True
+        self._wake.set()
+        self._halt.set()
+
     async def finish(self, reply: Reply) -> None:
         """Deliver the answer: sent once (private chats), or as the last edit of the preview
         messages (split as a whole answer; extra preview messages are deleted)."""
