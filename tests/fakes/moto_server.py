@@ -7,8 +7,8 @@
         proxy.fail_next(2, status=400, error="ProvisionedThroughputExceededException")
         settings = DynamoDBSettings(..., endpoint_url=proxy.url)
 
-Test modules define their own pytest fixtures from these (tests/conftest.py is not ours) and
-set fake credentials with `fake_aws_credentials(monkeypatch)`.
+tests/conftest.py makes fixtures of these (`moto_endpoint`, `aws_credentials`, `dynamodb_client`);
+a test module may define its own, and set fake credentials with `fake_aws_credentials(monkeypatch)`.
 """
 
 from __future__ import annotations
