@@ -20,16 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
 from conf.settings import DynamoDBSettings
 from ops.backoff import Backoff
-from stores._dynamodb_table import DynamoDBTable, _caused_by
+from stores._dynamodb_table import ConditionFailed, DynamoDBTable, TableUser
 from stores.base import StoreError
 
 __all__ = ["INDEX", "INDEX_PK", "INDEX_SK", "PK", "SK", "StateTable", "StateTableUser"]
-
-log = structlog.get_logger(__name__)
 
 PK, SK = "pk", "sk"
 INDEX, INDEX_PK, INDEX_SK = "gsi1", "gsi1pk", "gsi1sk"
@@ -61,32 +57,22 @@ class StateTable(DynamoDBTable):
             )
 
     async def _create_table(self) -> None:
-        try:
-            await self.call(
-                "create_table",
-                TableName=self.name,
-                KeySchema=[{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
-                AttributeDefinitions=[
-                    {"AttributeName": name, "AttributeType": "S"} for name in (PK, SK, INDEX_PK, INDEX_SK)
-                ],
-                GlobalSecondaryIndexes=[
-                    {
-                        "IndexName": INDEX,
-                        "KeySchema": [
-                            {"AttributeName": INDEX_PK, "KeyType": "HASH"},
-                            {"AttributeName": INDEX_SK, "KeyType": "RANGE"},
-                        ],
-                        "Projection": {"ProjectionType": "ALL"},
-                    }
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            log.info("dynamodb_table_created", table=self.name)
-        except StoreError as exc:
-            if not _caused_by(exc, "ResourceInUseException"):
-                raise
-        await self._wait_until_active()
-        await self._check_table()
+        await self._create_and_check(
+            KeySchema=[{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": "S"} for name in (PK, SK, INDEX_PK, INDEX_SK)
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": INDEX,
+                    "KeySchema": [
+                        {"AttributeName": INDEX_PK, "KeyType": "HASH"},
+                        {"AttributeName": INDEX_SK, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        )
 
 
 def key(pk: str, sk: str) -> dict[str, Any]:
@@ -94,26 +80,13 @@ def key(pk: str, sk: str) -> dict[str, Any]:
     return {PK: {"S": pk}, SK: {"S": sk}}
 
 
-class StateTableUser:
+class StateTableUser(TableUser):
     """Opens and closes a shared StateTable (its own one unless given), and queries it."""
 
     def __init__(
         self, settings: DynamoDBSettings, backoff: Backoff | None = None, *, table: StateTable | None = None
     ) -> None:
-        self.table = table if table is not None else StateTable(settings, backoff)
-        self._acquired = False
-
-    async def open(self) -> None:
-        """Open the client and create or check the table (StoreError if that fails)."""
-        if not self._acquired:
-            await self.table.acquire()
-            self._acquired = True
-
-    async def close(self) -> None:
-        """Release the client. Safe to call twice."""
-        if self._acquired:
-            self._acquired = False
-            await self.table.release()
+        super().__init__(table if table is not None else StateTable(settings, backoff))
 
     async def query(self, condition: str, values: dict[str, Any], *, index: bool = False, **extra: Any) -> list[Any]:
         """Every item matching the key `condition` (`#pk`/`#sk` name the keys), following pages.
@@ -138,14 +111,7 @@ class StateTableUser:
             request["ConsistentRead"] = True
         if self.table.page_size and "Limit" not in request:
             request["Limit"] = self.table.page_size
-        items: list[Any] = []
-        while True:
-            page = await self.table.call("query", **request)
-            items.extend(page.get("Items", []))
-            last_key = page.get("LastEvaluatedKey")
-            if not last_key or "Limit" in extra:
-                return items
-            request["ExclusiveStartKey"] = last_key
+        return await self.table.query_items(request, first_page_only="Limit" in extra)
 
     async def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
         """The item, read consistently, or None."""
@@ -153,15 +119,20 @@ class StateTableUser:
         item: dict[str, Any] | None = reply.get("Item")
         return item
 
+    async def put_new(self, item: dict[str, Any]) -> bool:
+        """Put the item unless one with its key is there already (then False, and nothing is written)."""
+        try:
+            await self.table.call(
+                "put_item",
+                TableName=self.table.name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": PK},
+            )
+        except ConditionFailed:
+            return False
+        return True
+
     async def delete_keys(self, keys: list[dict[str, Any]]) -> None:
         """Delete the items (BatchWriteItem in groups of 25, resubmitting what DynamoDB left)."""
-        for start in range(0, len(keys), 25):
-            pending = [{"DeleteRequest": {"Key": item}} for item in keys[start : start + 25]]
-            for attempt in range(1, 11):
-                reply = await self.table.call("batch_write_item", RequestItems={self.table.name: pending})
-                pending = reply.get("UnprocessedItems", {}).get(self.table.name, [])
-                if not pending:
-                    break
-                await self.table.sleep_before_retry(attempt)
-            else:
-                raise StoreError(f"DynamoDB left {len(pending)} deletions unprocessed after 10 attempts")
+        await self.table.batch_write([{"DeleteRequest": {"Key": item}} for item in keys], "deletions")

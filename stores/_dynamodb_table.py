@@ -33,6 +33,7 @@ __all__ = [
     "TTL_ATTRIBUTE",
     "ConditionFailed",
     "DynamoDBTable",
+    "TableUser",
     "partition_key",
 ]
 
@@ -162,6 +163,31 @@ class DynamoDBTable:
         """Back off before resubmitting unprocessed batch items (attempt is 1-based)."""
         await self._backoff.sleep(self._backoff.delay(attempt))
 
+    async def query_items(self, request: dict[str, Any], *, first_page_only: bool = False) -> list[dict[str, Any]]:
+        """The items a Query `request` finds, following its pages unless `first_page_only`."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = await self.call("query", **request)
+            items.extend(page.get("Items", []))
+            last_key = page.get("LastEvaluatedKey")
+            if not last_key or first_page_only:
+                return items
+            request["ExclusiveStartKey"] = last_key
+
+    async def batch_write(self, requests: list[dict[str, Any]], what: str) -> None:
+        """BatchWriteItem in groups of 25, resubmitting what DynamoDB left unprocessed with backoff;
+        StoreError (naming the `what` left) when a group is still unprocessed after 10 attempts."""
+        for start in range(0, len(requests), 25):
+            pending = requests[start : start + 25]
+            for attempt in range(1, 11):
+                reply = await self.call("batch_write_item", RequestItems={self.name: pending})
+                pending = reply.get("UnprocessedItems", {}).get(self.name, [])
+                if not pending:
+                    break
+                await self.sleep_before_retry(attempt)
+            else:
+                raise StoreError(f"DynamoDB left {len(pending)} {what} unprocessed after 10 attempts")
+
     def _log_retry(self, state: RetryCallState) -> None:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
@@ -219,28 +245,30 @@ class DynamoDBTable:
             )
 
     async def _create_table(self) -> None:
+        await self._create_and_check(
+            KeySchema=[
+                {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+                {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+                {"AttributeName": SORT_KEY, "AttributeType": "N"},
+            ],
+        )
+        if self.settings.ttl_days > 0:
+            await self._enable_ttl()
+
+    async def _create_and_check(self, **definition: Any) -> None:
+        """Create the table as `definition` says (billed per request) unless it is there already,
+        then wait until it is ACTIVE and check it."""
         try:
-            await self.call(
-                "create_table",
-                TableName=self.name,
-                KeySchema=[
-                    {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
-                    {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
-                    {"AttributeName": SORT_KEY, "AttributeType": "N"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            await self.call("create_table", TableName=self.name, BillingMode="PAY_PER_REQUEST", **definition)
             log.info("dynamodb_table_created", table=self.name)
         except StoreError as exc:
             if not _caused_by(exc, "ResourceInUseException"):
                 raise
         await self._wait_until_active()
         await self._check_table()
-        if self.settings.ttl_days > 0:
-            await self._enable_ttl()
 
     async def _wait_until_active(self) -> None:
         deadline = time.monotonic() + 120
@@ -263,6 +291,26 @@ class DynamoDBTable:
             # DynamoDB refuses to enable TTL that is already enabled; that is the state we want.
             if not _caused_by(exc, "ValidationException"):
                 raise
+
+
+class TableUser:
+    """Opens and closes a shared DynamoDBTable: a store's `open` acquires it once, `close` releases it."""
+
+    def __init__(self, table: DynamoDBTable) -> None:
+        self.table = table
+        self._acquired = False
+
+    async def open(self) -> None:
+        """Open the client and create or check the table (StoreError if that fails)."""
+        if not self._acquired:
+            await self.table.acquire()
+            self._acquired = True
+
+    async def close(self) -> None:
+        """Release the client. Safe to call twice."""
+        if self._acquired:
+            self._acquired = False
+            await self.table.release()
 
 
 def _error_code(exc: BaseException | None) -> str:

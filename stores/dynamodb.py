@@ -38,6 +38,7 @@ from stores._dynamodb_table import (
     TTL_ATTRIBUTE,
     ConditionFailed,
     DynamoDBTable,
+    TableUser,
     partition_key,
 )
 from stores._records import EncodedRecord, decode_record, encode_batch, encode_updates
@@ -58,7 +59,7 @@ _NAMES = {"#pk": PARTITION_KEY, "#sk": SORT_KEY}
 _NOT_THERE = "attribute_not_exists(#pk)"
 
 
-class _TableUser:
+class _TableUser(TableUser):
     """Opens and closes a shared DynamoDBTable (its own one unless given)."""
 
     def __init__(
@@ -68,20 +69,7 @@ class _TableUser:
         *,
         table: DynamoDBTable | None = None,
     ) -> None:
-        self.table = table if table is not None else DynamoDBTable(settings, backoff)
-        self._acquired = False
-
-    async def open(self) -> None:
-        """Open the client and create or check the table (StoreError if that fails)."""
-        if not self._acquired:
-            await self.table.acquire()
-            self._acquired = True
-
-    async def close(self) -> None:
-        """Release the client. Safe to call twice."""
-        if self._acquired:
-            self._acquired = False
-            await self.table.release()
+        super().__init__(table if table is not None else DynamoDBTable(settings, backoff))
 
     def _with_ttl(self, item: dict[str, Any]) -> dict[str, Any]:
         expires_at = self.table.expires_at()
@@ -101,27 +89,11 @@ class _TableUser:
         }
         if self.table.page_size:
             request["Limit"] = self.table.page_size
-        items: list[dict[str, Any]] = []
-        while True:
-            page = await self.table.call("query", **request)
-            items.extend(page.get("Items", []))
-            last_key = page.get("LastEvaluatedKey")
-            if not last_key:
-                return items
-            request["ExclusiveStartKey"] = last_key
+        return await self.table.query_items(request)
 
     async def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         """BatchWriteItem in groups of 25, resubmitting unprocessed items with backoff."""
-        for start in range(0, len(requests), 25):
-            pending = requests[start : start + 25]
-            for attempt in range(1, 11):
-                reply = await self.table.call("batch_write_item", RequestItems={self.table.name: pending})
-                pending = reply.get("UnprocessedItems", {}).get(self.table.name, [])
-                if not pending:
-                    break
-                await self.table.sleep_before_retry(attempt)
-            else:
-                raise StoreError(f"DynamoDB left {len(pending)} batch items unprocessed after 10 attempts")
+        await self.table.batch_write(requests, "batch items")
 
 
 class DynamoDBConversationStore(_TableUser, ConversationStore):

@@ -60,15 +60,7 @@ class DynamoDBFactStore(StateTableUser, FactStore):
         now = self.clock()
         for _ in range(_FREE_ID_ATTEMPTS):
             added = plan_add(await self._load(user_id), user_id, text, source, now, self.limits)
-            try:
-                await self.table.call(
-                    "put_item",
-                    TableName=self.table.name,
-                    Item=_fact_item(added.fact),
-                    ConditionExpression="attribute_not_exists(#pk)",
-                    ExpressionAttributeNames={"#pk": PK},
-                )
-            except ConditionFailed:
+            if not await self.put_new(_fact_item(added.fact)):
                 continue  # another worker took this id meanwhile: read again, pick another
             partition = _fact_partition(user_id)
             await self.delete_keys([key(partition, fact.id) for fact in added.dropped])

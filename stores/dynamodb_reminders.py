@@ -23,7 +23,7 @@ import structlog
 
 from conf.settings import DynamoDBSettings
 from ops.backoff import Backoff
-from stores._dynamodb_state import INDEX, INDEX_PK, INDEX_SK, PK, SK, StateTable, StateTableUser, key
+from stores._dynamodb_state import INDEX, INDEX_PK, INDEX_SK, SK, StateTable, StateTableUser, key
 from stores._dynamodb_table import ConditionFailed, partition_key
 from stores._records import encode_json
 from stores._reminder_json import reminder_from_json, reminder_to_json
@@ -101,18 +101,9 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
         now = self.clock()
         for _ in range(_FREE_ID_ATTEMPTS):
             reminder = build_reminder(new, taken, now)
-            try:
-                await self.table.call(
-                    "put_item",
-                    TableName=self.table.name,
-                    Item=_item(reminder),
-                    ConditionExpression="attribute_not_exists(#pk)",
-                    ExpressionAttributeNames={"#pk": PK},
-                )
-            except ConditionFailed:
-                taken.add(reminder.id)
-                continue
-            return reminder
+            if await self.put_new(_item(reminder)):
+                return reminder
+            taken.add(reminder.id)
         raise StoreError(f"no free reminder id after {_FREE_ID_ATTEMPTS} attempts", conversation_id=new.conversation_id)
 
     async def get(self, conversation_id: str, reminder_id: str) -> Reminder | None:
@@ -133,44 +124,32 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
     ) -> bool:
         conditions = " OR ".join(f"#state = :from{index}" for index in range(len(allowed)))
         values = {f":from{index}": {"S": item.value} for index, item in enumerate(sorted(allowed))}
-        try:
-            await self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=key(_partition(conversation_id), reminder_id),
-                UpdateExpression=f"SET #state = :to REMOVE {INDEX_PK}, {INDEX_SK}",
-                ConditionExpression=conditions,
-                ExpressionAttributeNames=_NAMES,
-                ExpressionAttributeValues={":to": {"S": state.value}, **values},
-            )
-        except ConditionFailed:
-            return False
-        return True
+        return await self._update_if(
+            conversation_id,
+            reminder_id,
+            f"SET #state = :to REMOVE {INDEX_PK}, {INDEX_SK}",
+            conditions,
+            {":to": {"S": state.value}, **values},
+        )
 
     async def resume(self, conversation_id: str, reminder_id: str) -> bool:
         """Make a paused reminder active again (back in the index at its next due time)."""
         item = await self.get_item(_partition(conversation_id), reminder_id)
         if item is None or item.get("state", {}).get("S") != ReminderState.PAUSED:
             return False
-        try:
-            await self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=key(_partition(conversation_id), reminder_id),
-                UpdateExpression=f"SET #state = :active, {INDEX_PK} = :due, {INDEX_SK} = :key",
-                ConditionExpression="#state = :paused AND next_due = :next",
-                ExpressionAttributeNames=_NAMES,
-                ExpressionAttributeValues={
-                    ":active": {"S": ReminderState.ACTIVE.value},
-                    ":paused": {"S": ReminderState.PAUSED.value},
-                    ":due": {"S": DUE},
-                    ":key": {"S": _due_key_of_micros(int(item["next_due"]["N"]))},
-                    ":next": item["next_due"],
-                },
-            )
-        except ConditionFailed:
-            return False
-        return True
+        return await self._update_if(
+            conversation_id,
+            reminder_id,
+            f"SET #state = :active, {INDEX_PK} = :due, {INDEX_SK} = :key",
+            "#state = :paused AND next_due = :next",
+            {
+                ":active": {"S": ReminderState.ACTIVE.value},
+                ":paused": {"S": ReminderState.PAUSED.value},
+                ":due": {"S": DUE},
+                ":key": {"S": _due_key_of_micros(int(item["next_due"]["N"]))},
+                ":next": item["next_due"],
+            },
+        )
 
     async def list_for_conversation(self, conversation_id: str) -> list[Reminder]:
         """The conversation's live reminders, soonest first."""
@@ -243,19 +222,9 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
         else:
             update = "SET next_due = :next, last_firing_id = :firing"
             values[":next"] = {"N": str(to_micros(new_due))}
-        try:
-            await self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=key(_partition(conversation_id), reminder_id),
-                UpdateExpression=update,
-                ConditionExpression="#state = :active AND next_due = :expected",
-                ExpressionAttributeNames=_NAMES,
-                ExpressionAttributeValues=values,
-            )
-        except ConditionFailed:
-            return False
-        return True
+        return await self._update_if(
+            conversation_id, reminder_id, update, "#state = :active AND next_due = :expected", values
+        )
 
     async def _advance_many(self, claims: Sequence[Claim]) -> list[bool]:
         """The claims at once, each its own conditional update; claims of one reminder one after
@@ -293,25 +262,35 @@ class DynamoDBReminderStore(StateTableUser, ReminderStore):
                 index, extra = f"SET confirmed_firing_id = :firing REMOVE {INDEX_PK}, {INDEX_SK}", {}
             else:
                 index, extra = "SET confirmed_firing_id = :firing", {}
-            try:
-                await self.table.call(
-                    "update_item",
-                    TableName=self.table.name,
-                    Key=key(_partition(conversation_id), reminder_id),
-                    UpdateExpression=index,
-                    ConditionExpression="last_firing_id = :firing AND #state = :state AND next_due = :next",
-                    ExpressionAttributeNames=_NAMES,
-                    ExpressionAttributeValues={
-                        ":firing": {"S": firing},
-                        ":state": {"S": state},
-                        ":next": item["next_due"],
-                        **extra,
-                    },
-                )
-            except ConditionFailed:
-                continue  # changed since we read it (cancelled, paused): read it again
-            return True
+            if await self._update_if(
+                conversation_id,
+                reminder_id,
+                index,
+                "last_firing_id = :firing AND #state = :state AND next_due = :next",
+                {":firing": {"S": firing}, ":state": {"S": state}, ":next": item["next_due"], **extra},
+            ):
+                return True
+            # Changed since we read it (cancelled, paused): read it again.
         return False
+
+    async def _update_if(
+        self, conversation_id: str, reminder_id: str, update: str, condition: str, values: dict[str, Any]
+    ) -> bool:
+        """One UpdateItem of the reminder under `condition` (`#state` names its state); False if
+        the condition failed, and nothing was written."""
+        try:
+            await self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=key(_partition(conversation_id), reminder_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues=values,
+            )
+        except ConditionFailed:
+            return False
+        return True
 
 
 def _due_by(reminder: Reminder, limit: datetime) -> bool:

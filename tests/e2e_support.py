@@ -7,15 +7,18 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.system import AssistantSystem
 from conf import Settings, load_settings
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.telegram_server import FakeTelegramServer
+
+if TYPE_CHECKING:  # bench/scale.py imports this module too, where pytest need not load
+    import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "conf" / "config.yml"
@@ -38,6 +41,27 @@ def assistant_env(tg: FakeTelegramServer, llm: FakeLLMServer, store_dir: Path, *
         "LOG_LEVEL": "WARNING",
         **extra,
     }
+
+
+def dynamodb_variables(endpoint: str, table: str, region: str = "us-east-1") -> dict[str, str]:
+    """The contract's variables for the DynamoDB backend on moto at `endpoint`, its tables made at start."""
+    return {
+        "STORE_BACKEND": "dynamodb",
+        "DYNAMODB_ENDPOINT_URL": endpoint,
+        "DYNAMODB_TABLE": table,
+        "DYNAMODB_CREATE_TABLE": "true",
+        "AWS_REGION": region,
+    }
+
+
+@contextmanager
+def moto_dynamodb(monkeypatch: pytest.MonkeyPatch, table: str, region: str = "us-east-1") -> Iterator[dict[str, str]]:
+    """moto's server for the block, with fake AWS credentials; yields `dynamodb_variables` for it."""
+    from tests.fakes.moto_server import fake_aws_credentials, moto_server  # moto loads only where a test uses it
+
+    fake_aws_credentials(monkeypatch)
+    with moto_server() as endpoint:
+        yield dynamodb_variables(endpoint, table, region)
 
 
 def fast_settings(env: dict[str, str], **llm: Any) -> Settings:

@@ -1,7 +1,7 @@
 """The three backends of the facts, reminders, usage and preference stores, for their contract tests.
 
-A test module defines its own `moto_endpoint` (session) fixture and a parametrised `backend`
-fixture that calls `make_backend`. Each test gets fresh storage: a new directory, a new DynamoDB
+A test module defines a parametrised `backend` fixture that calls `make_backend` (the
+`moto_endpoint` fixture is in tests/conftest.py). Each test gets fresh storage: a new directory, a new DynamoDB
 table on moto (with Query pages of 7 items, so that pagination is always exercised), or new
 in-memory stores. `backend.facts()` (and the others) make a new store object on that storage; for
 the memory backend it is always the same object, since nothing else would see its data.
@@ -137,8 +137,8 @@ def make_backend(
     )
 
 
-def dynamodb_settings(endpoint: str) -> DynamoDBSettings:
-    """Settings of a fresh state table on moto."""
+def dynamodb_settings(endpoint: str, prefix: str = "features") -> DynamoDBSettings:
+    """Settings of fresh tables on moto (moto keeps its tables for the whole process), made at start."""
     return DynamoDBSettings(
-        table=f"features-{uuid.uuid4().hex[:12]}", region="us-east-1", endpoint_url=endpoint, create_table=True
+        table=f"{prefix}-{uuid.uuid4().hex[:12]}", region="us-east-1", endpoint_url=endpoint, create_table=True
     )

@@ -11,21 +11,21 @@ import asyncio
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
 from conf.settings import BackoffSettings, DynamoDBSettings, StoreSettings
 from ops.backoff import Backoff
 from stores import ConflictError, StoreError, build_stores
 from stores.dynamodb import CHUNK_BYTES, DynamoDBConversationStore, DynamoDBIngressLog, DynamoDBTable
-from tests.fakes.moto_server import FaultInjectingProxy, closed_port_endpoint, fake_aws_credentials, moto_server
+from tests.fakes.moto_server import FaultInjectingProxy, closed_port_endpoint, moto_server
+from tests.feature_backends import dynamodb_settings
 from tests.test_store_contract import random_text, records
 
+pytestmark = pytest.mark.usefixtures("aws_credentials")
 FAST = Backoff(BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0))
 
 
@@ -35,23 +35,9 @@ def moto_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-@pytest.fixture(autouse=True)
-def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_aws_credentials(monkeypatch)
-
-
 @pytest.fixture
 def settings(moto_endpoint: str) -> DynamoDBSettings:
-    return DynamoDBSettings(
-        table=f"t-{uuid.uuid4().hex[:12]}", region="us-east-1", endpoint_url=moto_endpoint, create_table=True
-    )
-
-
-@pytest.fixture
-async def client(moto_endpoint: str) -> AsyncIterator[Any]:
-    """A plain client on the same moto, to look at what the store wrote."""
-    async with get_session().create_client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint) as raw:
-        yield raw
+    return dynamodb_settings(moto_endpoint, prefix="t")
 
 
 async def all_items(client: Any, table: str) -> list[dict[str, Any]]:
@@ -65,14 +51,14 @@ async def all_items(client: Any, table: str) -> list[dict[str, Any]]:
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-async def test_items_follow_the_documented_layout(settings: DynamoDBSettings, client: Any) -> None:
+async def test_items_follow_the_documented_layout(settings: DynamoDBSettings, dynamodb_client: Any) -> None:
     big = {"seq": 2, "text": random_text(1024 * 1024)}
     async with DynamoDBConversationStore(settings) as store:
         await store.append("-1001234567890:42", [*records(0, 1), {"seq": 1, "text": "z" * 50_000}, big])
         await store.append("x" * 3000, records(0, 1))
     async with DynamoDBIngressLog(settings) as ingress:
         await ingress.append([{"update_id": 7}])
-    items = await all_items(client, settings.table)
+    items = await all_items(dynamodb_client, settings.table)
     by_key = {(item["conversation_id"]["S"], item["seq"]["N"]): item for item in items}
     small = by_key[("c#-1001234567890:42", "0")]
     assert small["record"]["S"] == '{"seq":0,"role":"user","text":"message 0"}'
@@ -179,8 +165,8 @@ async def test_a_missing_table_is_reported_when_not_allowed_to_create_it(setting
     assert settings.table in str(raised.value)
 
 
-async def test_a_table_with_another_key_schema_is_refused(settings: DynamoDBSettings, client: Any) -> None:
-    await client.create_table(
+async def test_a_table_with_another_key_schema_is_refused(settings: DynamoDBSettings, dynamodb_client: Any) -> None:
+    await dynamodb_client.create_table(
         TableName=settings.table,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
@@ -200,15 +186,15 @@ async def test_an_existing_table_is_used_as_it_is(settings: DynamoDBSettings) ->
         assert await store.load("c") == records(0, 2)
 
 
-async def test_ttl_is_enabled_and_set_on_every_item(settings: DynamoDBSettings, client: Any) -> None:
+async def test_ttl_is_enabled_and_set_on_every_item(settings: DynamoDBSettings, dynamodb_client: Any) -> None:
     with_ttl = settings.model_copy(update={"ttl_days": 7})
     async with DynamoDBConversationStore(with_ttl) as store, DynamoDBIngressLog(with_ttl) as ingress:
         await store.append("c", [{"seq": 0, "text": random_text(800_000)}])
         await ingress.append([{"update_id": 1}])
-    described = await client.describe_time_to_live(TableName=settings.table)
+    described = await dynamodb_client.describe_time_to_live(TableName=settings.table)
     assert described["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
     assert described["TimeToLiveDescription"]["AttributeName"] == "expires_at"
-    items = await all_items(client, settings.table)
+    items = await all_items(dynamodb_client, settings.table)
     week = 7 * 86400
     assert len(items) >= 3
     assert any("part" in item for item in items)  # chunks expire with their record
@@ -238,10 +224,10 @@ async def test_a_split_record_conflicts_without_touching_the_stored_one(settings
         assert await store.load("c") == [original]
 
 
-async def test_an_unreadable_item_is_logged_and_skipped(settings: DynamoDBSettings, client: Any) -> None:
+async def test_an_unreadable_item_is_logged_and_skipped(settings: DynamoDBSettings, dynamodb_client: Any) -> None:
     async with DynamoDBConversationStore(settings) as store:
         await store.append("c", records(0, 3))
-        await client.put_item(
+        await dynamodb_client.put_item(
             TableName=settings.table, Item={"conversation_id": {"S": "c#c"}, "seq": {"N": "1"}, "record": {"S": "{"}}
         )
         with capture_logs() as logs:

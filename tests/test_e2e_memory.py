@@ -15,7 +15,7 @@ import pytest
 from actors import texts
 from channels.telegram.format import to_telegram_html
 from conf import Settings
-from tests.e2e_support import assistant_env, fast_settings, running
+from tests.e2e_support import assistant_env, fast_settings, moto_dynamodb, running
 from tests.fakes.llm_server import CallTools, FakeLLMServer, Reply
 from tests.fakes.telegram_server import FakeTelegramServer
 
@@ -29,21 +29,8 @@ def backend_settings(
     if name == "file":
         yield fast_settings(assistant_env(tg, llm, tmp_path / "store"))
         return
-    from tests.fakes.moto_server import fake_aws_credentials, moto_server
-
-    fake_aws_credentials(monkeypatch)
-    with moto_server() as endpoint:
-        env = assistant_env(
-            tg,
-            llm,
-            tmp_path / "unused",
-            STORE_BACKEND="dynamodb",
-            DYNAMODB_ENDPOINT_URL=endpoint,
-            DYNAMODB_TABLE="e2e-memory",
-            DYNAMODB_CREATE_TABLE="true",
-            AWS_REGION="eu-west-1",
-        )
-        yield fast_settings(env)
+    with moto_dynamodb(monkeypatch, "e2e-memory", region="eu-west-1") as dynamodb:
+        yield fast_settings(assistant_env(tg, llm, tmp_path / "unused", **dynamodb))
 
 
 @pytest.mark.parametrize("backend", ["file", "dynamodb"])

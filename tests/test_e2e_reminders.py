@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,17 +13,10 @@ import pytest
 
 from conf import Settings
 from stores import NewReminder, Reminder, ReminderState, ReminderStore, ReplyTarget, build_feature_stores
-from tests.e2e_support import assistant_env, fast_settings, running
+from tests.e2e_support import assistant_env, dynamodb_variables, fast_settings, running
 from tests.fakes.llm_server import CallTools, FakeLLMRequest, FakeLLMServer, ResponseSpec
-from tests.fakes.moto_serialised import serialised_moto_server
 from tests.fakes.moto_server import fake_aws_credentials
 from tests.fakes.telegram_server import FakeTelegramServer
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with serialised_moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(params=["file", "dynamodb"])
@@ -32,13 +24,7 @@ def settings(request: pytest.FixtureRequest, tg: FakeTelegramServer, llm: FakeLL
     extra: dict[str, str] = {"TIMEZONE": "Europe/Berlin"}
     if request.param == "dynamodb":
         fake_aws_credentials(request.getfixturevalue("monkeypatch"))
-        extra |= {
-            "STORE_BACKEND": "dynamodb",
-            "DYNAMODB_ENDPOINT_URL": request.getfixturevalue("moto_endpoint"),
-            "DYNAMODB_TABLE": f"e2e-{tmp_path.name[-20:]}",
-            "DYNAMODB_CREATE_TABLE": "true",
-            "AWS_REGION": "us-east-1",
-        }
+        extra |= dynamodb_variables(request.getfixturevalue("moto_endpoint"), f"e2e-{tmp_path.name[-20:]}")
     return fast_settings(assistant_env(tg, llm, tmp_path / "store", **extra))
 
 

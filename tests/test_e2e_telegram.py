@@ -11,7 +11,7 @@ import pytest
 
 from actors import texts
 from channels.telegram.format import split_message, to_telegram_html
-from tests.e2e_support import assistant_env, fast_settings, running
+from tests.e2e_support import assistant_env, fast_settings, moto_dynamodb, running
 from tests.fakes.llm_server import Fail, FakeLLMRequest, FakeLLMServer, Reply
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.test_e2e_gateway_faults import with_changes
@@ -343,21 +343,9 @@ async def test_the_dynamodb_store_serves_the_whole_bot(
     tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stores import build_stores
-    from tests.fakes.moto_server import fake_aws_credentials, moto_server
 
-    fake_aws_credentials(monkeypatch)
-    with moto_server() as endpoint:
-        env = assistant_env(
-            tg,
-            llm,
-            tmp_path / "unused",
-            STORE_BACKEND="dynamodb",
-            DYNAMODB_ENDPOINT_URL=endpoint,
-            DYNAMODB_TABLE="e2e-conversations",
-            DYNAMODB_CREATE_TABLE="true",
-            AWS_REGION="eu-west-1",
-        )
-        settings = fast_settings(env)
+    with moto_dynamodb(monkeypatch, "e2e-conversations", region="eu-west-1") as dynamodb:
+        settings = fast_settings(assistant_env(tg, llm, tmp_path / "unused", **dynamodb))
         async with running(settings):
             tg.add_text_message(42, "remember me")
             tg.add_text_message(42, "/new")

@@ -11,7 +11,7 @@ import pytest
 
 from actors import texts
 from channels.telegram.format import to_telegram_html
-from tests.e2e_support import assistant_env, fast_settings, running
+from tests.e2e_support import assistant_env, fast_settings, moto_dynamodb, running
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.telegram_server import FakeTelegramServer
 
@@ -37,18 +37,9 @@ def env(
     if request.param == "file":
         yield values
         return
-    from tests.fakes.moto_server import fake_aws_credentials, moto_server
-
-    fake_aws_credentials(monkeypatch)
-    with moto_server() as endpoint:
-        yield values | {
-            "STORE_BACKEND": "dynamodb",
-            "DYNAMODB_ENDPOINT_URL": endpoint,
-            # moto keeps its tables for the whole process: each test gets tables of its own.
-            "DYNAMODB_TABLE": f"e2e-usage-{uuid.uuid4().hex[:8]}",
-            "DYNAMODB_CREATE_TABLE": "true",
-            "AWS_REGION": "us-east-1",
-        }
+    # moto keeps its tables for the whole process: each test gets tables of its own.
+    with moto_dynamodb(monkeypatch, f"e2e-usage-{uuid.uuid4().hex[:8]}") as dynamodb:
+        yield values | dynamodb
 
 
 async def exchange(tg: FakeTelegramServer, chat: int, text: str) -> str:

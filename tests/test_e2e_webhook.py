@@ -9,16 +9,16 @@ import itertools
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal, Self
+from types import TracebackType
+from typing import Literal
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from tests.e2e_support import AssistantProcess, assistant_env
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.moto_serialised import serialised_moto_server
-from tests.fakes.moto_server import fake_aws_credentials
+from tests.fakes.moto_server import LoopbackProxy, fake_aws_credentials
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.scale_support import REGION, make_tables, stored_records
 
@@ -34,37 +34,21 @@ def endpoint() -> Iterator[str]:
         yield url
 
 
-class HoldingProxy:
+class HoldingProxy(LoopbackProxy):
     """A proxy to DynamoDB that holds the ingress log's write: `before` it reaches the table, or
     `after` the table took it (its answer never comes back); `held` is set when it does."""
 
     def __init__(self, upstream: str, hold: Literal["before", "after"]) -> None:
-        self.upstream = upstream
+        super().__init__(upstream)
         self.hold: Literal["before", "after"] | None = hold
         self.held = asyncio.Event()
         self._closing = asyncio.Event()
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        await web.SockSite(self._runner, listener).start()
-        self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        assert self._session is not None
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._closing.set()  # what is held ends (its process is long dead), so the server can stop
-        await self._runner.cleanup()
-        await self._session.close()
+        await super().__aexit__(exc_type, exc, tb)
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -73,12 +57,7 @@ class HoldingProxy:
             self.held.set()
             await self._closing.wait()  # the process is killed meanwhile
             return web.Response(status=503)
-        assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}}
-        url = self.upstream + request.path_qs
-        async with self._session.request(request.method, url, data=body, headers=headers) as r:
-            answer = web.Response(status=r.status, body=await r.read(), content_type=None)
-            answer.headers["Content-Type"] = r.headers.get("Content-Type", "application/x-amz-json-1.0")
+        answer = await self._forward(request, body)
         if ingress_write and self.hold == "after":
             self.held.set()
             await self._closing.wait()

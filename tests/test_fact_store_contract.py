@@ -6,7 +6,6 @@ import asyncio
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stores import FactLimits, FactRejected, FactSource, FactStore, StoreError
-from tests.fakes.moto_serialised import serialised_moto_server
 from tests.feature_backends import BACKENDS, START, FeatureBackend, make_backend
 
 ALICE, BOB = 111, 222
 HERE = FactSource("-1001234567890:42", 77)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with serialised_moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(params=BACKENDS)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
 from conf.settings import DynamoDBSettings, StoreSettings, load_settings
@@ -27,25 +25,13 @@ from stores import (
     Usage,
     build_feature_stores,
 )
-from stores._dynamodb_table import _LOADER
 from stores.factory import build_feature_stores as from_factory
-from tests.fakes.moto_serialised import serialised_moto_server
-from tests.fakes.moto_server import FaultInjectingProxy, fake_aws_credentials
+from tests.fakes.moto_server import FaultInjectingProxy
 from tests.feature_backends import FAST, dynamodb_settings
 
 DUE = datetime(2026, 5, 1, 7, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with serialised_moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(autouse=True)
-def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_aws_credentials(monkeypatch)
+pytestmark = pytest.mark.usefixtures("aws_credentials")
 
 
 @pytest.fixture
@@ -53,25 +39,16 @@ def settings(moto_endpoint: str) -> DynamoDBSettings:
     return dynamodb_settings(moto_endpoint)
 
 
-@pytest.fixture
-async def client(moto_endpoint: str) -> AsyncIterator[Any]:
-    """A plain client on the same moto, to look at what the stores wrote."""
-    session = get_session()
-    session.register_component("data_loader", _LOADER)  # the parsed service model, loaded once
-    async with session.create_client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint) as raw:
-        yield raw
-
-
 def build(settings: DynamoDBSettings) -> FeatureStores:
     return build_feature_stores(StoreSettings(backend="dynamodb", dynamodb=settings), FAST)
 
 
 async def test_the_state_table_is_created_with_the_documented_keys_and_index(
-    settings: DynamoDBSettings, client: Any
+    settings: DynamoDBSettings, dynamodb_client: Any
 ) -> None:
     async with build(settings) as stores:
         assert len({id(store.table) for store in stores}) == 1  # type: ignore[attr-defined]
-    table = (await client.describe_table(TableName=f"{settings.table}-state"))["Table"]
+    table = (await dynamodb_client.describe_table(TableName=f"{settings.table}-state"))["Table"]
     assert {(key["AttributeName"], key["KeyType"]) for key in table["KeySchema"]} == {("pk", "HASH"), ("sk", "RANGE")}
     [index] = table["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "gsi1"
@@ -83,7 +60,7 @@ async def test_the_state_table_is_created_with_the_documented_keys_and_index(
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
 
 
-async def test_items_follow_the_documented_layout(settings: DynamoDBSettings, client: Any) -> None:
+async def test_items_follow_the_documented_layout(settings: DynamoDBSettings, dynamodb_client: Any) -> None:
     async with build(settings) as stores:
         fact = (await stores.facts.add(111, "likes tea", FactSource("-100:7", 9))).fact
         active = await stores.reminders.create(NewReminder("-100:7", ReplyTarget(-100, 7), 111, "hi", DUE, "UTC"))
@@ -92,7 +69,7 @@ async def test_items_follow_the_documented_layout(settings: DynamoDBSettings, cl
         await stores.usage.add(111, "2026-05-01", Usage(input_tokens=10, cost_micros=3))
         await stores.preferences.set_model("-100:7", "gpt-4o-mini")
         await stores.preferences.set_timezone(111, "Europe/Berlin")
-    items = (await client.scan(TableName=f"{settings.table}-state"))["Items"]
+    items = (await dynamodb_client.scan(TableName=f"{settings.table}-state"))["Items"]
     by_key = {(item["pk"]["S"], item["sk"]["S"]): item for item in items}
     assert set(by_key) == {
         ("fact#111", fact.id),
@@ -122,8 +99,8 @@ async def test_a_missing_state_table_is_reported_when_not_allowed_to_create_it(s
     await stores.close()
 
 
-async def test_a_state_table_without_the_index_is_refused(settings: DynamoDBSettings, client: Any) -> None:
-    await client.create_table(
+async def test_a_state_table_without_the_index_is_refused(settings: DynamoDBSettings, dynamodb_client: Any) -> None:
+    await dynamodb_client.create_table(
         TableName=f"{settings.table}-state",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         AttributeDefinitions=[
@@ -155,14 +132,16 @@ async def test_throttling_is_retried_for_the_state_table_too(settings: DynamoDBS
         assert proxy.failed == 2
 
 
-async def test_unreadable_items_are_logged_and_skipped(settings: DynamoDBSettings, client: Any) -> None:
+async def test_unreadable_items_are_logged_and_skipped(settings: DynamoDBSettings, dynamodb_client: Any) -> None:
     async with build(settings) as stores:
         good = (await stores.facts.add(1, "good", FactSource("c"))).fact
         made = await stores.reminders.create(NewReminder("c", ReplyTarget(1), 1, "good", DUE, "UTC"))
         table = f"{settings.table}-state"
-        await client.put_item(TableName=table, Item={"pk": {"S": "fact#1"}, "sk": {"S": "bad"}, "data": {"S": "{"}})
+        await dynamodb_client.put_item(
+            TableName=table, Item={"pk": {"S": "fact#1"}, "sk": {"S": "bad"}, "data": {"S": "{"}}
+        )
         bad_reminder = {"pk": {"S": "rem#c#c"}, "sk": {"S": "bad"}, "data": {"S": "[]"}, "state": {"S": "active"}}
-        await client.put_item(TableName=table, Item=bad_reminder)
+        await dynamodb_client.put_item(TableName=table, Item=bad_reminder)
         with capture_logs() as logs:
             assert await stores.facts.list_for_user(1) == [good]
             assert await stores.reminders.list_for_conversation("c") == [made]
@@ -190,7 +169,7 @@ async def test_the_factory_builds_each_backend_and_file_stores_live_beside_the_c
 
 
 async def test_stores_opened_before_a_failure_are_closed_again(
-    settings: DynamoDBSettings, client: Any, tmp_path: Path
+    settings: DynamoDBSettings, dynamodb_client: Any, tmp_path: Path
 ) -> None:
     blocker = tmp_path / "a file"
     blocker.write_text("")
@@ -199,7 +178,8 @@ async def test_stores_opened_before_a_failure_are_closed_again(
     with pytest.raises(StoreError, match="cannot create the directory"):
         await stores.open()
     # The state table was opened (and so created), then closed when the last store failed.
-    assert (await client.describe_table(TableName=f"{settings.table}-state"))["Table"]["TableStatus"] == "ACTIVE"
+    described = await dynamodb_client.describe_table(TableName=f"{settings.table}-state")
+    assert described["Table"]["TableStatus"] == "ACTIVE"
     with pytest.raises(StoreError, match="not open"):
         await dynamodb.facts.list_for_user(1)
 

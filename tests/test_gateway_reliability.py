@@ -20,7 +20,7 @@ from channels.telegram.gateway import TelegramChannel, TelegramGateway
 from channels.telegram.sender import TelegramSender
 from ops.backoff import Backoff
 from stores import InMemoryIngressLog
-from tests.e2e_support import assistant_env, fast_settings, running
+from tests.e2e_support import assistant_env, fast_settings, moto_dynamodb, running
 from tests.fakes.llm_server import FakeLLMRequest, FakeLLMServer, Reply
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.test_e2e_gateway_faults import with_changes
@@ -63,21 +63,11 @@ async def test_healthz_is_503_while_the_ingress_log_refuses_updates(
     import boto3
 
     from stores._dynamodb_table import PARTITION_KEY, SORT_KEY
-    from tests.fakes.moto_server import REGION, fake_aws_credentials, moto_server
+    from tests.fakes.moto_server import REGION
 
-    fake_aws_credentials(monkeypatch)
-    with moto_server() as endpoint:
-        env = assistant_env(
-            tg,
-            llm,
-            tmp_path / "unused",
-            STORE_BACKEND="dynamodb",
-            DYNAMODB_ENDPOINT_URL=endpoint,
-            DYNAMODB_TABLE="health-conversations",
-            DYNAMODB_CREATE_TABLE="true",
-            AWS_REGION=REGION,
-        )
-        dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
+    with moto_dynamodb(monkeypatch, "health-conversations", region=REGION) as variables:
+        env = assistant_env(tg, llm, tmp_path / "unused", **variables)
+        dynamodb = boto3.client("dynamodb", endpoint_url=variables["DYNAMODB_ENDPOINT_URL"], region_name=REGION)
         definition: dict[str, Any] = {
             "TableName": "health-conversations",
             "KeySchema": [

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from structlog.testing import capture_logs
 
-from conf.settings import BackoffSettings, LLMSettings
 from llm import (
     AssistantRecord,
     Image,
@@ -21,48 +13,22 @@ from llm import (
     ModelRequest,
     ToolCall,
     ToolResultRecord,
-    ToolSpec,
     Usage,
     UserRecord,
     build_chat_model,
 )
-from llm.anthropic_provider import AnthropicChatModel, to_anthropic_messages
-from tests.fakes.llm_server import CallTools, Fail, FakeLLMServer, Hang, Malformed, Reply
+from llm.anthropic_provider import to_anthropic_messages
+from tests.fakes.llm_server import CallTools, Fail, FakeLLMServer, Hang
+from tests.llm_support import ANTHROPIC, CLOCK, FAST, USER, complete_and_close, imported_after
 
-FAST = BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0)
-KEY = "sk-ant-test-secret-456"
-CLOCK = ToolSpec("clock", "The time now.", {"type": "object", "properties": {}})
-ROOT = Path(__file__).resolve().parent.parent
-USER = [UserRecord(text="hello there")]
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
-
-
-def raw_model(server: FakeLLMServer, *, stream: bool = True, timeout: float = 5.0) -> AnthropicChatModel:
-    return AnthropicChatModel(
-        model="claude-test",
-        api_key=KEY,
-        base_url=server.anthropic_base_url,
-        stream=stream,
-        request_timeout_seconds=timeout,
-    )
-
-
-def settings(server: FakeLLMServer, **changes: object) -> LLMSettings:
-    values: dict[str, object] = {"provider": "anthropic", "model": "claude-test", "base_url": server.anthropic_base_url}
-    values["api_key"] = KEY
-    return LLMSettings.model_validate(values | changes)
+KEY = ANTHROPIC.key
+raw_model = ANTHROPIC.raw_model
+settings = ANTHROPIC.settings
 
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_plain_answer_comes_back_with_the_system_prompt_as_system(llm: FakeLLMServer, stream: bool) -> None:
-    model = raw_model(llm, stream=stream)
-    reply = await model.complete(ModelRequest("Be brief.", USER))
-    await model.aclose()
+    reply = await complete_and_close(raw_model(llm, stream=stream), ModelRequest("Be brief.", USER))
     assert reply.text == "echo: hello there"
     assert reply.stop_reason == "end_turn"
     request = llm.requests[0]
@@ -75,23 +41,10 @@ async def test_a_plain_answer_comes_back_with_the_system_prompt_as_system(llm: F
     assert request.headers["authorization"] == f"Bearer {KEY}"  # the 2.x SDK sends the key as a bearer token
 
 
-async def test_streaming_passes_the_text_in_order_as_it_arrives(llm: FakeLLMServer) -> None:
-    # Paced: the words arrive in separate reads, and each read's text is one delta.
-    llm.script(Reply("alpha beta gamma", chars_per_second=1000))
-    deltas: list[str] = []
-    model = raw_model(llm)
-    reply = await model.complete(ModelRequest("", USER, on_delta=deltas.append))
-    await model.aclose()
-    assert len(deltas) > 1
-    assert "".join(deltas) == reply.text == "alpha beta gamma"
-
-
 @pytest.mark.parametrize("stream", [False, True])
 async def test_the_reported_usage_counts_cached_input_and_the_model(llm: FakeLLMServer, stream: bool) -> None:
     llm.cache_tokens = (5, 3)
-    model = raw_model(llm, stream=stream)
-    reply = await model.complete(ModelRequest("", USER))
-    await model.aclose()
+    reply = await complete_and_close(raw_model(llm, stream=stream), ModelRequest("", USER))
     assert reply.model == "claude-test"
     # The API counts cached input beside `input_tokens`; Usage counts it within.
     reported = llm.requests[0].usage
@@ -104,9 +57,7 @@ async def test_the_reported_usage_counts_cached_input_and_the_model(llm: FakeLLM
 @pytest.mark.parametrize("stream", [False, True])
 async def test_tool_use_blocks_come_back_as_tool_calls(llm: FakeLLMServer, stream: bool) -> None:
     llm.script(CallTools([("clock", {}), ("clock", {"zone": "UTC"}), ("clock", "{not json")], text="Checking."))
-    model = raw_model(llm, stream=stream)
-    reply = await model.complete(ModelRequest("", USER, [CLOCK]))
-    await model.aclose()
+    reply = await complete_and_close(raw_model(llm, stream=stream), ModelRequest("", USER, [CLOCK]))
     assert reply.text == "Checking."
     assert reply.stop_reason == "tool_use"
     assert [call.arguments for call in reply.tool_calls] == [{}, {"zone": "UTC"}, None]
@@ -140,9 +91,7 @@ async def test_a_history_with_tool_results_is_merged_into_alternating_messages(
         UserRecord(text="time?"),
         *_tool_turn(["toolu_a", "toolu_b"], is_error=True),
     ]
-    model = raw_model(llm, stream=stream)
-    reply = await model.complete(ModelRequest("", history, [CLOCK]))
-    await model.aclose()
+    reply = await complete_and_close(raw_model(llm, stream=stream), ModelRequest("", history, [CLOCK]))
     request = llm.requests[0]
     assert request.rejection is None
     assert [m["role"] for m in request.json["messages"]] == ["user", "assistant", "user"]
@@ -180,9 +129,7 @@ async def test_images_from_tools_are_sent_as_image_blocks(llm: FakeLLMServer) ->
             ),
         ),
     ]
-    model = raw_model(llm)
-    await model.complete(ModelRequest("", history, [CLOCK]))
-    await model.aclose()
+    await complete_and_close(raw_model(llm), ModelRequest("", history, [CLOCK]))
     result = llm.requests[0].json["messages"][-1]["content"][0]
     assert result["content"][1] == {
         "type": "image",
@@ -195,40 +142,15 @@ async def test_images_from_tools_are_sent_as_image_blocks(llm: FakeLLMServer) ->
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("kind", ["json", "shape", "disconnect"])
-async def test_a_malformed_response_is_unavailable(llm: FakeLLMServer, stream: bool, kind: str) -> None:
-    llm.script(Malformed(kind))  # type: ignore[arg-type]
-    model = raw_model(llm, stream=stream)
-    with pytest.raises(LLMUnavailable):
-        await model.complete(ModelRequest("", USER))
-    await model.aclose()
-
-
-@pytest.mark.parametrize("stream", [False, True])
 async def test_a_server_that_never_answers_times_out_as_unavailable(llm: FakeLLMServer, stream: bool) -> None:
     llm.script(Hang())
-    model = raw_model(llm, stream=stream, timeout=0.3)
     with pytest.raises(LLMUnavailable, match="timed out"):
-        await model.complete(ModelRequest("", USER))
-    await model.aclose()
-
-
-async def test_429_with_retry_after_waits_that_long_then_succeeds(llm: FakeLLMServer) -> None:
-    llm.script([Fail(429, retry_after=0.2)])
-    model = build_chat_model(settings(llm), FAST)
-    with capture_logs() as logs:
-        reply = await model.complete(ModelRequest("", USER))
-    await model.aclose()
-    assert reply.text == "echo: hello there"
-    assert llm.requests[1].received_at - llm.requests[0].received_at >= 0.2 * 0.9
-    assert [(line["status"], line["wait_s"]) for line in logs if line["event"] == "llm_retry"] == [(429, 0.2)]
+        await complete_and_close(raw_model(llm, stream=stream, timeout=0.3), ModelRequest("", USER))
 
 
 async def test_overloaded_then_success_is_retried(llm: FakeLLMServer) -> None:
     llm.script([Fail(529), Fail(500)])
-    model = build_chat_model(settings(llm, stream=False), FAST)
-    reply = await model.complete(ModelRequest("", USER))
-    await model.aclose()
+    reply = await complete_and_close(build_chat_model(settings(llm, stream=False), FAST), ModelRequest("", USER))
     assert reply.text == "echo: hello there"
     assert len(llm.requests) == 3
 
@@ -236,36 +158,18 @@ async def test_overloaded_then_success_is_retried(llm: FakeLLMServer) -> None:
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
 async def test_a_refused_request_is_rejected_once(llm: FakeLLMServer, status: int) -> None:
     llm.script(lambda request: Fail(status))
-    model = build_chat_model(settings(llm), FAST)
     with pytest.raises(LLMRejected) as caught:
-        await model.complete(ModelRequest("", USER))
-    await model.aclose()
+        await complete_and_close(build_chat_model(settings(llm), FAST), ModelRequest("", USER))
     assert caught.value.status == status
     assert len(llm.requests) == 1
     assert KEY not in str(caught.value)
 
 
-async def test_an_outage_gives_up_within_the_budget(llm: FakeLLMServer) -> None:
-    llm.script(lambda request: Fail(529))
-    model = build_chat_model(settings(llm, retry_budget_seconds=0.25), FAST)
-    started = time.monotonic()
-    with pytest.raises(LLMUnavailable) as caught:
-        await model.complete(ModelRequest("", USER))
-    await model.aclose()
-    assert caught.value.status == 529
-    assert time.monotonic() - started < 0.25 + 1.0
-
-
 def test_building_the_anthropic_model_imports_only_the_anthropic_sdk() -> None:
-    code = (
+    modules = imported_after(
         "from conf.settings import LLMSettings, BackoffSettings\n"
         "from llm import build_chat_model\n"
-        "build_chat_model(LLMSettings(provider='anthropic', api_key='k'), BackoffSettings())\n"
-        "import sys; print(' '.join(sorted(sys.modules)))"
+        "build_chat_model(LLMSettings(provider='anthropic', api_key='k'), BackoffSettings())"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
-    ).stdout
-    modules = {name.split(".")[0] for name in out.split()}
     assert "anthropic" in modules
     assert "openai" not in modules

@@ -6,13 +6,12 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from conf.settings import BackoffSettings, ConfigError, LLMSettings
+from conf.settings import ConfigError, LLMSettings
 from llm import (
     AssistantRecord,
     Image,
@@ -28,40 +27,18 @@ from llm import (
     load_system_prompt,
 )
 from llm.openai_provider import OpenAIChatModel
-from tests.fakes.llm_server import CallTools, Fail, FakeLLMServer, Hang, Malformed, Reply
+from tests.fakes.llm_server import CallTools, Fail, FakeLLMServer, Hang, Reply
+from tests.llm_support import CLOCK, FAST, OPENAI, ROOT, USER, complete_and_close, imported_after
 
-FAST = BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0)
-KEY = "sk-test-secret-key-123"
-CLOCK = ToolSpec("clock", "The time now.", {"type": "object", "properties": {}})
+KEY = OPENAI.key
 ADD = ToolSpec("add", "Add numbers.", {"type": "object", "properties": {"a": {"type": "number"}}})
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
-
-
-def raw_model(server: FakeLLMServer, *, stream: bool = True, timeout: float = 5.0) -> OpenAIChatModel:
-    return OpenAIChatModel(
-        model="gpt-test", api_key=KEY, base_url=server.openai_base_url, stream=stream, request_timeout_seconds=timeout
-    )
-
-
-def settings(server: FakeLLMServer, **changes: object) -> LLMSettings:
-    values: dict[str, object] = {"provider": "openai", "base_url": server.openai_base_url, "api_key": KEY}
-    return LLMSettings.model_validate(values | changes)
-
-
-USER = [UserRecord(text="hello there")]
+raw_model = OPENAI.raw_model
+settings = OPENAI.settings
 
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_plain_answer_comes_back_with_the_system_prompt_sent_first(llm: FakeLLMServer, stream: bool) -> None:
-    model = raw_model(llm, stream=stream)
-    reply = await model.complete(ModelRequest("Be brief.", USER))
-    await model.aclose()
+    reply = await complete_and_close(raw_model(llm, stream=stream), ModelRequest("Be brief.", USER))
     assert reply.text == "echo: hello there"
     assert reply.tool_calls == ()
     request = llm.requests[0]
@@ -72,23 +49,10 @@ async def test_a_plain_answer_comes_back_with_the_system_prompt_sent_first(llm: 
     assert "tools" not in request.json
 
 
-async def test_streaming_passes_the_text_in_order_as_it_arrives(llm: FakeLLMServer) -> None:
-    # Paced: the words arrive in separate reads, and each read's text is one delta.
-    llm.script(Reply("one two three four", chars_per_second=1000))
-    deltas: list[str] = []
-    model = raw_model(llm)
-    reply = await model.complete(ModelRequest("", USER, on_delta=deltas.append))
-    await model.aclose()
-    assert len(deltas) > 1
-    assert "".join(deltas) == reply.text == "one two three four"
-
-
 @pytest.mark.parametrize("stream", [False, True])
 async def test_the_reported_usage_comes_back_with_cached_tokens_and_the_model(llm: FakeLLMServer, stream: bool) -> None:
     llm.cache_tokens = (5, 0)
-    model = raw_model(llm, stream=stream)
-    reply = await model.complete(ModelRequest("", USER))
-    await model.aclose()
+    reply = await complete_and_close(raw_model(llm, stream=stream), ModelRequest("", USER))
     assert reply.model == "gpt-test"
     assert reply.usage.input_tokens > 5
     assert reply.usage.output_tokens > 0
@@ -100,9 +64,7 @@ async def test_the_reported_usage_comes_back_with_cached_tokens_and_the_model(ll
 @pytest.mark.parametrize("stream", [False, True])
 async def test_tool_calls_come_back_with_their_arguments_parsed(llm: FakeLLMServer, stream: bool) -> None:
     llm.script(CallTools([("clock", {}), ("add", {"a": 1, "b": [2, 3]})], text="Let me check."))
-    model = raw_model(llm, stream=stream)
-    reply = await model.complete(ModelRequest("", USER, [CLOCK, ADD]))
-    await model.aclose()
+    reply = await complete_and_close(raw_model(llm, stream=stream), ModelRequest("", USER, [CLOCK, ADD]))
     assert reply.text == "Let me check."
     assert [(call.name, call.arguments) for call in reply.tool_calls] == [("clock", {}), ("add", {"a": 1, "b": [2, 3]})]
     assert len({call.id for call in reply.tool_calls}) == 2
@@ -115,9 +77,7 @@ async def test_tool_calls_come_back_with_their_arguments_parsed(llm: FakeLLMServ
 @pytest.mark.parametrize("stream", [False, True])
 async def test_arguments_that_are_not_json_become_a_call_without_arguments(llm: FakeLLMServer, stream: bool) -> None:
     llm.script(CallTools([("add", '{"a": 1,,'), ("add", "[1, 2]")]))
-    model = raw_model(llm, stream=stream)
-    reply = await model.complete(ModelRequest("", USER, [ADD]))
-    await model.aclose()
+    reply = await complete_and_close(raw_model(llm, stream=stream), ModelRequest("", USER, [ADD]))
     assert [(call.arguments, call.raw_arguments) for call in reply.tool_calls] == [
         (None, '{"a": 1,,'),
         (None, "[1, 2]"),
@@ -137,9 +97,7 @@ async def test_a_history_with_tool_results_is_accepted_by_the_api(llm: FakeLLMSe
             images=(Image("image/png", "AAAA"),),
         ),
     ]
-    model = raw_model(llm, stream=stream)
-    reply = await model.complete(ModelRequest("", history, [CLOCK]))
-    await model.aclose()
+    reply = await complete_and_close(raw_model(llm, stream=stream), ModelRequest("", history, [CLOCK]))
     request = llm.requests[0]
     assert request.rejection is None
     assert reply.text.startswith("tool said: 12:00")
@@ -150,20 +108,9 @@ async def test_a_history_with_tool_results_is_accepted_by_the_api(llm: FakeLLMSe
 async def test_a_request_the_api_refuses_is_rejected_with_its_status(llm: FakeLLMServer) -> None:
     model = OpenAIChatModel(model="", api_key=KEY, base_url=llm.openai_base_url)
     with pytest.raises(LLMRejected) as caught:
-        await model.complete(ModelRequest("", USER))
-    await model.aclose()
+        await complete_and_close(model, ModelRequest("", USER))
     assert caught.value.status == 400
     assert llm.requests[0].rejection == "you must provide a model parameter"
-
-
-@pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("kind", ["json", "shape", "disconnect"])
-async def test_a_malformed_response_is_unavailable(llm: FakeLLMServer, stream: bool, kind: str) -> None:
-    llm.script(Malformed(kind))  # type: ignore[arg-type]
-    model = raw_model(llm, stream=stream)
-    with pytest.raises(LLMUnavailable):
-        await model.complete(ModelRequest("", USER))
-    await model.aclose()
 
 
 async def test_a_server_that_never_answers_times_out_as_unavailable(llm: FakeLLMServer) -> None:
@@ -176,27 +123,9 @@ async def test_a_server_that_never_answers_times_out_as_unavailable(llm: FakeLLM
     assert time.monotonic() - started < 3
 
 
-async def test_429_with_retry_after_waits_that_long_then_succeeds(llm: FakeLLMServer) -> None:
-    llm.script([Fail(429, retry_after=0.2)])
-    model = build_chat_model(settings(llm), FAST)
-    with capture_logs() as logs:
-        started = time.monotonic()
-        reply = await model.complete(ModelRequest("", USER))
-        elapsed = time.monotonic() - started
-    await model.aclose()
-    assert reply.text == "echo: hello there"
-    assert len(llm.requests) == 2
-    assert llm.requests[1].received_at - llm.requests[0].received_at >= 0.2 * 0.9
-    assert elapsed >= 0.18
-    retries = [line for line in logs if line["event"] == "llm_retry"]
-    assert [(r["status"], r["wait_s"], r["attempt"]) for r in retries] == [(429, 0.2, 1)]
-
-
 async def test_a_500_is_retried_until_the_model_answers(llm: FakeLLMServer) -> None:
     llm.script([Fail(500), Fail(503), Reply("finally")])
-    model = build_chat_model(settings(llm, stream=False), FAST)
-    reply = await model.complete(ModelRequest("", USER))
-    await model.aclose()
+    reply = await complete_and_close(build_chat_model(settings(llm, stream=False), FAST), ModelRequest("", USER))
     assert reply.text == "finally"
     assert len(llm.requests) == 3
 
@@ -214,23 +143,8 @@ async def test_a_wrong_key_is_rejected_once_and_logged_without_the_key(llm: Fake
     assert KEY not in repr(logs)
 
 
-async def test_an_outage_gives_up_within_the_budget_with_the_last_error(llm: FakeLLMServer) -> None:
-    llm.script(lambda request: Fail(503))
-    model = build_chat_model(settings(llm, retry_budget_seconds=0.3), FAST)
-    started = time.monotonic()
-    with pytest.raises(LLMUnavailable) as caught:
-        await model.complete(ModelRequest("", USER))
-    elapsed = time.monotonic() - started
-    await model.aclose()
-    assert caught.value.status == 503
-    assert len(llm.requests) >= 3
-    assert elapsed < 0.3 + 1.0  # the budget, plus the duration of the last attempt
-
-
 async def test_an_empty_api_key_still_reaches_a_local_server(llm: FakeLLMServer) -> None:
-    model = build_chat_model(settings(llm, api_key=""), FAST)
-    reply = await model.complete(ModelRequest("", USER))
-    await model.aclose()
+    reply = await complete_and_close(build_chat_model(settings(llm, api_key=""), FAST), ModelRequest("", USER))
     assert reply.text == "echo: hello there"
     assert llm.requests[0].headers["authorization"] == "Bearer not-needed"
 
@@ -260,26 +174,14 @@ def test_the_fake_server_refuses_a_request_without_a_key_with_401() -> None:
         assert llm_settings.model == "gpt-4o-mini"
 
 
-def _imported_after(code: str) -> set[str]:
-    out = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.split()
-    return {name.split(".")[0] for name in out}
-
-
 def test_importing_llm_imports_no_provider_sdk() -> None:
-    modules = _imported_after("import llm")
+    modules = imported_after("import llm")
     assert "openai" not in modules
     assert "anthropic" not in modules
 
 
 def test_building_the_openai_model_imports_only_the_openai_sdk() -> None:
-    modules = _imported_after(
+    modules = imported_after(
         "from conf.settings import LLMSettings, BackoffSettings\n"
         "from llm import build_chat_model\n"
         "build_chat_model(LLMSettings(provider='openai', api_key='k'), BackoffSettings())"
@@ -335,7 +237,7 @@ async def test_a_hung_model_cannot_keep_the_user_waiting_past_the_retry_budget()
             request_timeout_seconds=60,  # the SDK alone would wait a minute
             retry_budget_seconds=2,
         )
-        model = build_chat_model(settings, BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0))
+        model = build_chat_model(settings, FAST)
         started = time.monotonic()
         with pytest.raises(LLMUnavailable):
             await model.complete(ModelRequest("s", [UserRecord(text="hi")]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,18 +21,11 @@ from stores import (
     firing_id,
 )
 from stores.reminders import Claim
-from tests.fakes.moto_serialised import serialised_moto_server
 from tests.feature_backends import BACKENDS, START, FeatureBackend, make_backend
 
 CHAT = "-1001234567890:42"
 OTHER = "555"
 BERLIN = ZoneInfo("Europe/Berlin")
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with serialised_moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(params=BACKENDS)

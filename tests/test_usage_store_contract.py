@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stores import Usage
-from tests.fakes.moto_serialised import serialised_moto_server
 from tests.feature_backends import BACKENDS, FeatureBackend, make_backend
 
 ALICE, BOB = 111, 222
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with serialised_moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(params=BACKENDS)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -35,6 +34,8 @@ from typing import Any
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
+
+from tests.fakes.moto_server import moto_server
 
 __all__ = ["serialised_moto_server"]
 
@@ -131,14 +132,5 @@ class _SerialisedMotoServer(ThreadedMotoServer):
 @contextmanager
 def serialised_moto_server() -> Iterator[str]:
     """Run the serialised server in a thread on a free loopback port; yield its endpoint URL."""
-    werkzeug_log = logging.getLogger("werkzeug")
-    level = werkzeug_log.level
-    werkzeug_log.setLevel(logging.ERROR)  # one access-log line per request would drown the output
-    server = _SerialisedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        werkzeug_log.setLevel(level)
+    with moto_server(_SerialisedMotoServer) as endpoint:
+        yield endpoint

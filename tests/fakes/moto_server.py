@@ -7,8 +7,8 @@
         proxy.fail_next(2, status=400, error="ProvisionedThroughputExceededException")
         settings = DynamoDBSettings(..., endpoint_url=proxy.url)
 
-Test modules define their own pytest fixtures from these (tests/conftest.py is not ours) and
-set fake credentials with `fake_aws_credentials(monkeypatch)`.
+tests/conftest.py makes fixtures of these (`moto_endpoint`, `aws_credentials`, `dynamodb_client`);
+a test module may define its own, and set fake credentials with `fake_aws_credentials(monkeypatch)`.
 """
 
 from __future__ import annotations
@@ -26,18 +26,19 @@ import pytest
 from aiohttp import web
 from moto.server import ThreadedMotoServer
 
-__all__ = ["FaultInjectingProxy", "closed_port_endpoint", "fake_aws_credentials", "moto_server"]
+__all__ = ["FaultInjectingProxy", "LoopbackProxy", "closed_port_endpoint", "fake_aws_credentials", "moto_server"]
 
 REGION = "us-east-1"
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """Run moto's server in a thread on a free loopback port; yield its endpoint URL."""
+def moto_server(server_class: type[ThreadedMotoServer] = ThreadedMotoServer) -> Iterator[str]:
+    """Run moto's server (or `server_class`, a variant of it) in a thread on a free loopback port;
+    yield its endpoint URL."""
     werkzeug_log = logging.getLogger("werkzeug")
     level = werkzeug_log.level
     werkzeug_log.setLevel(logging.ERROR)  # one access-log line per request would drown the output
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = server_class(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
@@ -71,25 +72,17 @@ def closed_port_endpoint() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-class FaultInjectingProxy:
-    """An HTTP proxy to `upstream` that can answer the next requests with a DynamoDB error.
+class LoopbackProxy:
+    """An HTTP proxy on 127.0.0.1 to `upstream`, in the test's event loop; `url` is where it listens.
 
-    It runs in the test's event loop. `requests` counts requests received, `failed` those it
-    answered with an injected error.
+    A subclass decides in `_handle` what to do with each request, passing it on with `_forward`.
     """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
-        self.requests = 0
-        self.failed = 0
         self.url = ""
-        self._failures: list[tuple[int, str]] = []
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
-
-    def fail_next(self, count: int, *, status: int = 400, error: str = "ThrottlingException") -> None:
-        """Answer the next `count` requests with `status` and DynamoDB error code `error`."""
-        self._failures.extend([(status, error)] * count)
 
     async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession()
@@ -112,17 +105,10 @@ class FaultInjectingProxy:
             await self._session.close()
 
     async def _handle(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        body = await request.read()
-        if self._failures:
-            status, error = self._failures.pop(0)
-            self.failed += 1
-            payload = {"__type": f"com.amazonaws.dynamodb.v20120810#{error}", "message": "injected by the test"}
-            return web.Response(
-                status=status,
-                body=json.dumps(payload).encode(),
-                headers={"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": error},
-            )
+        return await self._forward(request, await request.read())
+
+    async def _forward(self, request: web.Request, body: bytes) -> web.Response:
+        """`request` (whose `body` was read) sent upstream; its answer, read whole."""
         assert self._session is not None
         headers = {
             key: value for key, value in request.headers.items() if key.lower() not in {"host", "content-length"}
@@ -135,3 +121,35 @@ class FaultInjectingProxy:
                 body=await upstream.read(),
                 headers={"Content-Type": upstream.headers.get("Content-Type", "application/x-amz-json-1.0")},
             )
+
+
+class FaultInjectingProxy(LoopbackProxy):
+    """An HTTP proxy to `upstream` that can answer the next requests with a DynamoDB error.
+
+    It runs in the test's event loop. `requests` counts requests received, `failed` those it
+    answered with an injected error.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.requests = 0
+        self.failed = 0
+        self._failures: list[tuple[int, str]] = []
+
+    def fail_next(self, count: int, *, status: int = 400, error: str = "ThrottlingException") -> None:
+        """Answer the next `count` requests with `status` and DynamoDB error code `error`."""
+        self._failures.extend([(status, error)] * count)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        body = await request.read()
+        if self._failures:
+            status, error = self._failures.pop(0)
+            self.failed += 1
+            payload = {"__type": f"com.amazonaws.dynamodb.v20120810#{error}", "message": "injected by the test"}
+            return web.Response(
+                status=status,
+                body=json.dumps(payload).encode(),
+                headers={"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": error},
+            )
+        return await self._forward(request, body)

@@ -1,0 +1,72 @@
+"""What both providers do alike: each real SDK over HTTP to the fake server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from structlog.testing import capture_logs
+
+from llm import LLMUnavailable, ModelRequest, build_chat_model
+from tests.fakes.llm_server import Fail, FakeLLMServer, Malformed, Reply
+from tests.llm_support import ANTHROPIC, FAST, OPENAI, USER, Provider, complete_and_close
+
+PROVIDERS = pytest.mark.parametrize("provider", [OPENAI, ANTHROPIC], ids=lambda provider: provider.name)
+
+
+@PROVIDERS
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("kind", ["json", "shape", "disconnect"])
+async def test_a_malformed_response_is_unavailable(
+    llm: FakeLLMServer, provider: Provider, stream: bool, kind: str
+) -> None:
+    llm.script(Malformed(kind))  # type: ignore[arg-type]
+    with pytest.raises(LLMUnavailable):
+        await complete_and_close(provider.raw_model(llm, stream=stream), ModelRequest("", USER))
+
+
+@PROVIDERS
+async def test_streaming_passes_the_text_in_order_as_it_arrives(llm: FakeLLMServer, provider: Provider) -> None:
+    # Paced: the words arrive in separate reads, and each read's text is one delta.
+    llm.script(Reply("one two three four", chars_per_second=1000))
+    deltas: list[str] = []
+    reply = await complete_and_close(provider.raw_model(llm), ModelRequest("", USER, on_delta=deltas.append))
+    assert len(deltas) > 1
+    assert "".join(deltas) == reply.text == "one two three four"
+
+
+@PROVIDERS
+async def test_429_with_retry_after_waits_that_long_then_succeeds(llm: FakeLLMServer, provider: Provider) -> None:
+    llm.script([Fail(429, retry_after=0.2)])
+    model = build_chat_model(provider.settings(llm), FAST)
+    with capture_logs() as logs:
+        started = time.monotonic()
+        reply = await model.complete(ModelRequest("", USER))
+        elapsed = time.monotonic() - started
+    await model.aclose()
+    assert reply.text == "echo: hello there"
+    assert len(llm.requests) == 2
+    assert llm.requests[1].received_at - llm.requests[0].received_at >= 0.2 * 0.9
+    assert elapsed >= 0.18
+    retries = [line for line in logs if line["event"] == "llm_retry"]
+    assert [(r["status"], r["wait_s"], r["attempt"]) for r in retries] == [(429, 0.2, 1)]
+
+
+@pytest.mark.parametrize(
+    ("provider", "status", "budget"),
+    [(OPENAI, 503, 0.3), (ANTHROPIC, 529, 0.25)],  # 529: Anthropic's "overloaded"
+    ids=["openai", "anthropic"],
+)
+async def test_an_outage_gives_up_within_the_budget_with_the_last_error(
+    llm: FakeLLMServer, provider: Provider, status: int, budget: float
+) -> None:
+    llm.script(lambda request: Fail(status))
+    model = build_chat_model(provider.settings(llm, retry_budget_seconds=budget), FAST)
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailable) as caught:
+        await model.complete(ModelRequest("", USER))
+    elapsed = time.monotonic() - started
+    await model.aclose()
+    assert caught.value.status == status
+    assert len(llm.requests) >= 3
+    assert elapsed < budget + 1.0  # the budget, plus the duration of the last attempt
