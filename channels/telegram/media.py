@@ -71,7 +71,8 @@ class TelegramFiles:
         """The session, made on first use inside the running loop (aiohttp wants that)."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections, ssl=tls_context()),
+                # Idle connections close after 5 s, as httpx's did.
+                connector=aiohttp.TCPConnector(limit=self._connections, keepalive_timeout=5.0, ssl=tls_context()),
                 # Not trust_env (it reads ~/.netrc in a thread per request); proxies: `proxy_for_host`.
                 trust_env=False,
                 # 10 s to connect, 30 s at most between two reads; the whole download has `timeout_seconds`.
