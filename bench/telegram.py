@@ -146,9 +146,11 @@ class Setup:
 
 @contextlib.contextmanager
 def running(
-    bot: str, setup: Setup, figures: Figures, llm_latency: float, extra_env: dict[str, str] | None = None
+    bot: str, setup: Setup | Path, figures: Figures, llm_latency: float, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[Fakes, BotProcess]]:
-    """Fresh fakes and a fresh bot process, ready (it has polled once)."""
+    """Fresh fakes and a fresh bot process, ready (it has polled once). A bare directory for `setup`
+    runs the bot on this interpreter."""
+    setup = setup if isinstance(setup, Setup) else Setup(setup)
     with Fakes(TOKEN, llm_latency) as fakes:
         env = {**_environment(bot, fakes, setup.workdir), **(extra_env or {})}
         LOGS.mkdir(parents=True, exist_ok=True)
