@@ -16,7 +16,8 @@ from actors.runtime import Actor, ActorStopped, MailboxFull, PoisonMessage
 from actors.supervisor import Restart, Supervisor
 
 if TYPE_CHECKING:
-    from actors.conversation import ConversationActor, TurnSettings
+    from actors._conversation_parts import TurnSettings
+    from actors.conversation import ConversationActor
     from actors.mcp import McpServerActor
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 
 _LAZY = {
     "ConversationActor": "actors.conversation",
-    "TurnSettings": "actors.conversation",
+    "TurnSettings": "actors._conversation_parts",
     "McpServerActor": "actors.mcp",
 }
 

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -30,10 +30,23 @@ from actors._workers import Workers, WorkTimedOut
 from actors.protocol import UserMessage
 from conf.settings import MediaSettings
 from llm.attachments import images_of
+from llm.context import ImageCost, anthropic_image_tokens
 from llm.records import Attachment, Image, ModelMessage, UserRecord
 from llm.speech import TRANSCRIPTION_EXTENSIONS, SpeechClient, SpeechError
 
-__all__ = ["Downloaded", "FileSource", "FileTooBig", "FileUnavailable", "Media", "MediaError", "Prepared"]
+if TYPE_CHECKING:
+    from actors.voice import VoiceReplies
+
+__all__ = [
+    "ConversationMedia",
+    "Downloaded",
+    "FileSource",
+    "FileTooBig",
+    "FileUnavailable",
+    "Media",
+    "MediaError",
+    "Prepared",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -236,6 +249,17 @@ class Media:
     async def aclose(self) -> None:
         """Stop the worker threads (work in flight ends in its own time)."""
         self._workers.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationMedia:
+    """What every conversation shares to read files and speak: the reader, voice replies (None: off),
+    and the configured provider's image token formula. Here, not beside the actor that uses it
+    (`actors.media_conversation`), so that building it at start-up does not load the turn loop."""
+
+    media: Media
+    voice: VoiceReplies | None = None
+    image_cost: ImageCost = anthropic_image_tokens
 
 
 def _image_input(data: bytes, max_side: int) -> tuple[Image, int, int] | str:

@@ -5,7 +5,6 @@ counts them by the provider's formula, and answers voice with voice (`actors.voi
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -13,28 +12,16 @@ import structlog
 from actors import texts
 from actors._seeing import SeeingModel
 from actors.conversation import ConversationActor
-from actors.media import Media
+from actors.media import ConversationMedia
 from actors.protocol import ConversationMessage, ReminderDue, UserMessage
-from actors.voice import VoiceReplies
 from llm import AssistantRecord, NoticeRecord, Record, ResetRecord, TurnContext
-from llm.context import ImageCost, anthropic_image_tokens
 
-__all__ = ["IMAGES_REFUSED", "ConversationMedia", "MediaConversationActor"]
+__all__ = ["IMAGES_REFUSED", "MediaConversationActor"]
 
 log = structlog.get_logger(__name__)
 
 IMAGES_REFUSED = "images_refused"
 """The `reason` of the notice that records that the conversation's model cannot see images."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationMedia:
-    """What every conversation shares to read files and speak: the reader, voice replies (None: off),
-    and the configured provider's image token formula."""
-
-    media: Media
-    voice: VoiceReplies | None = None
-    image_cost: ImageCost = anthropic_image_tokens
 
 
 class MediaConversationActor(ConversationActor):

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Literal
 
-from actors.media_conversation import ConversationMedia
 from conf import Settings
 from ops.backoff import Backoff
 from stores import IngressLog
@@ -16,6 +15,7 @@ from stores import IngressLog
 if TYPE_CHECKING:
     from telegram import Bot
 
+    from actors.media import ConversationMedia
     from channels.console import ConsoleChannel
     from channels.telegram.gateway import TelegramChannel
     from ops.metrics import Metrics

@@ -7,9 +7,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from actors.media import Media
-from actors.media_conversation import ConversationMedia
-from actors.voice import VoiceReplies
+from actors.media import ConversationMedia, Media
 from conf import Settings
 from llm.context import ImageCost, anthropic_image_tokens, openai_image_tokens
 from ops.backoff import Backoff
@@ -17,6 +15,7 @@ from ops.backoff import Backoff
 if TYPE_CHECKING:
     from telegram import Bot
 
+    from actors.voice import VoiceReplies
     from channels.telegram.sender import TelegramSender
     from llm.speech import SpeechClient
 
@@ -45,8 +44,10 @@ async def open_media(
     media = Media(files, settings.media, speech=speech, transcription=transcription)
     stack.push_async_callback(media.aclose)
     mode = settings.speech.voice_replies
-    voice = None
+    voice: VoiceReplies | None = None
     if speech is not None and mode != "off":
+        from actors.voice import VoiceReplies
+
         voice = VoiceReplies(speech, TelegramVoiceSender(sender), mode, max_parts=settings.speech.max_voice_parts)
     log.info("media_ready", transcription=transcription, voice_replies=mode if voice is not None else "off")
     return ConversationMedia(media, voice, image_cost_of(settings))

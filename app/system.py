@@ -13,11 +13,9 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
-from actors.conversation import ConversationActor, TurnSettings
-from actors.media_conversation import ConversationMedia, MediaConversationActor
+from actors import TurnSettings
 from actors.protocol import ConversationMessage, ReplyChannel
 from actors.registry import ConversationRegistry
-from actors.shared_conversation import SharedConversationActor
 from actors.supervisor import Child, Supervisor
 from app.edges import ConsoleEdge, Edge, TelegramEdge, open_edge
 from app.memory import build_turn_setup
@@ -33,7 +31,9 @@ from stores import ConversationStore, FeatureStores, IngressLog
 
 if TYPE_CHECKING:
     from actors.accounting import Accounting
+    from actors.conversation import ConversationActor
     from actors.mcp import McpServerActor
+    from actors.media import ConversationMedia
     from actors.scheduler import ReminderScheduler
     from actors.turn_setup import TurnSetup
     from channels.console import ConsoleGateway
@@ -77,6 +77,11 @@ class ConversationFactory:
 
     def __call__(self, conversation_id: str) -> ConversationActor:
         """A new (not yet started) actor for `conversation_id`."""
+        # Imported with the first conversation, not before the first poll: the actors' modules load
+        # the turn loop, summaries, streaming and the ledgers, which start-up does not use.
+        from actors.media_conversation import MediaConversationActor
+        from actors.shared_conversation import SharedConversationActor
+
         actor_class = SharedConversationActor if self.shared else MediaConversationActor
         return actor_class(
             conversation_id,

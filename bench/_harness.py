@@ -17,17 +17,49 @@ from typing import BinaryIO
 
 __all__ = [
     "REPO",
+    "RUNTIME_VENV",
     "BotProcess",
     "PeakSampler",
+    "compile_sources",
     "format_table",
     "percentile",
     "rss_mb",
+    "runtime_python",
     "tree_cpu_s",
     "tree_pids",
     "tree_rss_mb",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
+RUNTIME_VENV = REPO / "bench" / "out" / "venv-runtime"
+"""A virtualenv with requirements.txt alone, as a user's deployment has (the dev venv adds rich,
+pygments, ... which structlog and python-telegram-bot import when they are there)."""
+
+
+def runtime_python(venv: Path = RUNTIME_VENV) -> Path:
+    """The interpreter of `venv`, made with `python -m venv` and `pip install -r requirements.txt`
+    on first use, and installed again when requirements.txt changed (delete the folder to drop
+    packages that left it)."""
+    python = venv / "bin" / "python"
+    stamp = venv / "requirements.txt"
+    wanted = (REPO / "requirements.txt").read_text()
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    if not python.exists():
+        print(f"creating a runtime-only virtualenv in {venv} (once) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    print(f"installing requirements.txt into {venv} (once) ...", file=sys.stderr)
+    requirements = str(REPO / "requirements.txt")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", requirements], check=True)
+    stamp.write_text(wanted)
+    return python
+
+
+def compile_sources(python: Path | str) -> None:
+    """Byte-compile our packages with `python`, as a user's first run leaves them (__pycache__), so
+    that no measured start compiles our sources."""
+    packages = sorted(p.name for p in REPO.iterdir() if (p / "__init__.py").exists() and p.name != "tests")
+    subprocess.run([str(python), "-m", "compileall", "-q", *packages], cwd=REPO, check=True)
 
 
 def rss_mb(pid: int) -> float:
@@ -116,12 +148,22 @@ def median(values: Sequence[float]) -> float:
 
 
 class BotProcess:
-    """A bot run as a subprocess from the repository root; output goes to `log_path`."""
+    """A bot run by `python` (this interpreter unless told) as a subprocess from the repository
+    root; output goes to `log_path`. Python writes bytecode caches there, as in a user's run,
+    whatever PYTHONDONTWRITEBYTECODE says here."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        python: Path | str = sys.executable,
+    ) -> None:
         self.name = name
-        self.argv = [sys.executable, *argv]
-        self.env = {**os.environ, **env}
+        self.argv = [str(python), *argv]
+        inherited = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+        self.env = {**inherited, **env}
         self.log_path = log_path
         self.started_at = 0.0
         self._process: subprocess.Popen[bytes] | None = None

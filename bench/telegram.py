@@ -18,7 +18,15 @@ first messages and extrapolated (marked "~"); its (b) is likewise cut at a time 
 to the anchor of the issue's targets: (a) to `naivec`, (b), (c) and (d) to `echo`; only ratios from
 one run mean anything on a shared machine.
 
-    .venv/bin/python bench/telegram.py [--quick] [--bots echo,naive,naivec,assistant,bare]
+Every bot runs on one interpreter, `--python` (default: bench/out/venv-runtime/bin/python, a
+virtualenv with requirements.txt alone, made with `python -m venv` and pip on first use): a user's
+deployment has only those packages, and the dev venv's extras (rich, pygments, ...) are imported by
+structlog and python-telegram-bot when present, which would slow every start. Our packages are
+byte-compiled with it first and the bots may write bytecode caches (PYTHONDONTWRITEBYTECODE is
+dropped for them), as a user's `python main.py` does, so no start is measured compiling our code.
+The fakes and the harness run on this interpreter (`.venv`: they need the test dependencies).
+
+    .venv/bin/python bench/telegram.py [--quick] [--bots echo,naive,naivec,assistant,bare] [--python PATH]
 """
 
 from __future__ import annotations
@@ -40,7 +48,14 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _B
 sys.path.insert(0, str(_BENCH.parent))
 
 from bench._fakes import Fakes  # noqa: E402
-from bench._harness import BotProcess, PeakSampler, median, percentile  # noqa: E402
+from bench._harness import (  # noqa: E402
+    BotProcess,
+    PeakSampler,
+    compile_sources,
+    median,
+    percentile,
+    runtime_python,
+)
 from bench._telegram_report import plot, report, write_csv  # noqa: E402
 
 TOKEN = "123456:TEST-bench-token"
@@ -121,15 +136,26 @@ def _environment(bot: str, fakes: Fakes, workdir: Path) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Setup:
+    """Where the bots run: a scratch directory, and the interpreter that runs each of them."""
+
+    workdir: Path
+    python: Path | str = sys.executable
+
+
 @contextlib.contextmanager
 def running(
-    bot: str, workdir: Path, figures: Figures, llm_latency: float, extra_env: dict[str, str] | None = None
+    bot: str, setup: Setup | Path, figures: Figures, llm_latency: float, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[Fakes, BotProcess]]:
-    """Fresh fakes and a fresh bot process, ready (it has polled once)."""
+    """Fresh fakes and a fresh bot process, ready (it has polled once). A bare directory for `setup`
+    runs the bot on this interpreter."""
+    setup = setup if isinstance(setup, Setup) else Setup(setup)
     with Fakes(TOKEN, llm_latency) as fakes:
-        env = {**_environment(bot, fakes, workdir), **(extra_env or {})}
+        env = {**_environment(bot, fakes, setup.workdir), **(extra_env or {})}
         LOGS.mkdir(parents=True, exist_ok=True)
-        with BotProcess(bot, COMMANDS[bot], env, LOGS / f"{bot}-{time.monotonic_ns()}.log") as process:
+        log = LOGS / f"{bot}-{time.monotonic_ns()}.log"
+        with BotProcess(bot, COMMANDS[bot], env, log, python=setup.python) as process:
             first = fakes.wait_for_first_poll(process.check_alive)
             figures.d_rss_mb.append(process.tree_rss_mb())
             figures.d_start_s.append(first - process.started_at)
@@ -147,9 +173,9 @@ def send_and_wait(fakes: Fakes, messages: list[tuple[int, str]], want: int, budg
     return len(sent), (sent[-1][2] - start) if sent else budget_s
 
 
-def scenario_a(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:
+def scenario_a(bot: str, sizes: Sizes, setup: Setup, figures: Figures) -> None:
     """(a) many chats at once, a slow model."""
-    with running(bot, workdir, figures, llm_latency=1.0) as (fakes, _):
+    with running(bot, setup, figures, llm_latency=1.0) as (fakes, _):
         # One warm-up exchange first, for every bot alike: this scenario measures chats in
         # parallel, not the first request's connection set-up and lazy imports.
         fakes.tg.add_text_messages([(9_999, "warm up")])
@@ -166,9 +192,9 @@ def scenario_a(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:
                 print(f"  {bot}: only {got} of {sizes.a_chats} replies in (a)", file=sys.stderr)
 
 
-def scenario_b(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:
+def scenario_b(bot: str, sizes: Sizes, setup: Setup, figures: Figures) -> None:
     """(b) throughput with an instant model, and the CPU the bot's tree spent per message."""
-    with running(bot, workdir, figures, llm_latency=0.0) as (fakes, process):
+    with running(bot, setup, figures, llm_latency=0.0) as (fakes, process):
         messages = [(20_000 + i % sizes.b_chats, f"message {i}") for i in range(sizes.b_messages)]
         cpu_before = process.cpu_s()
         got, seconds = send_and_wait(fakes, messages, sizes.b_messages, sizes.b_budget_s)
@@ -179,9 +205,9 @@ def scenario_b(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:
         figures.wrong_replies += sum(1 for _, text, _ in sent if "message " not in text)
 
 
-def scenario_c(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:
+def scenario_c(bot: str, sizes: Sizes, setup: Setup, figures: Figures) -> None:
     """(c) reply latency in one chat, one message at a time."""
-    with running(bot, workdir, figures, llm_latency=0.0) as (fakes, _):
+    with running(bot, setup, figures, llm_latency=0.0) as (fakes, _):
         latencies: list[float] = []
         warmup = 5
         for i in range(sizes.c_rounds + warmup):
@@ -194,10 +220,10 @@ def scenario_c(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:
         figures.c_p99_ms = percentile(latencies, 0.99)
 
 
-def scenario_e(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:
+def scenario_e(bot: str, sizes: Sizes, setup: Setup, figures: Figures) -> None:
     """(e) memory during many chats, and once their actors were evicted."""
     env = {"ACTOR_IDLE_SECONDS": str(sizes.e_idle_s)}
-    with running(bot, workdir, figures, llm_latency=0.0, extra_env=env) as (fakes, process):
+    with running(bot, setup, figures, llm_latency=0.0, extra_env=env) as (fakes, process):
         # The baseline is a served assistant: after one exchange (the model SDK loads then, for
         # every deployment) and a pause (what starts after the first poll has started).
         fakes.tg.add_text_messages([(9_998, "warm up")])
@@ -215,7 +241,7 @@ def scenario_e(bot: str, sizes: Sizes, workdir: Path, figures: Figures) -> None:
             figures.e_idle_mb = process.tree_rss_mb()
 
 
-SCENARIOS: tuple[Callable[[str, Sizes, Path, Figures], None], ...] = (scenario_a, scenario_b, scenario_c, scenario_e)
+SCENARIOS: tuple[Callable[[str, Sizes, Setup, Figures], None], ...] = (scenario_a, scenario_b, scenario_c, scenario_e)
 
 
 def main() -> int:
@@ -226,6 +252,9 @@ def main() -> int:
         "--bots", default="echo,naive,naivec,assistant,bare", help="comma-separated: " + ",".join(COMMANDS)
     )
     parser.add_argument("--scenarios", default="a,b,c,e", help="comma-separated letters (d is measured in each)")
+    parser.add_argument(
+        "--python", help="the interpreter of every bot (default: a runtime-only venv, bench/out/venv-runtime)"
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
     bots = [name.strip() for name in args.bots.split(",") if name.strip()]
@@ -233,14 +262,17 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown bots: {', '.join(sorted(unknown))}")
     chosen = [s for s in SCENARIOS if s.__name__[-1] in args.scenarios.split(",")]
+    python = args.python or runtime_python()
+    compile_sources(python)
     results: dict[str, Figures] = {}
     with tempfile.TemporaryDirectory(prefix="bench-telegram-") as tmp:
+        setup = Setup(Path(tmp), python)
         for bot in bots:
             figures = results[bot] = Figures()
             for scenario in chosen:
                 began = time.monotonic()
                 try:
-                    scenario(bot, sizes, Path(tmp), figures)
+                    scenario(bot, sizes, setup, figures)
                 except (RuntimeError, TimeoutError) as exc:
                     print(f"{bot} {scenario.__name__} failed: {exc}", file=sys.stderr)
                 print(f"  {bot:9} {scenario.__name__} done in {time.monotonic() - began:.1f} s", file=sys.stderr)

@@ -1,11 +1,15 @@
 """What starts once the gateway serves: MCP servers (their tools appearing as they connect) and the
-model SDK's import, never before the first poll, and not at all in a process that runs no turns."""
+model SDK's import, never before the first poll, and not at all in a process that runs no turns; and
+what start-up does not load at all."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from actors.supervisor import Supervisor
@@ -15,6 +19,7 @@ from llm import ToolResult, ToolSpec
 from ops.backoff import Backoff
 from tests.mcp_helpers import stdio_settings
 
+ROOT = Path(__file__).resolve().parent.parent
 FAST = Backoff(BackoffSettings(initial_seconds=0.05, max_seconds=0.2, multiplier=2, jitter_seconds=0))
 
 
@@ -81,3 +86,22 @@ async def test_a_process_that_runs_no_turns_starts_nothing() -> None:
         assert late.done.is_set()
         assert late.actors == {}
         assert list(late.toolbox.specs()) == []
+
+
+def test_start_up_loads_no_model_http_library_turn_loop_or_markdown_converter() -> None:
+    # What the system imports and builds before its first poll (the file source included, whose
+    # download client is made on the first download): the model SDK's HTTP library, the turn loop
+    # of the conversation actors and the Markdown converter all load later, when first used.
+    code = (
+        "import sys\n"
+        "import app.run, app.system, app.media, channels.telegram.gateway\n"
+        "from channels.telegram.media import TelegramFiles\n"
+        "TelegramFiles(None, None)\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert {"app.system", "channels.telegram.media", "aiohttp", "telegram"} <= loaded
+    later = {"httpx2", "httpcore", "anyio", "openai", "anthropic", "actors.conversation", "llm.summary"}
+    assert not loaded & (later | {"chatgpt_md_converter"})

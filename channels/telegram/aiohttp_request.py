@@ -38,25 +38,21 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
-__all__ = ["AiohttpRequest", "PoolTimeout", "request_maybe_taken", "request_not_sent"]
+from ops.tls import certifi_context
+
+__all__ = ["AiohttpRequest", "PoolTimeout", "proxy_for_host", "request_maybe_taken", "request_not_sent", "tls_context"]
 
 
 class PoolTimeout(TimeoutError):
     """Every connection of the pool stayed busy for the whole pool timeout: nothing was sent."""
 
 
-_TLS: ssl.SSLContext | None = None
-
-
-def _tls_context() -> ssl.SSLContext:
-    """One TLS context for every session (loading the CA bundle costs ~1 MB and ~10 ms each time);
-    certifi's bundle, as httpx uses, so both libraries trust the same authorities."""
-    global _TLS
-    if _TLS is None:
-        import certifi
-
-        _TLS = ssl.create_default_context(cafile=certifi.where())
-    return _TLS
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every session of the Bot API (requests and file downloads): loading the
+    CA bundle costs ~1 MB and ~30 ms each time. certifi's bundle, as httpx uses, so both libraries
+    trust the same authorities (aiohttp's own default context, made when it is imported, holds the
+    system's CA store instead, which differs from one machine to another); see `ops.tls`."""
+    return certifi_context()
 
 
 class AiohttpRequest(BaseRequest):
@@ -107,7 +103,7 @@ class AiohttpRequest(BaseRequest):
             connector = aiohttp.TCPConnector(
                 limit=self._pool_size,
                 keepalive_timeout=self._keepalive,
-                ssl=_tls_context(),
+                ssl=tls_context(),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -193,13 +189,20 @@ def _body(request_data: RequestData | None) -> tuple[aiohttp.FormData | bytes | 
 
 @functools.cache
 def _proxy_for(url: str) -> str | None:
-    """The proxy the environment names for this URL (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY),
-    as httpx honours them; read once per URL (a bot calls a few dozen method URLs)."""
+    """The proxy for this URL (see `proxy_for_host`), looked up once per URL (a bot calls a few dozen
+    method URLs)."""
     parts = urlsplit(url)
-    if proxy_bypass(parts.hostname or ""):
+    return proxy_for_host(parts.scheme, parts.hostname or "")
+
+
+@functools.cache
+def proxy_for_host(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for URLs of this scheme and host (HTTPS_PROXY, HTTP_PROXY,
+    ALL_PROXY, NO_PROXY), as httpx honours them; read once per host."""
+    if proxy_bypass(host):
         return None
     proxies = getproxies()
-    return proxies.get(parts.scheme) or proxies.get("all")
+    return proxies.get(scheme) or proxies.get("all")
 
 
 def _upload_parts(upload: Any) -> tuple[str | None, Any, str | None]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import html
 import re
 
-from chatgpt_md_converter import telegram_format
-
 from channels.telegram._html import (
     Atom,
     EndTag,
@@ -41,6 +39,9 @@ _URL_PLACEHOLDER = re.compile(r"TGURLPLACEHOLDER([0-9]+)Z")
 
 def to_telegram_html(markdown: str) -> str:
     """Convert the model's Markdown to Telegram HTML that Telegram's parser accepts."""
+    # Imported on the first reply, not before the first poll (its regexes compile as it loads).
+    from chatgpt_md_converter import telegram_format
+
     urls: list[str] = []
 
     def _protect(match: re.Match[str]) -> str:

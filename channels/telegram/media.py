@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import structlog
 from telegram import Bot
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
@@ -23,6 +24,7 @@ from tenacity import retry_if_exception
 
 from actors.media import Downloaded, FileTooBig, FileUnavailable
 from actors.protocol import DeliveryFailed, ReplyTarget
+from channels.telegram.aiohttp_request import proxy_for_host, tls_context
 from channels.telegram.sender import DeliveryError, TelegramSender, retry_after_seconds
 from ops.backoff import Backoff
 
@@ -45,8 +47,11 @@ class _Retry(Exception):
 
 class TelegramFiles:
     """The FileSource of `actors.media` on the Bot API. `bot` answers getFile (it must have been built
-    with `base_file_url`, see `channels.telegram.client`); the bytes come over a connection pool of
-    this object's own (`aclose` closes it), so downloads never wait behind replies."""
+    with `base_file_url`, see `channels.telegram.client`); the bytes come over an aiohttp session of
+    this object's own, with at most `connections` connections (so downloads never wait behind
+    replies), made on the first download (a bot that is never sent a file never makes one) and
+    closed by `aclose`. It trusts the CA bundle the Bot API client trusts (one TLS context for both).
+    """
 
     def __init__(
         self,
@@ -59,11 +64,21 @@ class TelegramFiles:
         self._bot = bot
         self._backoff = backoff
         self._timeout = timeout_seconds
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=10.0),
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=2),
-            follow_redirects=False,
-        )
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        """The session, made on first use inside the running loop (aiohttp wants that)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                # Idle connections close after 5 s, as httpx's did.
+                connector=aiohttp.TCPConnector(limit=self._connections, keepalive_timeout=5.0, ssl=tls_context()),
+                # Not trust_env (it reads ~/.netrc in a thread per request); proxies: `proxy_for_host`.
+                trust_env=False,
+                # 10 s to connect, 30 s at most between two reads; the whole download has `timeout_seconds`.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=30.0),
+            )
+        return self._session
 
     async def download(self, file_id: str, *, declared_size: int | None, max_bytes: int) -> Downloaded:
         """The file's bytes (see the module docstring). Raises FileTooBig or FileUnavailable."""
@@ -125,30 +140,34 @@ class TelegramFiles:
 
     async def _fetch(self, url: str, limit: int) -> bytes:
         """The bytes at `url`, streamed; FileTooBig as soon as they pass `limit`."""
+        parts = urlsplit(url)
+        proxy = proxy_for_host(parts.scheme, parts.hostname or "")
         try:
-            async with self._http.stream("GET", url) as response:
-                if response.status_code != 200:
+            async with self._open().get(url, allow_redirects=False, proxy=proxy) as response:
+                if response.status != 200:
                     # 404: the link expired (an hour after getFile); 429/5xx: Telegram is busy.
-                    if response.status_code in (404, 429) or response.status_code >= 500:
-                        raise _Retry(f"download answered HTTP {response.status_code}")
-                    raise FileUnavailable(f"download answered HTTP {response.status_code}")
-                declared = response.headers.get("content-length")
+                    if response.status in (404, 429) or response.status >= 500:
+                        raise _Retry(f"download answered HTTP {response.status}")
+                    raise FileUnavailable(f"download answered HTTP {response.status}")
+                declared = response.headers.get("Content-Length")
                 if declared is not None and declared.isdigit() and int(declared) > limit:
                     raise FileTooBig(limit)
                 chunks: list[bytes] = []
                 received = 0
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.content.iter_any():
                     received += len(chunk)
                     if received > limit:
                         raise FileTooBig(limit)
                     chunks.append(chunk)
                 return b"".join(chunks)
-        except httpx.TransportError as exc:  # timeouts, connection errors, a body cut short
+        except aiohttp.ClientError as exc:  # its timeouts too, connection errors, a body cut short
             raise _Retry(f"download failed: {type(exc).__name__}") from exc
 
     async def aclose(self) -> None:
-        """Close the download connections."""
-        await self._http.aclose()
+        """Close the download connections, if a download made them."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
 
 
 class TelegramVoiceSender:
