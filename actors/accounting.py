@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -207,6 +208,12 @@ async def turn_model(
     if accounting is None:
         return model
     return await accounting.turn_model(model, conversation_id, user_id)
+
+
+def know_zone(model: ChatModel, zone: ZoneInfo) -> None:
+    """Tell a turn's metered model the user's zone, which the turn's set-up has read already."""
+    if isinstance(model, MeteredModel):
+        model.know_zone(zone)
 
 
 def turn_fields(accounting: Accounting | None, model: ChatModel, usage: Usage) -> dict[str, int | float | str]:

@@ -23,7 +23,7 @@ from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply,
 from actors.runtime import Actor
 from actors.summaries import Summariser
 from actors.turn_setup import TurnSetup, turn_context
-from actors.usage import BudgetExhausted, MeteredModel
+from actors.usage import BudgetExhausted
 from llm import (
     AssistantRecord,
     ChatModel,
@@ -298,9 +298,7 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         output = self._streams.begin(message, self._ledger.preview(update_id))
         try:
             async with self._channel.typing(message.target):
-                prepared = await self._setup.prepare(self.conversation_id, message)
-                if isinstance(model, MeteredModel):
-                    model.know_zone(prepared.context.zone)
+                prepared = await self._setup.prepare(self.conversation_id, message, model)
                 context = output.context(self._turn_context(message, prepared.instructions))
                 history, recording = self._history.records(), output.recorder(record)
                 turn = run_turn(model, prepared.toolbox, context, history=history, record=recording)

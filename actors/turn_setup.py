@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from actors._conversation_parts import TurnSettings
+from actors.accounting import know_zone
 from actors.protocol import ReminderDue, UserMessage
 from conf.zones import find_zone
-from llm import Toolbox, TurnContext
+from llm import ChatModel, Toolbox, TurnContext
 from llm.instructions import FactLine, build_instructions, fit_facts, split_instructions
 from stores import Fact, FactRanker, FactStore, PreferenceStore, StoreError
 from stores._time import utc_now
@@ -71,9 +72,12 @@ class TurnSetup:
         self.clock = clock
         self.facts_budget_tokens = context_tokens // FACTS_SHARE
 
-    async def prepare(self, conversation_id: str, message: UserMessage | ReminderDue) -> PreparedTurn:
+    async def prepare(
+        self, conversation_id: str, message: UserMessage | ReminderDue, model: ChatModel | None = None
+    ) -> PreparedTurn:
         """The instructions and toolbox of the turn that answers `message` (or carries out a reminder's
-        task, for the user who made it)."""
+        task, for the user who made it). The turn's `model`, when metered, is told the user's zone
+        read here, which saves its own look-up."""
         now = self.clock()
         # Two independent reads: together, a turn waits for the slower one only (one of them in a
         # task of its own, the other in this one: a task per read would cost a third more).
@@ -81,6 +85,8 @@ class TurnSetup:
             facts_read = group.create_task(self._facts_for(message.user_id, message.text), name="turn-setup-facts")
             zone = await self.zone_for(message.user_id)
         facts, left_out = facts_read.result()
+        if model is not None:
+            know_zone(model, zone)
         instructions = build_instructions(self.system_prompt, now=now, zone=zone, facts=facts, facts_left_out=left_out)
         context = ToolContext(message.user_id, conversation_id, message.target, zone, now, message.update_id)
         return PreparedTurn(instructions, self.toolkit.for_turn(context), context)
