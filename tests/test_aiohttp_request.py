@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dtm
 import socket
-from pathlib import Path
 
-import certifi
 import pytest
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from channels.telegram.aiohttp_request import AiohttpRequest, request_maybe_taken, request_not_sent, tls_context
-from ops import tls
+from channels.telegram.aiohttp_request import AiohttpRequest, request_maybe_taken, request_not_sent
 from tests.fakes.telegram_server import FakeTelegramServer
 
 
@@ -121,11 +118,3 @@ async def test_it_opens_again_after_a_shutdown(tg: FakeTelegramServer) -> None:
     await request.shutdown()
     assert [m.visible_text for m in tg.sent] == ["before", "after"]
     assert tg.connections_seen == 2
-
-
-def test_one_tls_context_trusts_certifis_authorities_whoever_loads_it_first() -> None:
-    tls.load_in_background()  # as `python main.py` does; the next call waits for the thread's context
-    context = tls.certifi_context()
-    assert tls_context() is context
-    bundle = Path(certifi.where()).read_text(encoding="utf-8")
-    assert len(context.get_ca_certs()) == bundle.count("BEGIN CERTIFICATE") > 100
