@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dtm
 import socket
+from pathlib import Path
 
+import certifi
 import pytest
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from channels.telegram.aiohttp_request import AiohttpRequest, request_maybe_taken, request_not_sent
+from channels.telegram.aiohttp_request import AiohttpRequest, request_maybe_taken, request_not_sent, tls_context
 from tests.fakes.telegram_server import FakeTelegramServer
 
 
@@ -118,3 +120,10 @@ async def test_it_opens_again_after_a_shutdown(tg: FakeTelegramServer) -> None:
     await request.shutdown()
     assert [m.visible_text for m in tg.sent] == ["before", "after"]
     assert tg.connections_seen == 2
+
+
+def test_one_tls_context_trusts_certifis_authorities() -> None:
+    context = tls_context()
+    assert tls_context() is context  # the Bot API's sessions and the file downloads share it
+    bundle = Path(certifi.where()).read_text(encoding="utf-8")
+    assert len(context.get_ca_certs()) == bundle.count("BEGIN CERTIFICATE") > 100
