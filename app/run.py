@@ -57,10 +57,6 @@ def _run(mode: Mode, config_path: str | None, role: Role) -> int:
 
     limit_malloc_arenas()
     return_large_blocks()
-    if mode == "telegram":  # a thread, so after the arenas are capped: the Bot API's TLS context, while modules load
-        from ops.tls import load_in_background
-
-        load_in_background()
     # In the console the conversation owns stdout, and --check's lines are stdout for a person: logs
     # go to stderr there, and --check keeps only warnings and errors (the libraries' request lines
     # and our own progress lines would repeat what its lines say) unless LOG_LEVEL=DEBUG asks.

@@ -13,7 +13,6 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from channels.telegram.aiohttp_request import AiohttpRequest, request_maybe_taken, request_not_sent, tls_context
-from ops import tls
 from tests.fakes.telegram_server import FakeTelegramServer
 
 
@@ -123,9 +122,8 @@ async def test_it_opens_again_after_a_shutdown(tg: FakeTelegramServer) -> None:
     assert tg.connections_seen == 2
 
 
-def test_one_tls_context_trusts_certifis_authorities_whoever_loads_it_first() -> None:
-    tls.load_in_background()  # as `python main.py` does; the next call waits for the thread's context
-    context = tls.certifi_context()
-    assert tls_context() is context
+def test_one_tls_context_trusts_certifis_authorities() -> None:
+    context = tls_context()
+    assert tls_context() is context  # the Bot API's sessions and the file downloads share it
     bundle = Path(certifi.where()).read_text(encoding="utf-8")
     assert len(context.get_ca_certs()) == bundle.count("BEGIN CERTIFICATE") > 100

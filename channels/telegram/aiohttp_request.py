@@ -38,8 +38,6 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
-from ops.tls import certifi_context
-
 __all__ = ["AiohttpRequest", "PoolTimeout", "proxy_for_host", "request_maybe_taken", "request_not_sent", "tls_context"]
 
 
@@ -47,12 +45,20 @@ class PoolTimeout(TimeoutError):
     """Every connection of the pool stayed busy for the whole pool timeout: nothing was sent."""
 
 
+_TLS: ssl.SSLContext | None = None
+
+
 def tls_context() -> ssl.SSLContext:
     """One TLS context for every session of the Bot API (requests and file downloads): loading the
     CA bundle costs ~1 MB and ~30 ms each time. certifi's bundle, as httpx uses, so both libraries
     trust the same authorities (aiohttp's own default context, made when it is imported, holds the
-    system's CA store instead, which differs from one machine to another); see `ops.tls`."""
-    return certifi_context()
+    system's CA store instead, which differs from one machine to another)."""
+    global _TLS
+    if _TLS is None:
+        import certifi
+
+        _TLS = ssl.create_default_context(cafile=certifi.where())
+    return _TLS
 
 
 class AiohttpRequest(BaseRequest):
