@@ -11,6 +11,7 @@ tests/scale_support.py): the properties judge our code, not the fake's FIFO race
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -31,7 +32,7 @@ from channels.telegram.queued import message_group_of
 from conf import BackoffSettings
 from llm import EmptyToolbox, ModelReply, ModelRequest, UserRecord
 from ops.backoff import Backoff
-from stores import DynamoDBConversationStore
+from stores import DynamoDBConversationStore, StoreError
 from stores.sqs_ingress import SqsIngressLog
 from tests.fakes.moto_serialised import serialised_moto_server
 from tests.fakes.moto_server import fake_aws_credentials
@@ -40,6 +41,8 @@ from tests.scale_support import dynamodb_settings, make_fifo_queue, queue_settin
 pytestmark = pytest.mark.slow
 
 FAST = BackoffSettings(initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0)
+VISIBILITY = 2  # seconds: a killed worker's messages come back this soon; the live ones keep theirs hidden
+HELD = 4  # messages a worker takes on at once, as `max_in_flight` bounds a real worker
 _runs = itertools.count()
 
 
@@ -100,14 +103,14 @@ class Worker:
     def __init__(self, endpoint: str, queue_url: str, table: str, sent: Sent, delay: float) -> None:
         self.sent = sent
         self.killed = False
-        queue = queue_settings(endpoint, queue_url, visibility_timeout_seconds=1)
+        queue = queue_settings(endpoint, queue_url, visibility_timeout_seconds=VISIBILITY)
         self.ingress = SqsIngressLog(queue, message_group_of)
         self.store = DynamoDBConversationStore(dynamodb_settings(endpoint, table), Backoff(FAST))
         self.model = EchoModel(delay)
         self.channel = Channel(self)
         supervisor = Supervisor("conversations", backoff=FAST, max_restarts=20, window_seconds=60)
         self.registry: ConversationRegistry[Any] = ConversationRegistry(self._actor, supervisor, idle_seconds=60)
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
     def _actor(self, conversation_id: str) -> SharedConversationActor:
         return SharedConversationActor(
@@ -123,30 +126,45 @@ class Worker:
     async def start(self) -> None:
         await self.ingress.open()
         await self.store.open()
-        self.task = asyncio.create_task(self._receive_forever(), name="worker")
+        self.tasks = [
+            asyncio.create_task(self._receive_forever(), name="worker"),
+            asyncio.create_task(self._keep_hidden(), name="keep-hidden"),
+        ]
 
     async def _receive_forever(self) -> None:
         while True:
             # Few at a time, so that the messages spread over the workers (a busy worker's room is small too).
-            for update in await self.ingress.receive(2):
+            room = min(2, HELD - self.ingress.held)
+            if room <= 0:
+                await asyncio.sleep(0.02)  # every held turn is running: as the real worker, take nothing on
+                continue
+            for update in await self.ingress.receive(room):
                 chat = update["message"]["chat"]["id"]
                 message = UserMessage(str(chat), update["message"]["text"], ReplyTarget(chat), update["update_id"])
                 self.registry.tell(str(chat), message)
 
+    async def _keep_hidden(self) -> None:
+        """As the real worker: every third of the visibility timeout, hide what is held for another."""
+        while True:
+            await asyncio.sleep(VISIBILITY / 3)
+            with contextlib.suppress(StoreError):  # the next round tries again, as the real worker does
+                await self.ingress.extend_held()
+
+    async def _cancel_tasks(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
     async def kill(self) -> None:
         """Like kill -9: everything stops at once, nothing is released or sent."""
         self.killed = True
-        assert self.task is not None
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await self._cancel_tasks()
         await self.registry.stop(0)
         await self.ingress.close()
         await self.store.close()
 
     async def stop(self) -> None:
-        assert self.task is not None
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await self._cancel_tasks()
         await self.registry.stop(1)
         await self.ingress.release()
         await self.ingress.close()
@@ -155,7 +173,7 @@ class Worker:
 
 async def run_scenario(endpoint: str, messages: list[int], kills: list[float], delay: float) -> None:
     run = next(_runs)
-    queue_url = await make_fifo_queue(endpoint, f"prop-{run}", visibility=1)
+    queue_url = await make_fifo_queue(endpoint, f"prop-{run}", visibility=VISIBILITY)
     table = "scale-properties"
     sent = Sent()
     workers = [Worker(endpoint, queue_url, table, sent, delay) for _ in range(3)]
