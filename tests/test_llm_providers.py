@@ -7,7 +7,7 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from llm import LLMUnavailable, ModelRequest, build_chat_model
+from llm import LLMRejected, LLMUnavailable, ModelRequest, build_chat_model
 from tests.fakes.llm_server import Fail, FakeLLMServer, Malformed, Reply
 from tests.llm_support import ANTHROPIC, FAST, OPENAI, USER, Provider, complete_and_close
 
@@ -33,6 +33,36 @@ async def test_streaming_passes_the_text_in_order_as_it_arrives(llm: FakeLLMServ
     reply = await complete_and_close(provider.raw_model(llm), ModelRequest("", USER, on_delta=deltas.append))
     assert len(deltas) > 1
     assert "".join(deltas) == reply.text == "one two three four"
+
+
+@PROVIDERS
+async def test_a_streamed_request_carries_what_the_sdk_sends(llm: FakeLLMServer, provider: Provider) -> None:
+    # Streamed requests go straight over aiohttp (llm/_direct.py), whole ones through the SDK: the
+    # server must see the same authentication, version, agent and body from both.
+    llm.script([Reply("whole"), Reply("streamed")])
+    await complete_and_close(provider.raw_model(llm, stream=False), ModelRequest("be brief", USER))
+    await complete_and_close(provider.raw_model(llm, stream=True), ModelRequest("be brief", USER))
+    whole, streamed = llm.requests
+    assert whole.path == streamed.path
+    assert streamed.rejection is None
+    assert streamed.stream
+    assert not whole.stream
+    for name in ("authorization", "x-api-key", "anthropic-version", "user-agent", "content-type"):
+        assert streamed.headers.get(name) == whole.headers.get(name), name
+    assert provider.key in (streamed.headers.get("authorization", "") + streamed.headers.get("x-api-key", ""))
+    options = {"stream": False, "stream_options": None}  # a streamed request asks for usage at its end
+    assert {**streamed.json, **options} == {**whole.json, **options}
+
+
+@PROVIDERS
+async def test_a_refused_streamed_request_reports_the_status_and_the_error_type(
+    llm: FakeLLMServer, provider: Provider
+) -> None:
+    llm.script([Fail(401)])
+    with pytest.raises(LLMRejected) as caught:
+        await complete_and_close(provider.raw_model(llm), ModelRequest("", USER))
+    assert caught.value.status == 401
+    assert provider.key not in str(caught.value)
 
 
 @PROVIDERS
