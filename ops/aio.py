@@ -1,15 +1,18 @@
-"""Two asyncio building blocks every layer shares: a lock per key, and waiting for an event or a timeout."""
+"""Asyncio building blocks every layer shares: a lock per key, waiting for an event or a timeout, and
+blocking calls batched into worker-thread trips."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
-__all__ = ["KeyedLocks", "run_unless_set", "wait_event"]
+__all__ = ["BatchedCalls", "KeyedLocks", "run_unless_set", "wait_event"]
 
 K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
 class _Entry:
@@ -97,3 +100,51 @@ async def run_unless_set(work: Coroutine[Any, Any, None], event: asyncio.Event, 
         return False
     task.result()
     return True
+
+
+class BatchedCalls:
+    """Blocking calls run in a worker thread, those made in the same turn of the event loop in one
+    trip: a thread trip costs the loop more (an executor future, a wake-up, two callbacks) than a
+    short write does, and under load many writes fall due together (a burst of turns recording their
+    answers). The calls of one trip run one after another, each with its own result or exception.
+
+    As with `asyncio.to_thread`, a caller cancelled while its call is under way stops waiting; the
+    call itself runs to its end.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+
+    async def call(self, function: Callable[[], T]) -> T:
+        """`function()`, run in a worker thread with the other calls of this turn of the loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._start, loop)
+        self._pending.append((function, future))
+        return await future
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._pending = self._pending, []
+        loop.run_in_executor(None, _run_batch, batch, loop)
+
+
+def _run_batch(batch: list[tuple[Callable[[], Any], asyncio.Future[Any]]], loop: asyncio.AbstractEventLoop) -> None:
+    outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    for function, future in batch:
+        try:
+            outcomes.append((future, function(), None))
+        except BaseException as exc:  # handed to its caller, whatever it is
+            outcomes.append((future, None, exc))
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+        loop.call_soon_threadsafe(_settle, outcomes)
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in outcomes:
+        if future.done():  # its caller was cancelled
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)

@@ -1,12 +1,13 @@
 """A JSONL file that several store objects, even in several processes, keep and read together.
 
 Each line is a change; folding the lines in order gives the state (a dict of facts, reminders,
-counters). Every operation runs in one worker thread under an exclusive `flock` on
+counters). Every change runs in one worker thread under an exclusive `flock` on
 `<file>.lock`: it first folds the lines that others appended since it last looked (a changed
 inode means another object compacted the file: it reads it whole again), then runs the caller's
 step on the state, appends the step's lines and `fsync`s before returning. So a check and the
 write that depends on it (the claim of a reminder's firing, a per-chat limit) are one atomic step
-for every object that shares the file, and each reads only what is new.
+for every object that shares the file, and each reads only what is new. A read of a file that
+has not changed since (same inode and size) needs neither the thread nor the lock (`read`).
 
 When the file holds many more lines than the state needs, it is compacted: the state's snapshot
 is written to `<file>.compact`, `fsync`ed, and renamed over the file. A torn last line (a crash
@@ -24,7 +25,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import aiofiles.os
 import structlog
@@ -98,8 +99,35 @@ class SharedLog(ABC, Generic[S]):
             raise StoreError(f"cannot use {self.path.name}: {exc.strerror or exc}") from exc
 
     async def read(self, view: Callable[[S], T]) -> T:
-        """`view(state)` of the current state (run in a worker thread; it must not change it)."""
+        """`view(state)` of the current state (it must not change it).
+
+        When nothing was written since this object last looked (the file has the size and the inode
+        it folded, or is still absent), the view runs at once on the caller's thread: the state is
+        current as of that check, and a turn's reads (facts, zone, model, usage) cost no trip to a
+        worker thread. Otherwise, or while a worker thread holds the state, as `transact` does.
+        """
+        fresh, result = self._read_in_place(view)
+        if fresh:
+            return cast(T, result)
         return await self.transact(lambda state: ((), view(state)))
+
+    def _read_in_place(self, view: Callable[[S], T]) -> tuple[bool, T | None]:
+        if not self._mutex.acquire(blocking=False):
+            return False, None
+        try:
+            try:
+                status = os.stat(self.path)
+            except FileNotFoundError:
+                # Never seen (identity None at offset 0: the state is still empty()) and still absent.
+                fresh = self._identity is None and self._offset == 0
+            except OSError:
+                return False, None
+            else:
+                identity = (status.st_dev, status.st_ino)
+                fresh = identity == self._identity and status.st_size == self._offset
+            return (True, view(self._state)) if fresh else (False, None)
+        finally:
+            self._mutex.release()
 
     def _transact(self, step: Callable[[S], tuple[Sequence[Line], T]]) -> T:
         with self._mutex:

@@ -1,12 +1,14 @@
-"""The shared asyncio building blocks: keyed locks, and waiting for an event or a timeout."""
+"""The shared asyncio building blocks: keyed locks, waiting for an event or a timeout, batched thread trips."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 
 import pytest
 
-from ops.aio import KeyedLocks, wait_event
+from ops.aio import BatchedCalls, KeyedLocks, wait_event
 
 
 async def test_a_key_serialises_its_holders_and_is_forgotten_when_free() -> None:
@@ -94,3 +96,42 @@ async def test_cancelling_the_waiter_propagates(sleep: object) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_calls_made_together_share_one_thread_trip_and_keep_their_own_outcomes() -> None:
+    calls = BatchedCalls()
+    threads: list[int] = []
+
+    def work(value: int) -> int:
+        threads.append(threading.get_ident())
+        if value == 2:
+            raise ValueError("two")
+        return value * 10
+
+    results = await asyncio.gather(*(calls.call(functools.partial(work, n)) for n in range(4)), return_exceptions=True)
+    assert results[:2] == [0, 10]
+    assert isinstance(results[2], ValueError)
+    assert results[3] == 30
+    assert len(set(threads)) == 1  # one trip to one worker thread, in the order of the calls
+    assert threading.get_ident() not in threads
+    assert await calls.call(lambda: 7) == 7  # a later call makes a trip of its own
+
+
+async def test_a_cancelled_caller_stops_waiting_while_its_call_runs_to_its_end() -> None:
+    calls = BatchedCalls()
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(5)
+        finished.set()
+
+    waiter = asyncio.create_task(calls.call(slow))
+    await asyncio.to_thread(started.wait, 5)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    release.set()
+    await asyncio.to_thread(finished.wait, 5)
+    assert finished.is_set()
+    assert await calls.call(lambda: "after") == "after"  # the late outcome of the cancelled call is dropped

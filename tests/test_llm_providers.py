@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from aiohttp import web
 from structlog.testing import capture_logs
 
-from llm import LLMUnavailable, ModelRequest, build_chat_model
+from llm import LLMRejected, LLMUnavailable, ModelRequest, build_chat_model
+from ops.proxies import proxy_for_host
 from tests.fakes.llm_server import Fail, FakeLLMServer, Malformed, Reply
+from tests.fakes.moto_server import LoopbackProxy
 from tests.llm_support import ANTHROPIC, FAST, OPENAI, USER, Provider, complete_and_close
 
 PROVIDERS = pytest.mark.parametrize("provider", [OPENAI, ANTHROPIC], ids=lambda provider: provider.name)
@@ -33,6 +36,36 @@ async def test_streaming_passes_the_text_in_order_as_it_arrives(llm: FakeLLMServ
     reply = await complete_and_close(provider.raw_model(llm), ModelRequest("", USER, on_delta=deltas.append))
     assert len(deltas) > 1
     assert "".join(deltas) == reply.text == "one two three four"
+
+
+@PROVIDERS
+async def test_a_streamed_request_carries_what_the_sdk_sends(llm: FakeLLMServer, provider: Provider) -> None:
+    # Streamed requests go straight over aiohttp (llm/_direct.py), whole ones through the SDK: the
+    # server must see the same authentication, version, agent and body from both.
+    llm.script([Reply("whole"), Reply("streamed")])
+    await complete_and_close(provider.raw_model(llm, stream=False), ModelRequest("be brief", USER))
+    await complete_and_close(provider.raw_model(llm, stream=True), ModelRequest("be brief", USER))
+    whole, streamed = llm.requests
+    assert whole.path == streamed.path
+    assert streamed.rejection is None
+    assert streamed.stream
+    assert not whole.stream
+    for name in ("authorization", "x-api-key", "anthropic-version", "user-agent", "content-type"):
+        assert streamed.headers.get(name) == whole.headers.get(name), name
+    assert provider.key in (streamed.headers.get("authorization", "") + streamed.headers.get("x-api-key", ""))
+    options = {"stream": False, "stream_options": None}  # a streamed request asks for usage at its end
+    assert {**streamed.json, **options} == {**whole.json, **options}
+
+
+@PROVIDERS
+async def test_a_refused_streamed_request_reports_the_status_and_the_error_type(
+    llm: FakeLLMServer, provider: Provider
+) -> None:
+    llm.script([Fail(401)])
+    with pytest.raises(LLMRejected) as caught:
+        await complete_and_close(provider.raw_model(llm), ModelRequest("", USER))
+    assert caught.value.status == 401
+    assert provider.key not in str(caught.value)
 
 
 @PROVIDERS
@@ -70,3 +103,34 @@ async def test_an_outage_gives_up_within_the_budget_with_the_last_error(
     assert caught.value.status == status
     assert len(llm.requests) >= 3
     assert elapsed < budget + 1.0  # the budget, plus the duration of the last attempt
+
+
+class CountingProxy(LoopbackProxy):
+    """A forward proxy that passes every request on to the fake server, and counts them."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.paths: list[str] = []
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.paths.append(request.path)
+        return await self._forward(request, await request.read())
+
+
+@PROVIDERS
+async def test_a_streamed_request_goes_through_the_proxy_the_environment_names(
+    llm: FakeLLMServer, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llm.script(Reply("through the proxy"))
+    async with CountingProxy(f"http://127.0.0.1:{llm.port}") as proxy:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        proxy_for_host.cache_clear()
+        try:
+            reply = await complete_and_close(provider.raw_model(llm), ModelRequest("", USER))
+        finally:
+            proxy_for_host.cache_clear()
+    assert reply.text == "through the proxy"
+    assert len(proxy.paths) == 1
+    assert proxy.paths[0].endswith(("/chat/completions", "/v1/messages"))

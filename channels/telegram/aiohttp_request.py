@@ -29,7 +29,6 @@ import functools
 import ssl
 from typing import Any
 from urllib.parse import urlencode, urlsplit
-from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import httpx
@@ -37,6 +36,8 @@ from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+from ops.proxies import proxy_for_host
 
 __all__ = ["AiohttpRequest", "PoolTimeout", "proxy_for_host", "request_maybe_taken", "request_not_sent", "tls_context"]
 
@@ -199,16 +200,6 @@ def _proxy_for(url: str) -> str | None:
     method URLs)."""
     parts = urlsplit(url)
     return proxy_for_host(parts.scheme, parts.hostname or "")
-
-
-@functools.cache
-def proxy_for_host(scheme: str, host: str) -> str | None:
-    """The proxy the environment names for URLs of this scheme and host (HTTPS_PROXY, HTTP_PROXY,
-    ALL_PROXY, NO_PROXY), as httpx honours them; read once per host."""
-    if proxy_bypass(host):
-        return None
-    proxies = getproxies()
-    return proxies.get(scheme) or proxies.get("all")
 
 
 def _upload_parts(upload: Any) -> tuple[str | None, Any, str | None]:
