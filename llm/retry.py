@@ -53,19 +53,32 @@ class RetryingChatModel:
         # Under a caller's deadline, no retry starts in its last stretch: a failing model is then told
         # as unavailable before the deadline passes, not as a turn that ran out of time.
         margin = 0.0 if request.timeout is None else min(_MIN_ATTEMPT_SECONDS, budget / 4)
+        started = time.monotonic()
+        # The first attempt outside tenacity: nearly every request succeeds at once, and building the
+        # retry machinery for each cost more CPU than the rest of this wrapper (issue 17).
+        try:
+            first = dataclasses.replace(request, timeout=max(_MIN_ATTEMPT_SECONDS, budget))
+            return await self._model.complete(first)
+        except LLMUnavailable as exc:
+            failed: LLMUnavailable | None = exc
+        except LLMRejected as exc:
+            log.error("llm_request_rejected", status=exc.status, reason=str(exc))
+            raise
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(LLMUnavailable),
             wait=self._wait,
-            stop=stop_before_delay(budget - margin),
+            stop=stop_before_delay(budget - margin - (time.monotonic() - started)),
             before_sleep=_log_retry,
             reraise=True,
         )
-        started = time.monotonic()
         try:
             async for attempt in retrying:
                 if attempt.retry_state.attempt_number > 1 and request.on_retry is not None:
                     request.on_retry()
                 with attempt:
+                    if failed is not None:  # the first attempt's failure, told to tenacity (it waits, logs, stops)
+                        error, failed = failed, None
+                        raise error
                     # An attempt may not outlast the budget: a hung request must not keep the user
                     # waiting past it (the SDK's own timeout ends it; nothing is cancelled here).
                     left = budget - (time.monotonic() - started)

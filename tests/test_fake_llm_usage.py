@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from anthropic import AsyncAnthropic
 from anthropic import BadRequestError as AnthropicBadRequest
+from hypothesis import given
+from hypothesis import strategies as st
 from openai import AsyncOpenAI
 from openai import BadRequestError as OpenAIBadRequest
 
@@ -258,3 +260,12 @@ async def test_a_reply_can_override_the_pace(llm: FakeLLMServer, anthropic_clien
     )
     assert reply.content[0].text == "quick"  # type: ignore[union-attr]
     assert time.monotonic() - started < 5
+
+
+@given(role=st.text(max_size=12), content=st.text(max_size=40))
+def test_a_plain_message_is_counted_as_its_canonical_json(role: str, content: str) -> None:
+    # The fake's fast path for plain text messages must hash and count exactly what the general one does.
+    from tests.fakes._llm_tokens import _message_text, _substitute, canonical
+
+    message = {"role": role, "content": content}
+    assert _message_text(message, {}) == canonical(_substitute(message, {}))

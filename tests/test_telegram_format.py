@@ -57,6 +57,18 @@ def test_any_markdown_converts_to_html_telegram_accepts(markdown: str) -> None:
     parse_html(to_telegram_html(markdown))
 
 
+@settings(max_examples=300)
+@given(st.text(alphabet=st.sampled_from(list("abc xyz\n\t.,:;?'\"/%@=$019éü你*_`~|[]()<>&#\\+!-")), max_size=60))
+def test_a_text_without_markup_is_its_own_html_as_the_converter_would_make_it(text: str) -> None:
+    # to_telegram_html skips the converter for such a text: it must be exactly what the converter returns.
+    from channels.telegram.format import _MARKUP, _convert
+
+    if _MARKUP.search(text) is None:
+        assert to_telegram_html(text) == text == _convert(text)
+    else:
+        assert to_telegram_html(text) == _convert(text)
+
+
 def test_html_to_plain_shows_the_visible_text_with_entities_decoded() -> None:
     assert html_to_plain("<b>a &lt;b&gt; &amp; &quot;c&quot;</b> &#128512;") == 'a <b> & "c" 😀'
 

@@ -37,8 +37,19 @@ _URL = re.compile(r"https?://[^\s<>()\[\]\"'`]+")
 _URL_PLACEHOLDER = re.compile(r"TGURLPLACEHOLDER([0-9]+)Z")
 
 
+_MARKUP = re.compile(r"[*_`~|\[\]()<>&#\\+!-]|\n\n\n|\A\s|\s\Z")
+"""What the Markdown conversion may change: markup characters, HTML's special characters, blank lines
+it collapses and the white space it trims. A text without any (most short answers) is its own HTML."""
+
+
 def to_telegram_html(markdown: str) -> str:
     """Convert the model's Markdown to Telegram HTML that Telegram's parser accepts."""
+    if not _MARKUP.search(markdown):
+        return markdown  # nothing to convert: the converter's passes would return it as it is
+    return _convert(markdown)
+
+
+def _convert(markdown: str) -> str:
     # Imported on the first reply, not before the first poll (its regexes compile as it loads).
     from chatgpt_md_converter import telegram_format
 
