@@ -3,9 +3,11 @@
 The fakes run in processes of their own (bench/_fakes.py), so this process's CPU time is the
 client's alone. For each path, `--requests` calls at a concurrency of `--concurrency`:
 
-  telegram  PTB's `Bot.send_message` through `HTTPXRequest` / our `AiohttpRequest`
-  openai    the openai SDK's `post('/chat/completions')` through `DefaultAsyncHttpxClient` /
-            `DefaultAioHttpClient` (the path llm/_clients.py takes)
+  telegram  PTB's `Bot.send_message` through `HTTPXRequest` / our `AiohttpRequest`, and (`lean`)
+            `Bot.do_api_request` through `AiohttpRequest`, the path of a reply (channels/telegram/_api.py)
+  openai    a streamed `post('/chat/completions')` through the openai SDK's `DefaultAsyncHttpxClient` /
+            `DefaultAioHttpClient`, and (`lean`) the same request straight over aiohttp with the SDK's
+            headers (llm/_direct.py, the path llm/_clients.py takes)
 
     .venv/bin/python bench/http_clients.py [--requests 2000] [--concurrency 20]
 """
@@ -27,6 +29,7 @@ from bench._fakes import Fakes  # noqa: E402
 from bench._harness import format_table  # noqa: E402
 
 TOKEN = "123456:TEST-bench-token"
+KINDS = ("httpx", "aiohttp", "lean")
 
 
 async def _measure(call: Callable[[int], Awaitable[object]], requests: int, concurrency: int) -> tuple[float, float]:
@@ -49,6 +52,7 @@ async def telegram_path(fakes: Fakes, kind: str, requests: int, concurrency: int
     from telegram import Bot
     from telegram.request import BaseRequest, HTTPXRequest
 
+    from channels.telegram._api import SEND_MESSAGE, send_message_parameters
     from channels.telegram.aiohttp_request import AiohttpRequest
 
     request: BaseRequest
@@ -60,6 +64,9 @@ async def telegram_path(fakes: Fakes, kind: str, requests: int, concurrency: int
     fakes.tg.add_text_messages([(1000 + i, "hi") for i in range(concurrency)])  # the chats exist
 
     async def call(i: int) -> object:
+        if kind == "lean":
+            parameters = send_message_parameters(1000 + i % concurrency, f"reply {i}", None, None, None)
+            return await bot.do_api_request(SEND_MESSAGE, api_kwargs=parameters)
         return await bot.send_message(1000 + i % concurrency, f"reply {i}")
 
     try:
@@ -69,21 +76,36 @@ async def telegram_path(fakes: Fakes, kind: str, requests: int, concurrency: int
 
 
 async def openai_path(fakes: Fakes, kind: str, requests: int, concurrency: int) -> tuple[float, float]:
-    """The SDK's generic post, as llm/_clients.py makes it."""
+    """A streamed chat completion read to its end: through the SDK's generic post, or (`lean`) as
+    llm/_direct.py sends it."""
+    import httpx2
     import openai
-    from openai.types.chat import ChatCompletion
+
+    from llm._direct import DirectStreams, sdk_request_headers
 
     http = openai.DefaultAsyncHttpxClient() if kind == "httpx" else openai.DefaultAioHttpClient()
     client = openai.AsyncOpenAI(api_key="k", base_url=fakes.llm.openai_base_url(), max_retries=0, http_client=http)
-    body = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "stream": True}
+    url = str(client.base_url).rstrip("/") + "/chat/completions"
+    direct = DirectStreams("openai", url, sdk_request_headers(client), httpx2.create_ssl_context(), 60.0)
 
     async def call(i: int) -> object:
-        return await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+        if kind == "lean":
+            async with direct.open(body, None) as chunks:
+                return [chunk async for chunk in chunks]
+        stream = await client.post(
+            "/chat/completions", body=body, cast_to=object, stream=True, stream_cls=openai.AsyncStream[object]
+        )
+        try:
+            return [chunk async for chunk in stream.response.aiter_bytes()]
+        finally:
+            await stream.response.aclose()
 
     try:
         return await _measure(call, requests, concurrency)
     finally:
         await client.close()
+        await direct.close()
 
 
 def main() -> int:
@@ -95,21 +117,15 @@ def main() -> int:
     rows = []
     with Fakes(TOKEN, 0.0) as fakes:
         for path, run in (("telegram", telegram_path), ("openai", openai_path)):
-            figures = {}
-            for kind in ("httpx", "aiohttp"):
-                figures[kind] = asyncio.run(run(fakes, kind, args.requests, args.concurrency))
-            cpu_x, cpu_a = figures["httpx"][0], figures["aiohttp"][0]
+            figures = {kind: asyncio.run(run(fakes, kind, args.requests, args.concurrency)) for kind in KINDS}
+            cpu_x = figures["httpx"][0]
             rows.append(
-                [
-                    path,
-                    f"{cpu_x:.3f}",
-                    f"{cpu_a:.3f}",
-                    f"{cpu_a / cpu_x:.2f}",
-                    f"{figures['httpx'][1]:.3f}",
-                    f"{figures['aiohttp'][1]:.3f}",
-                ]
+                [path]
+                + [f"{figures[kind][0]:.3f}" for kind in KINDS]
+                + [f"{figures['lean'][0] / cpu_x:.2f}"]
+                + [f"{figures[kind][1]:.3f}" for kind in KINDS]
             )
-    headers = ["path", "httpx CPU ms/req", "aiohttp CPU ms/req", "aiohttp/httpx", "httpx wall ms", "aiohttp wall ms"]
+    headers = ["path", *(f"{kind} CPU ms/req" for kind in KINDS), "lean/httpx", *(f"{kind} wall ms" for kind in KINDS)]
     print(format_table(headers, rows))
     print(f"{args.requests} requests, {args.concurrency} at a time")
     return 0

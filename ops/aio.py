@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
@@ -102,6 +104,9 @@ async def run_unless_set(work: Coroutine[Any, Any, None], event: asyncio.Event, 
     return True
 
 
+_Call = tuple[Callable[[], Any], "asyncio.Future[Any]"]
+
+
 class BatchedCalls:
     """Blocking calls run in a worker thread, those made in the same turn of the event loop in one
     trip: a thread trip costs the loop more (an executor future, a wake-up, two callbacks) than a
@@ -113,23 +118,41 @@ class BatchedCalls:
     """
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        # Per event loop (one object may serve several in turn, as in tests): a loop that closed with
+        # calls not yet started must not hold up the next one's.
+        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Call]] = weakref.WeakKeyDictionary()
 
     async def call(self, function: Callable[[], T]) -> T:
         """`function()`, run in a worker thread with the other calls of this turn of the loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if not self._pending:
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
             loop.call_soon(self._start, loop)
-        self._pending.append((function, future))
+        pending.append((function, future))
         return await future
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, self._pending = self._pending, []
-        loop.run_in_executor(None, _run_batch, batch, loop)
+        batch = self._pending.pop(loop, [])
+        # Our own executor, not the loop's: run_in_executor would wake the loop a second time per trip
+        # (to settle its own future) besides the one wake-up that settles the batch.
+        _batch_threads().submit(_run_batch, batch, loop)
 
 
-def _run_batch(batch: list[tuple[Callable[[], Any], asyncio.Future[Any]]], loop: asyncio.AbstractEventLoop) -> None:
+_THREADS: ThreadPoolExecutor | None = None
+BATCH_THREADS = 4
+"""Worker threads for batched calls: stores' writes, each waiting on its disk (fsync) more than on the GIL."""
+
+
+def _batch_threads() -> ThreadPoolExecutor:
+    global _THREADS
+    if _THREADS is None:
+        _THREADS = ThreadPoolExecutor(max_workers=BATCH_THREADS, thread_name_prefix="batched")
+    return _THREADS
+
+
+def _run_batch(batch: list[_Call], loop: asyncio.AbstractEventLoop) -> None:
     outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
     for function, future in batch:
         try:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["fsync_directory", "rename_durably", "truncate_durably", "unlink_durably", "write_all"]
+from ops.aio import BatchedCalls
+
+__all__ = ["STORE_CALLS", "fsync_directory", "rename_durably", "truncate_durably", "unlink_durably", "write_all"]
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+STORE_CALLS = BatchedCalls()
+"""The file stores' hot blocking writes (conversation appends, shared-log operations, the ingress
+log's updates): those that fall due in the same turn of the event loop make one worker-thread trip."""
 
 
 def write_all(fd: int, data: bytes, *, sync: bool) -> None:

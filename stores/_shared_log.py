@@ -17,8 +17,8 @@ line elsewhere is skipped with an error log line.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
+import functools
 import json
 import os
 import threading
@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar, cast
 import aiofiles.os
 import structlog
 
-from stores._fs import fsync_directory, truncate_durably, write_all
+from stores._fs import STORE_CALLS, fsync_directory, truncate_durably, write_all
 from stores._records import encode_json
 from stores.base import StoreError
 
@@ -94,7 +94,7 @@ class SharedLog(ABC, Generic[S]):
         The operation finishes even if the caller is cancelled meanwhile.
         """
         try:
-            return await asyncio.to_thread(self._transact, step)
+            return await STORE_CALLS.call(functools.partial(self._transact, step))
         except OSError as exc:
             raise StoreError(f"cannot use {self.path.name}: {exc.strerror or exc}") from exc
 

@@ -32,9 +32,9 @@ import aiofiles
 import aiofiles.os
 import structlog
 
-from ops.aio import BatchedCalls, KeyedLocks
+from ops.aio import KeyedLocks
 from stores._file_recent import read_recent
-from stores._fs import fsync_directory, rename_durably, truncate_durably, unlink_durably, write_all
+from stores._fs import STORE_CALLS, fsync_directory, rename_durably, truncate_durably, unlink_durably, write_all
 from stores._records import decode_record, encode_batch
 from stores.base import ConflictError, ConversationStore, Record, StoreError
 
@@ -96,8 +96,6 @@ class FileConversationStore(ConversationStore):
         self._locks: KeyedLocks[str] = KeyedLocks()
         # File name -> last seq on disk (-1: no records). Absent: not yet read in this process.
         self._last_seq: dict[str, int] = _RecentSeqs()
-        # Appends that fall due together (a burst of turns recording) go to a worker thread in one trip.
-        self._writes = BatchedCalls()
 
     async def open(self) -> None:
         """Create the directory if needed."""
@@ -164,7 +162,7 @@ class FileConversationStore(ConversationStore):
                 raise ConflictError(conversation_id, batch[0].seq)
             data = b"".join(item.data + b"\n" for item in batch)
             try:
-                await self._writes.call(functools.partial(_append_lines, path, data, last < 0))
+                await STORE_CALLS.call(functools.partial(_append_lines, path, data, last < 0))
             except BaseException as exc:
                 # A partial line may be on disk: forget what we knew so the next access reads
                 # the tail again (and cuts the torn line off) before writing after it.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from stores._fs import fsync_directory, truncate_durably, write_all
+from stores._fs import STORE_CALLS, fsync_directory, truncate_durably, write_all
 from stores._records import encode_json, encode_updates
 from stores.base import IngressLog, StoreError
 
@@ -141,7 +142,7 @@ class FileIngressLog(IngressLog):
                 await asyncio.to_thread(truncate_durably, self.path, self._size)
                 self._torn = False
             if sync:
-                await asyncio.to_thread(write_all, fd, data, sync=True)
+                await STORE_CALLS.call(functools.partial(write_all, fd, data, sync=True))
             else:
                 # A short append with no fsync is a copy into the page cache (microseconds); the
                 # trip to a worker thread and back would cost the event loop ten times as much.

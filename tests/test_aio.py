@@ -135,3 +135,18 @@ async def test_a_cancelled_caller_stops_waiting_while_its_call_runs_to_its_end()
     await asyncio.to_thread(finished.wait, 5)
     assert finished.is_set()
     assert await calls.call(lambda: "after") == "after"  # the late outcome of the cancelled call is dropped
+
+
+def test_a_loop_closed_before_its_calls_started_holds_up_no_other_loop() -> None:
+    calls = BatchedCalls()
+    first = asyncio.new_event_loop()
+    waiting = first.create_task(calls.call(lambda: 1))
+    first.call_soon(first.stop)  # stops after the call was queued, before its trip starts
+    first.run_forever()
+    waiting.cancel()
+    first.close()
+
+    async def second() -> int:
+        return await asyncio.wait_for(calls.call(lambda: 2), 5)
+
+    assert asyncio.run(second()) == 2
