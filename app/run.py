@@ -36,6 +36,9 @@ def _run(mode: Mode, config_path: str | None, role: Role) -> int:
     # python-telegram-bot's future behaviour (durations as timedelta) now, which silences its
     # deprecation warning on every RetryAfter; our code reads both forms.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
+    # No pydantic plugin is installed with the assistant: pydantic need not look for one through
+    # every installed package's metadata (its documented switch; set it empty to look again).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from conf import ConfigError, load_settings
     from conf.mcp import load_mcp_servers, mcp_secrets
 
@@ -74,6 +77,10 @@ def _run(mode: Mode, config_path: str | None, role: Role) -> int:
 
         return asyncio.run(run_checks(settings, mcp_servers, sys.stdout, telegram=True))
 
+    if mode == "telegram":
+        from app.imports import import_telegram_library
+
+        import_telegram_library()
     from app.system import EXIT_FATAL, AssistantSystem
 
     system = AssistantSystem(settings, mcp_servers, mode="console" if mode == "console" else "telegram")
