@@ -5,11 +5,13 @@ what start-up does not load at all."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from actors.supervisor import Supervisor
@@ -144,3 +146,37 @@ def test_a_plain_http_bot_api_server_loads_no_ca_bundle(tg: FakeTelegramServer) 
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False"]
     assert tg.calls.count("getMe") == 1
+
+
+class ServingSystem:
+    """What `_serve` reads of the system: `started`, the gateway's first poll, and `run`."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.gateway = SimpleNamespace(polling=asyncio.Event())
+        self.stop = asyncio.Event()
+
+    async def run(self) -> int:
+        self.started.set()
+        await self.stop.wait()
+        return 0
+
+
+async def test_garbage_collection_resumes_once_the_system_serves() -> None:
+    from app.run import _serve
+
+    system = ServingSystem()
+    gc.disable()  # as `run` leaves it for start-up
+    try:
+        task = asyncio.create_task(_serve(system))  # type: ignore[arg-type]
+        await system.started.wait()
+        await asyncio.sleep(0.01)
+        assert not gc.isenabled()  # started, but no first poll yet
+        system.gateway.polling.set()
+        async with asyncio.timeout(5):
+            while not gc.isenabled():
+                await asyncio.sleep(0.001)
+        system.stop.set()
+        assert await task == 0
+    finally:
+        gc.enable()
