@@ -4,9 +4,9 @@ collection while the process starts."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 from collections.abc import Callable
+from typing import Any, cast
 
 __all__ = [
     "limit_malloc_arenas",
@@ -17,17 +17,24 @@ __all__ = [
 ]
 
 
-def _find_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+def _libc_function(name: str) -> Any:
+    """A function of the C library, looked up among the process's own symbols (the interpreter is
+    linked with it); None where it has none (musl, macOS have no malloc_trim or these mallopt
+    parameters). Not `ctypes.util.find_library`: it runs `ldconfig -p` in a subprocess each time
+    (~10 ms, three times before the first poll)."""
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    trim = _libc_function("malloc_trim")
+    if trim is None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
-    return trim
+    return cast("Callable[[int], int]", trim)
 
 
 _MALLOC_TRIM = _find_malloc_trim()
@@ -36,12 +43,8 @@ _M_MMAP_THRESHOLD = -3
 
 
 def _mallopt(parameter: int, value: int) -> None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:  # not glibc
         return
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int

@@ -148,6 +148,22 @@ def test_a_plain_http_bot_api_server_loads_no_ca_bundle(tg: FakeTelegramServer) 
     assert tg.calls.count("getMe") == 1
 
 
+def test_the_malloc_tuning_finds_glibc_without_a_subprocess() -> None:
+    # ctypes.util.find_library runs `ldconfig -p` in a subprocess (~10 ms each, three times at
+    # start): the C library's functions are looked up among the process's own symbols instead.
+    code = (
+        "import sys\n"
+        "import ops.memory\n"
+        "ops.memory.limit_malloc_arenas()\n"
+        "ops.memory.return_large_blocks()\n"
+        "ops.memory.release_free_memory()\n"
+        "print(ops.memory._MALLOC_TRIM is not None, 'ctypes.util' in sys.modules, 'subprocess' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "False"]  # glibc (this test's Linux) has malloc_trim
+
+
 class ServingSystem:
     """What `_serve` reads of the system: `started`, the gateway's first poll, and `run`."""
 
