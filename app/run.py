@@ -36,13 +36,19 @@ def run(mode: Mode, config_path: str | None = None, *, role: Role = "both") -> i
         return 0
 
 
-def _run(mode: Mode, config_path: str | None, role: Role) -> int:
+def _library_defaults() -> None:
+    """Environment defaults of the libraries, set before they are imported (an operator's own
+    value wins)."""
     # python-telegram-bot's future behaviour (durations as timedelta) now, which silences its
     # deprecation warning on every RetryAfter; our code reads both forms.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
     # No pydantic plugin is installed with the assistant: pydantic need not look for one through
     # every installed package's metadata (its documented switch; set it empty to look again).
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+
+def _run(mode: Mode, config_path: str | None, role: Role) -> int:
+    _library_defaults()
     from conf import ConfigError, load_settings
     from conf.mcp import load_mcp_servers, mcp_secrets
 
