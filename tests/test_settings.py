@@ -136,6 +136,16 @@ def test_malformed_yaml_is_reported_with_its_line(tmp_path: Path) -> None:
         load_settings(path, env={})
 
 
+def test_the_shipped_files_read_the_same_with_libyaml_which_start_up_uses() -> None:
+    import yaml
+
+    from conf.settings import load_yaml_file
+
+    assert yaml.__with_libyaml__  # the pinned PyYAML's wheel: start-up takes the fast parser
+    for path in (SHIPPED, ROOT / "conf" / "mcp.yml"):
+        assert load_yaml_file(path, "test") == yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
 def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "config.yml"
     path.write_text("- just\n- a list\n")

@@ -68,7 +68,17 @@ class AiohttpRequest(BaseRequest):
     Defaults are `HTTPXRequest`'s. Close with `shutdown()` (PTB's `Bot.shutdown()` does it too).
     """
 
-    __slots__ = ("_connect", "_keepalive", "_pool", "_pool_size", "_pool_timeout", "_read", "_session", "_write")
+    __slots__ = (
+        "_connect",
+        "_keepalive",
+        "_pool",
+        "_pool_size",
+        "_pool_timeout",
+        "_read",
+        "_session",
+        "_tls",
+        "_write",
+    )
 
     def __init__(
         self,
@@ -78,13 +88,19 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: float | None = 5.0,
         pool_timeout: float | None = 1.0,
         keepalive_seconds: float = 5.0,
+        *,
+        tls: bool = True,
     ) -> None:
+        """`tls`: its URLs are https (the Bot API's); False for a plain-HTTP server (a local Bot API
+        server), whose session then loads no CA bundle (`tls_context`: ~30 ms before the first poll;
+        an https URL given anyway is still verified, with aiohttp's default context)."""
         self._pool_size = connection_pool_size
         self._read = read_timeout
         self._write = write_timeout
         self._connect = connect_timeout
         self._pool_timeout = pool_timeout
         self._keepalive = keepalive_seconds
+        self._tls = tls
         self._session: aiohttp.ClientSession | None = None
         # Our own count of connections in use, so that waiting for one has a timeout of its own
         # (aiohttp folds it into the connect timeout) and tells "not sent" apart.
@@ -110,7 +126,7 @@ class AiohttpRequest(BaseRequest):
             connector = aiohttp.TCPConnector(
                 limit=self._pool_size,
                 keepalive_timeout=self._keepalive,
-                ssl=tls_context(),
+                ssl=tls_context() if self._tls else True,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,

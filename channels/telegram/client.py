@@ -35,9 +35,10 @@ class TelegramClient:
     """
 
     def __init__(self, settings: TelegramSettings, *, pool_size: int, read_timeout: float) -> None:
+        tls = not settings.api_base_url.startswith("http://")
         self._requests = (
-            AiohttpRequest(connection_pool_size=pool_size, read_timeout=read_timeout, connect_timeout=10.0),
-            AiohttpRequest(connection_pool_size=1, read_timeout=10.0, connect_timeout=10.0),
+            AiohttpRequest(connection_pool_size=pool_size, read_timeout=read_timeout, connect_timeout=10.0, tls=tls),
+            AiohttpRequest(connection_pool_size=1, read_timeout=10.0, connect_timeout=10.0, tls=tls),
         )
         self.bot = Bot(
             settings.token,

@@ -139,15 +139,26 @@ class TelegramGateway:
 
     async def _start(self) -> None:
         bot = self._send_bot
-        await self._retrying("getMe", bot.initialize)  # once: a Bot already initialised returns at once
+        # getMe and deleteWebhook at once: neither needs the other's answer, and the first poll
+        # waits for both (one round trip to Telegram less before it). A refusal of either cancels
+        # the other and propagates.
+        try:
+            async with asyncio.TaskGroup() as calls:
+                calls.create_task(self._retrying("getMe", bot.initialize))  # once: an initialised Bot returns at once
+                calls.create_task(self._retrying("deleteWebhook", self._delete_webhook))
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None  # InvalidToken, ...: as if the calls had been made in turn
         me = bot.bot
         self.identity = BotIdentity(me.id, me.username or "")
         log.info("telegram_bot_identified", bot_id=me.id, username=me.username)
         if not self._settings.allowed_user_ids.everyone and not self._settings.allowed_user_ids.user_ids:
             log.warning("telegram_nobody_allowed", hint="set TELEGRAM_ALLOWED_USER_IDS to serve someone")
-        await self._retrying("deleteWebhook", lambda: bot.delete_webhook(drop_pending_updates=False))
         # The command menu is no reason to make the first poll wait (two round trips at every start).
         self._spawn(self._register_commands(), "telegram-commands")
+
+    async def _delete_webhook(self) -> None:
+        # Polling and a webhook exclude each other: a webhook left set would make getUpdates fail.
+        await self._send_bot.delete_webhook(drop_pending_updates=False)
 
     async def _register_commands(self) -> None:
         # setMyCommands at every start draws long 429s from Telegram; only call it on a change.
