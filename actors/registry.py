@@ -145,14 +145,21 @@ class ConversationRegistry(Generic[A]):
         return evicted
 
     async def run_evictions(self) -> None:
-        """The sweeper's task: evict idle actors every so often until stopped. One sweep after
-        evictions (when the evicted actors' tasks have ended) `after_evictions` runs."""
+        """The sweeper's task: evict idle actors every so often until stopped. `after_evictions`
+        runs on a sweep after evictions (when the evicted actors' tasks have ended) once no live
+        actor is busy: a burst's evictions are released when it is over, not during it (each
+        release costs a full garbage collection, tens of ms of the loop, while turns wait)."""
         interval = max(0.01, min(self._idle_seconds / 4, 30.0))
-        evicted_last_sweep = False
+        evicted_since_release = False
         while not await wait_event(self._stopped, interval):
-            if evicted_last_sweep and self._after_evictions is not None:
+            if evicted_since_release and self._after_evictions is not None and not self.busy():
                 self._after_evictions()
-            evicted_last_sweep = self.evict_idle() > 0
+                evicted_since_release = False
+            evicted_since_release = self.evict_idle() > 0 or evicted_since_release
+
+    def busy(self) -> bool:
+        """True while some live actor is handling a message or has one waiting."""
+        return any(not actor.idle for actor in self._actors.values())
 
     def stop_sweeper(self) -> None:
         """Make `run_evictions` return."""

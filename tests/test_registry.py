@@ -366,3 +366,48 @@ async def test_the_sweep_after_evictions_runs_the_release_hook_once() -> None:
     registry.stop_sweeper()
     await sweeper
     await registry.stop(1)
+
+
+async def test_the_release_hook_waits_until_no_live_actor_is_busy() -> None:
+    from actors.supervisor import Supervisor
+    from conf import BackoffSettings
+
+    released = asyncio.Event()
+    gate = asyncio.Event()
+    busy_when_released: list[bool] = []
+
+    class Held(Actor[str]):
+        async def handle(self, message: str) -> str:
+            if message == "hold":
+                await gate.wait()
+            return message
+
+    def release() -> None:
+        busy_when_released.append(registry.busy())
+        released.set()
+
+    supervisor = Supervisor("c", backoff=BackoffSettings(initial_seconds=0.001), max_restarts=3, window_seconds=10)
+    registry: ConversationRegistry[Held] = ConversationRegistry(
+        lambda cid: Held(cid, 8), supervisor, idle_seconds=0.04, after_evictions=release
+    )
+    held = asyncio.ensure_future(registry.ask("busy", "hold"))
+    sweeper = asyncio.create_task(registry.run_evictions())
+
+    async def evicted(count: int) -> None:
+        while registry.evicted < count:
+            await asyncio.sleep(0.005)
+
+    # Two quiet chats are evicted one after the other while "busy" is still in its turn: the sweeps
+    # after the first eviction (one of which released before) pass without a release.
+    for number, chat in enumerate(("quick", "later"), start=1):
+        assert await registry.ask(chat, "hi") == "hi"
+        await asyncio.wait_for(evicted(number), 5)
+    assert not released.is_set()
+    assert registry.busy()
+    gate.set()
+    assert await held == "hold"
+    await asyncio.wait_for(released.wait(), 5)
+    assert busy_when_released == [False]
+    registry.stop_sweeper()
+    await sweeper
+    await registry.stop(1)
