@@ -3,7 +3,7 @@
 Through the SDK, one streamed request builds a pydantic options object, an httpx2 request (its URL
 parsed twice, its headers normalised), and crosses the SDK's aiohttp adapter both ways: ~1.5 ms of
 CPU per request at 20 in flight, against ~0.45 ms for the same POST made here (bench/http_clients.py,
-`openai` against `direct`). What the SDK would send is kept: its URL, its default headers and its
+the `openai` row: `aiohttp` against `lean`). What the SDK would send is kept: its URL, its default headers and its
 authentication headers, read once from the SDK's own client; the JSON is encoded as the SDK encodes
 it. Errors are those of the SDK path: an error status becomes `error_for_status` (the same statuses,
 types and `retry-after` handling), a connection or timeout failure the same LLMUnavailable.

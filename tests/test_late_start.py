@@ -91,6 +91,13 @@ async def test_a_process_that_runs_no_turns_starts_nothing() -> None:
         assert list(late.toolbox.specs()) == []
 
 
+def python_output(code: str) -> str:
+    """What `code` prints, run by a fresh interpreter in the project's root; it must succeed."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_start_up_loads_no_model_http_library_turn_loop_or_markdown_converter() -> None:
     # What the system imports and builds before its first poll (the file source included, whose
     # download client is made on the first download): the model SDK's HTTP library, the turn loop
@@ -105,9 +112,8 @@ def test_start_up_loads_no_model_http_library_turn_loop_or_markdown_converter() 
         "TelegramFiles(None, None)\n"
         "print(' '.join(sorted(sys.modules)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    loaded = set(done.stdout.split())
+    out = python_output(code)
+    loaded = set(out.split())
     assert {"app.system", "channels.telegram.media", "aiohttp", "telegram"} <= loaded
     later = {"httpx2", "httpcore", "anyio", "openai", "anthropic", "actors.conversation", "llm.summary"}
     assert not loaded & (later | {"chatgpt_md_converter", "cryptography", "click", "httpx._main"})
@@ -122,9 +128,8 @@ def test_the_optional_extras_hidden_from_ptb_stay_importable() -> None:
         "import httpx, cryptography.hazmat\n"
         "print(CRYPTO_INSTALLED, httpx.main.__module__, 'cryptography.hazmat' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "httpx", "True"]
+    out = python_output(code)
+    assert out.split() == ["False", "httpx", "True"]
 
 
 def test_a_plain_http_bot_api_server_loads_no_ca_bundle(tg: FakeTelegramServer) -> None:
@@ -142,9 +147,8 @@ def test_a_plain_http_bot_api_server_loads_no_ca_bundle(tg: FakeTelegramServer) 
         "asyncio.run(main())\n"
         "print('certifi' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False"]
+    out = python_output(code)
+    assert out.split() == ["False"]
     assert tg.calls.count("getMe") == 1
 
 
@@ -159,9 +163,8 @@ def test_the_malloc_tuning_finds_glibc_without_a_subprocess() -> None:
         "ops.memory.release_free_memory()\n"
         "print(ops.memory._MALLOC_TRIM is not None, 'ctypes.util' in sys.modules, 'subprocess' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "False", "False"]  # glibc (this test's Linux) has malloc_trim
+    out = python_output(code)
+    assert out.split() == ["True", "False", "False"]  # glibc (this test's Linux) has malloc_trim
 
 
 class ServingSystem:
