@@ -358,6 +358,10 @@ def configure_logging(
     handler.setFormatter(_formatter(settings, stream))
     root.addHandler(handler)
     root.setLevel(level)
+    # A line names its logger, not its source line, thread or process: the standard library need not
+    # walk the stack for the caller or look those up for every record (~10 % of a line's cost).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None  # documented in logging/__init__.py: no caller lookup
 
     # Libraries log each HTTP request at INFO; their lines are only worth the noise when debugging.
     noisy_level = logging.NOTSET if settings.level == "DEBUG" else logging.WARNING

@@ -97,6 +97,7 @@ async def test_large_files_are_held_a_few_at_a_time_small_ones_are_not(tg: FakeT
     assert all(result.notice is None for result in results)
     assert tg.max_concurrent_downloads == 2
     small = [photo_message(tg, media.png(seed=index)) for index in range(4)]
+    tg.download_delay, tg.downloads_together = 0.0, 4  # held until all four are in flight, if they may be
     await asyncio.gather(*(reader.prepare(message) for message in small))
     assert tg.max_concurrent_downloads == 4
     await reader.aclose()

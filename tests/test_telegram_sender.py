@@ -272,3 +272,25 @@ async def test_empty_replies_send_nothing(tg: FakeTelegramServer, sender: Telegr
 def test_every_chunk_of_a_long_reply_passes_the_fake_s_validator() -> None:
     for chunk in split_message(to_telegram_html(_long_markdown())):
         assert len(parse_html(chunk)) <= 4096
+
+
+async def test_a_block_shorter_than_the_typing_delay_starts_no_keeper_and_sends_nothing(
+    tg: FakeTelegramServer, bot: Bot
+) -> None:
+    # With the real clock, the delay is a timer: a quick turn (most of them) costs no task at all.
+    sender = TelegramSender(bot, NO_JITTER, typing_delay_s=30.0)
+    async with sender.typing_while(42):
+        await asyncio.sleep(0)
+        assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("telegram-typing")]
+    await sender.aclose()
+    assert tg.chat_actions == []
+
+
+async def test_a_block_longer_than_the_typing_delay_shows_typing_once_it_is_due(
+    tg: FakeTelegramServer, bot: Bot
+) -> None:
+    sender = TelegramSender(bot, NO_JITTER, typing_delay_s=0.05)
+    async with sender.typing_while(42):
+        await tg.await_chat_actions(42, count=1, timeout=5)
+    await sender.aclose()
+    assert [(a.chat_id, a.action) for a in tg.chat_actions][:1] == [(42, "typing")]

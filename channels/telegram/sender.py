@@ -346,30 +346,43 @@ class TelegramSender:
     async def typing_while(self, chat_id: int, message_thread_id: int | None = None) -> AsyncIterator[None]:
         """Keep "typing..." shown while the block runs: after `typing_delay_s`, then every `typing_interval_s`.
 
-        On exit the keeper is told to stop rather than cancelled: cancelling an HTTP request in
-        flight can leak a connection from httpx's pool (seen: eight leaked connections froze every
-        send). It ends after its current request, tracked by the sender until then (`aclose`).
-        """
+        On exit the keeper is told to stop, not cancelled (cancelling an HTTP request in flight can leak
+        a pooled connection); it ends after its current request, tracked until then (`aclose`)."""
         stop = asyncio.Event()
-        task = asyncio.create_task(
-            self._keep_typing(chat_id, message_thread_id, stop), name=f"telegram-typing-{chat_id}"
-        )
-        self._typing.add(task)
-        task.add_done_callback(self._typing_done)
+        timer: asyncio.TimerHandle | None = None
+        if self._typing_delay_s > 0 and self._sleep is asyncio.sleep:
+            # Most turns end within the delay: a timer until "typing..." is due, not a task per turn.
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(self._typing_delay_s, self._start_typing, chat_id, message_thread_id, stop, False)
+        else:
+            self._start_typing(chat_id, message_thread_id, stop, True)
         try:
             yield
         finally:
             stop.set()
+            if timer is not None:
+                timer.cancel()
+
+    def _start_typing(self, chat_id: int, message_thread_id: int | None, stop: asyncio.Event, delay: bool) -> None:
+        if stop.is_set():
+            return
+        task = asyncio.create_task(
+            self._keep_typing(chat_id, message_thread_id, stop, delay=delay), name=f"telegram-typing-{chat_id}"
+        )
+        self._typing.add(task)
+        task.add_done_callback(self._typing_done)
 
     def _typing_done(self, task: asyncio.Task[None]) -> None:
         self._typing.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("telegram_typing_stopped", error=repr(task.exception()))
 
-    async def _keep_typing(self, chat_id: int, message_thread_id: int | None, stop: asyncio.Event) -> None:
+    async def _keep_typing(
+        self, chat_id: int, message_thread_id: int | None, stop: asyncio.Event, *, delay: bool
+    ) -> None:
         # A turn answered within `typing_delay_s` needs no "typing...": the answer is the sign of
         # life, and the chat action would cost a request as dear as the answer itself.
-        if self._typing_delay_s > 0 and await wait_event(stop, self._typing_delay_s, sleep=self._sleep):
+        if delay and self._typing_delay_s > 0 and await wait_event(stop, self._typing_delay_s, sleep=self._sleep):
             return
         while not stop.is_set():
             await self.send_typing(chat_id, message_thread_id, unless=stop)

@@ -81,6 +81,9 @@ class FilesMixin:
 
     download_delay: float = 0.0
     """Seconds each download waits before its bytes are sent (concurrent downloads overlap)."""
+    downloads_together: int = 0
+    """When set, each download waits (up to 5 s) until this many are in flight at once: a test can
+    then tell downloads that may overlap from ones that are held back, whatever the machine's load."""
 
     def _init_files(self) -> None:
         self._files: dict[str, tuple[FileRef, bytes]] = {}
@@ -193,6 +196,9 @@ class FilesMixin:
             self._downloading += 1
             self.max_concurrent_downloads = max(self.max_concurrent_downloads, self._downloading)
         try:
+            deadline = time.monotonic() + 5.0
+            while self._downloading < self.downloads_together and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
             if self.download_delay:
                 await asyncio.sleep(self.download_delay)
         finally:
