@@ -45,7 +45,7 @@ warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", categ
 
 class TelegramGateway:
     """Polls Telegram with its own loop so an update's offset is confirmed only after the ingress
-    log holds it, then routes each update to its conversation's actor.
+    log holds it, and routes each update to its conversation's actor (as the log's write runs).
 
     Sending and polling use separate connection pools (a long poll never waits behind replies).
     A poll that keeps failing backs off (capped, so polling resumes within seconds of an outage),
@@ -134,14 +134,12 @@ class TelegramGateway:
         polling = since < self._settings.watchdog_seconds
         ok = polling and not self.ingress_failing
         status = "ok" if ok else "stalled" if not polling else "ingress_failing"
-        body = {"status": status, "actors": len(self._registry), "last_poll_s": round(since, 3)}
-        return ok, body
+        return ok, {"status": status, "actors": len(self._registry), "last_poll_s": round(since, 3)}
 
     async def _start(self) -> None:
         bot = self._send_bot
-        # getMe and deleteWebhook at once: neither needs the other's answer, and the first poll
-        # waits for both (one round trip to Telegram less before it). A refusal of either cancels
-        # the other and propagates.
+        # getMe and deleteWebhook at once: neither needs the other's answer, and the first poll waits
+        # for both (one round trip less before it). A refusal of either cancels the other and propagates.
         try:
             async with asyncio.TaskGroup() as calls:
                 calls.create_task(self._retrying("getMe", bot.initialize))  # once: an initialised Bot returns at once
@@ -265,11 +263,14 @@ class TelegramGateway:
                 offset = max(update["update_id"] for update in updates) + 1
 
     async def _take(self, updates: list[dict[str, Any]]) -> bool:
-        """Make the updates that need it durable, then act on all of them. False if the ingress log
-        failed: nothing is acknowledged then, and the next poll asks for the same updates again."""
+        """Make the updates that need it durable and act on all of them: as the write runs while the log
+        is healthy (a turn's first write goes to disk alongside; should this one fail, the chat's records
+        answer the next poll's copy), after it otherwise. False if the ingress log failed: nothing is
+        acknowledged then, and the next poll asks for the same updates again."""
         arrived = asyncio.get_running_loop().time()
         routes = [(update["update_id"], self._route_of(update)) for update in updates]
         durable = [update for update, (_, route) in zip(updates, routes, strict=True) if is_durable(route)]
+        handled = not self.ingress_failing and self._handle_all(routes, arrived)
         if durable:
             try:
                 await self._ingress.append(durable)
@@ -281,6 +282,9 @@ class TelegramGateway:
             if self.ingress_failing:
                 log.info("ingress_append_recovered")
             self.ingress_failing = False
+        return handled or self._handle_all(routes, arrived)
+
+    def _handle_all(self, routes: list[tuple[int, Route]], arrived: float) -> bool:
         for update_id, route in routes:
             self._handle(update_id, route, arrived)
         return True
