@@ -206,7 +206,8 @@ async def test_a_calls_usage_is_written_while_the_answer_goes_on_and_counted_bef
     model = meter.for_user(OneAnswerModel(), user_id=7, model_name="mini")
     request = ModelRequest(system="", messages=[UserRecord(text="hello")])
     reply = await asyncio.wait_for(model.complete(request), 5)  # returns with the write still held
-    assert reply.text == "hi" and model.usage == Usage(60, 30)
+    assert reply.text == "hi"
+    assert model.usage == Usage(60, 30)
     await store.started.wait()
     assert (await store.day(7, meter.now().date().isoformat())).tokens == 0
     second = asyncio.ensure_future(model.complete(request))  # its budget check waits for the write
