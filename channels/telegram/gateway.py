@@ -90,6 +90,7 @@ class TelegramGateway:
         self._poll_margin_seconds = poll_margin_seconds
         self._stop_grace_seconds = settings.actors.stop_grace_seconds
         self._stopping = asyncio.Event()
+        self._poll_bound: asyncio.Timeout | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._album_parts = AlbumCollector(
             self._route,
@@ -114,8 +115,10 @@ class TelegramGateway:
             await self._shutdown_poll_bot()
 
     def stop(self) -> None:
-        """Stop polling after the current request; queued work goes on in the actors."""
+        """Stop polling now (a poll under way is abandoned); queued work goes on in the actors."""
         self._stopping.set()
+        if self._poll_bound is not None and not self._poll_bound.expired():
+            self._poll_bound.reschedule(-1)  # due at once
 
     async def aclose(self) -> None:
         """Once polling has stopped: finish the notices in flight (within the stop grace period)."""
@@ -295,24 +298,21 @@ class TelegramGateway:
         kwargs: dict[str, Any] = {"timeout": timeout, "allowed_updates": ALLOWED_UPDATES}
         if offset is not None:
             kwargs["offset"] = offset
-        stop = asyncio.ensure_future(self._stopping.wait())
-        poll = asyncio.ensure_future(bot.do_api_request("getUpdates", api_kwargs=kwargs, read_timeout=timeout + 10))
-        try:
-            # A long poll whose connection silently died, or that a proxy keeps alive with a byte
-            # now and then, would hang: bound it beyond the poll timeout.
-            async with asyncio.timeout(timeout + self._poll_margin_seconds):
-                await asyncio.wait([poll, stop], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Whatever ended the wait (an answer, stopping, the timeout, our own cancellation), the
-            # poll is ours to end: cancelled if still running, and awaited, so no task outlives it.
-            stop.cancel()
-            poll.cancel()
-            await asyncio.wait([poll, stop])
-        if poll.cancelled():
-            # Stopping: the poll was abandoned. Its updates, if any, are not acknowledged, so
-            # Telegram hands them over again at the next start.
+        if self._stopping.is_set():
             return []
-        result = poll.result()
+        try:
+            # A poll whose connection silently died, or that a proxy keeps alive with a byte now and then,
+            # would hang: bound beyond the poll timeout. `stop` ends the bound at once (no task needed).
+            async with asyncio.timeout(timeout + self._poll_margin_seconds) as self._poll_bound:
+                result = await bot.do_api_request("getUpdates", api_kwargs=kwargs, read_timeout=timeout + 10)
+        except TimeoutError:
+            if self._stopping.is_set():
+                # Stopping: the poll was abandoned. Its updates, if any, are not acknowledged, so
+                # Telegram hands them over again at the next start.
+                return []
+            raise
+        finally:
+            self._poll_bound = None
         return [update for update in result if isinstance(update, dict) and isinstance(update.get("update_id"), int)]
 
     async def _pause(self, seconds: float) -> None:
