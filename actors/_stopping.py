@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from actors import texts
 from actors.protocol import Command, ConversationMessage, UserMessage
 
-__all__ = ["StopSwitch", "TurnStopped", "stopped_text", "write_through"]
+__all__ = ["StopSwitch", "TurnStopped", "stopped_text"]
 
 T = TypeVar("T")
 
@@ -25,19 +25,6 @@ def stopped_text(written: str) -> str:
     return f"{written}\n\n{texts.STOPPED}" if written.strip() else texts.STOPPED
 
 
-async def write_through(write: Awaitable[T]) -> T:
-    """Await `write` to its end even when the caller is cancelled meanwhile (then the cancellation
-    goes on after it): a /stop must not cut a store write, and the bookkeeping after it, in half."""
-    task = asyncio.ensure_future(write)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # retrieved: the cancellation is what the caller hears of
-        raise
-
-
 class StopSwitch:
     """The out-of-band /stop of one conversation actor.
 
@@ -50,6 +37,9 @@ class StopSwitch:
     def __init__(self) -> None:
         self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
+        self._writing = 0
+        self._held = False
+        """A /stop came during a store write: it cuts the turn once the write is whole."""
         self.request: Command | None = None
         """The /stop being carried out, until it is settled."""
         self.stopped_any = False
@@ -62,7 +52,10 @@ class StopSwitch:
         if taken and isinstance(message, Command):
             if self._task is not None:
                 self._cancelled = True
-                self._task.cancel()
+                if self._writing:
+                    self._held = True
+                else:
+                    self._task.cancel()
             elif not waiting:
                 taken = False
             if taken:
@@ -87,6 +80,19 @@ class StopSwitch:
                 raise  # cancelled by someone else too (the actor is stopping): that goes on
             self.stopped_any = True
             raise TurnStopped from None
+
+    async def write_through(self, write: Awaitable[T]) -> T:
+        """Await `write` to its end: a /stop that comes meanwhile stops the turn after it, as it
+        would have during the model's work (a /stop must not cut a store write, and the
+        bookkeeping after it, in half)."""
+        self._writing += 1
+        try:
+            return await write
+        finally:
+            self._writing -= 1
+            if self._held and not self._writing:
+                self._held = False
+                raise asyncio.CancelledError  # the /stop's, heard by `stoppable` as if it had cancelled
 
     @contextmanager
     def _running(self) -> Iterator[None]:

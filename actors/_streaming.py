@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 import structlog
 
 from actors import texts
-from actors._stopping import StopSwitch, TurnStopped, stopped_text, write_through
+from actors._stopping import StopSwitch, TurnStopped, stopped_text
 from actors.protocol import (
     ConversationMessage,
     DeliveryFailed,
@@ -155,7 +155,7 @@ class TurnOutput:
                 self.tool_boundary(item.text)
             elif isinstance(item, AssistantRecord) and self.stream is not None:
                 self.stream.answered()  # the answer: recorded, then delivered; no preview meanwhile
-            await write_through(record(item))
+            await self._streams.stops.write_through(record(item))
 
         return recording
 

@@ -317,9 +317,7 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
                 **turn_fields(self._accounting, model, result.usage),
             )
             # After the delivery: a summary never delays an answer.
-            self._summariser.start_if_needed(
-                self._history.records(), prepared.instructions, resets=self._history.resets, model=model
-            )
+            self._summariser.start_if_needed(self._history, prepared.instructions, model=model)
             return text
         except BudgetExhausted as exc:
             ok, text = True, budget_notice(self._accounting, exc)  # answered by the notice: no turn error

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import structlog
 
-from llm import ChatModel, LLMError, Record, SummaryRecord
+from llm import ChatModel, LLMError, SummaryRecord
+from llm.context import estimate_text_tokens, estimate_tokens, summary_message
+from llm.history import History
 from llm.summary import SummaryPlan, plan_summary, summarise
 from ops.backoff import Backoff
 
@@ -54,22 +56,21 @@ class Summariser:
         """True while a summary call is in flight."""
         return self._task is not None and not self._task.done()
 
-    def start_if_needed(
-        self, history: Sequence[Record], instructions: str, *, resets: int, model: ChatModel | None = None
-    ) -> bool:
-        """Start summarising if what the model would see outgrows the budget; True if it started.
+    def start_if_needed(self, history: History, instructions: str, *, model: ChatModel | None = None) -> bool:
+        """Start summarising if what the model would see of `history` outgrows the budget; True if it started.
 
         Nothing starts while a call is in flight or a finished one waits for `take`, nor before the
-        retry delay after a failure. `resets` is the history's reset count now (see `take`). `model`
-        replaces the one given at construction for this summary (the turn's: the chat's model,
-        counted for the user the turn served, `actors.accounting.turn_model`).
+        retry delay after a failure. `model` replaces the one given at construction for this summary
+        (the turn's: the chat's model, counted for the user the turn served, `actors.accounting.turn_model`).
         """
         if self._task is not None or self._clock() < self._retry_at:
             return False
-        plan = plan_summary(history, self._budget, instructions)
+        if _at_most_seen(history, instructions) <= self._budget:
+            return False  # all it holds fits, so what the model sees does: no plan to make
+        plan = plan_summary(history.records(), self._budget, instructions)
         if plan is None:
             return False
-        self._resets = resets
+        self._resets = history.resets
         self._task = asyncio.create_task(self._run(plan, model or self._model), name=f"summary:{self.conversation_id}")
         # Retrieved here so that a task whose actor crashed before `take` is never reported unretrieved.
         self._task.add_done_callback(_retrieve)
@@ -133,3 +134,10 @@ class Summariser:
 def _retrieve(task: asyncio.Task[SummaryRecord | None]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+def _at_most_seen(history: History, instructions: str) -> int:
+    """At least what `plan_summary` counts of `history`: every record it holds (markers as 1), its
+    summary and the instructions. Kept per record by the history, so this costs no walk through it."""
+    summary = estimate_tokens(summary_message(history.summary)) if history.summary is not None else 0
+    return history.tokens + summary + estimate_text_tokens(instructions)

@@ -1,11 +1,13 @@
 """What the model costs each user: every call's tokens added to the user's day, and the daily budget.
 
-`UsageMeter.record(user_id, usage, model)` is the one way a model call is accounted: it prices the
-call (conf `usage.prices`) and adds it to the user's counter of today, where "today" is the date in
-the user's time zone (their `/timezone`, else the `timezone` setting). `UsageMeter.for_user(...)`
+`UsageMeter.record(user_id, usage, model)` (or `record_soon`, which leaves the write running) is the
+one way a model call is accounted: it prices the call (conf `usage.prices`) and adds it to the user's
+counter of today, where "today" is the date in the user's time zone (their `/timezone`, else the
+`timezone` setting). `UsageMeter.for_user(...)`
 wraps the chat model for work done for one user (a turn, a summary, a reminder that runs): before
 each call it checks the user's budget and raises `BudgetExhausted` instead of calling, so a turn's
-tool loop stops at the budget too; after each call it records the usage.
+tool loop stops at the budget too; after each call it records the usage. The write runs while the
+turn answers: the next budget check and `/usage` wait for it, and `UsageMeter.aclose` waits for all.
 
     model = meter.for_user(shared_model, user_id=7, model_name="gpt-4o")
     reply = await model.complete(request)     # BudgetExhausted once today's tokens reach the budget
@@ -14,7 +16,9 @@ tool loop stops at the budget too; after each call it records the usage.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -94,6 +98,8 @@ class UsageMeter:
         self._default_zone = _zone_or_none(default_zone) or ZoneInfo("UTC")
         self._owner = owner
         self._clock = clock
+        self._writing: dict[int, set[asyncio.Task[None]]] = {}
+        """Each user's usage writes still running (`record_soon`): a budget check or report waits for them."""
 
     def now(self) -> datetime:
         """The meter's clock: now, as an aware datetime."""
@@ -118,14 +124,49 @@ class UsageMeter:
 
         `zone` saves the look-up when the caller has the user's zone already. Never raises StoreError.
         """
-        priced = _priced(usage, cost_micros(usage, self._settings.price(model)))
-        zone = zone or await self.zone(user_id)
-        day = self._clock().astimezone(zone).date().isoformat()
-        try:
-            await self._usage.add(_user(user_id), day, priced)
-        except StoreError as exc:
-            log.error("usage_not_recorded", user_id=user_id, model=model, tokens=priced.tokens, error=str(exc))
+        priced = self.record_soon(user_id, usage, model, zone=zone or await self.zone(user_id))
+        await self.settled(user_id)
         return priced
+
+    def record_soon(self, user_id: int | None, usage: CallUsage, model: str, *, zone: ZoneInfo) -> UsageTotal:
+        """`record`, returning at once: the write goes on while the caller answers the user (it is
+        not on the way to the reply). `settled`, every budget check and every report wait for it."""
+        priced = _priced(usage, cost_micros(usage, self._settings.price(model)))
+        day = self._clock().astimezone(zone).date().isoformat()
+        user = _user(user_id)
+        task = asyncio.get_running_loop().create_task(self._add(user, day, priced, model))
+        self._writing.setdefault(user, set()).add(task)
+        task.add_done_callback(functools.partial(self._written, user))
+        return priced
+
+    async def _add(self, user: int, day: str, priced: UsageTotal, model: str) -> None:
+        try:
+            await self._usage.add(user, day, priced)
+        except StoreError as exc:
+            log.error("usage_not_recorded", user_id=user, model=model, tokens=priced.tokens, error=str(exc))
+
+    def _written(self, user: int, task: asyncio.Task[None]) -> None:
+        writes = self._writing.get(user)
+        if writes is not None:
+            writes.discard(task)
+            if not writes:
+                del self._writing[user]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("usage_not_recorded", user_id=user, error=repr(error))  # a fault besides the store's
+
+    async def settled(self, user_id: int | None = None, *, everyone: bool = False) -> None:
+        """Return once the usage writes started for `user_id` (for every user, with `everyone`) are done."""
+        while writes := self._pending(user_id, everyone):
+            await asyncio.wait(writes)
+
+    def _pending(self, user_id: int | None, everyone: bool) -> list[asyncio.Task[None]]:
+        if everyone:
+            return [task for tasks in self._writing.values() for task in tasks]
+        return list(self._writing.get(_user(user_id), ()))
+
+    async def aclose(self) -> None:
+        """Wait for every usage write still running (before the stores close)."""
+        await self.settled(everyone=True)
 
     async def check_budget(self, user_id: int | None, *, zone: ZoneInfo | None = None) -> None:
         """Raise BudgetExhausted if the user's tokens today reached the budget (never with budget 0)."""
@@ -133,6 +174,7 @@ class UsageMeter:
             return
         zone = zone or await self.zone(user_id)
         local = self._clock().astimezone(zone)
+        await self.settled(user_id)  # the user's last call counts
         try:
             used = (await self._usage.day(_user(user_id), local.date().isoformat())).tokens
         except StoreError as exc:
@@ -146,6 +188,7 @@ class UsageMeter:
         local = self._clock().astimezone(await self.zone(user_id))
         day, month = local.date().isoformat(), local.strftime("%Y-%m")
         user = _user(user_id)
+        await self.settled(user_id, everyone=user_id is not None and user_id == self._owner)
         everyone = await self._usage.all_users_month(month) if user_id is not None and user_id == self._owner else None
         return UsageReport(
             day,
@@ -189,7 +232,7 @@ class MeteredModel:
         if self.model_name:
             request = dataclasses.replace(request, model=self.model_name)
         reply = await self._model.complete(request)
-        priced = await self._meter.record(self._user_id, reply.usage, reply.model or self.model_name, zone=self._zone)
+        priced = self._meter.record_soon(self._user_id, reply.usage, reply.model or self.model_name, zone=self._zone)
         self.usage += reply.usage
         self.cost_micros += priced.cost_micros
         return reply

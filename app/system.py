@@ -165,6 +165,8 @@ class AssistantSystem:
             root = self._start_root(stack)
             toolbox = self._start_tools(root)
             factory = self._conversation_factory(store, model, toolbox, edge.channel)
+            if factory.accounting is not None:  # after the actors stop, before the stores close
+                stack.push_async_callback(factory.accounting.meter.aclose)
             # The scheduler starts after the actors whose tools wake it: they look it up when called.
             reminders = reminder_tools(features.reminders, lambda: self.scheduler)
             setup = build_turn_setup(self.settings, toolbox, features, stack, extra_tools=reminders.tools)

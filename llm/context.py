@@ -91,8 +91,25 @@ def openai_image_tokens(width: int, height: int) -> int:
     return 85 + 170 * math.ceil(scaled_width * scale / 512) * math.ceil(scaled_height * scale / 512)
 
 
+_COSTS: dict[int, tuple[ModelMessage, ImageCost, int]] = {}
+"""Recent messages' costs by identity (the message is held, so its id stays its own): every turn
+estimates its whole history again, trimming it and planning its summary, and messages never change."""
+_COSTS_HELD = 2048
+
+
 def estimate_tokens(message: ModelMessage, image_cost: ImageCost = anthropic_image_tokens) -> int:
     """Tokens one message costs, by the estimate above; images the user sent by `image_cost`."""
+    known = _COSTS.get(id(message))
+    if known is not None and known[0] is message and known[1] is image_cost:
+        return known[2]
+    tokens = _estimate_tokens(message, image_cost)
+    if len(_COSTS) >= _COSTS_HELD:
+        _COSTS.clear()  # a busy assistant with many chats estimates again; memory stays bounded
+    _COSTS[id(message)] = (message, image_cost, tokens)
+    return tokens
+
+
+def _estimate_tokens(message: ModelMessage, image_cost: ImageCost) -> int:
     match message:
         case UserRecord():
             if not message.attachments:

@@ -12,6 +12,7 @@ close its own delimiter or pose as the instructions around it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from html import escape
@@ -68,7 +69,13 @@ def fit_facts(facts: Sequence[FactLine], budget_tokens: int) -> tuple[list[FactL
 def describe_now(now: datetime, zone: ZoneInfo) -> str:
     """The current date and time in the user's zone, to the minute: `Tuesday, 10 March 2026, 14:05
     (Europe/Berlin, UTC+01:00)`."""
-    local = now.astimezone(zone)
+    return _describe_minute(int(now.timestamp()) // 60, zone)
+
+
+@functools.lru_cache(maxsize=64)
+def _describe_minute(minute: int, zone: ZoneInfo) -> str:
+    """`describe_now` of one minute (since the epoch) in one zone: every turn in it says the same."""
+    local = datetime.fromtimestamp(minute * 60, zone)
     offset = local.strftime("%z")
     offset = f"{offset[:3]}:{offset[3:]}" if offset else "+00:00"
     return f"{local:%A}, {local.day} {local:%B %Y, %H:%M} ({zone.key}, UTC{offset})"

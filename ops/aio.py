@@ -4,10 +4,12 @@ blocking calls batched into worker-thread trips."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import queue
+import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
@@ -135,21 +137,40 @@ class BatchedCalls:
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._pending.pop(loop, [])
-        # Our own executor, not the loop's: run_in_executor would wake the loop a second time per trip
-        # (to settle its own future) besides the one wake-up that settles the batch.
-        _batch_threads().submit(_run_batch, batch, loop)
+        # Our own threads, not the loop's executor: run_in_executor would wake the loop a second time
+        # per trip (to settle its own future) besides the one wake-up that settles the batch, and an
+        # executor's future (a condition, a lock) is more than a trip needs.
+        _TRIPS.put((batch, loop))
+        if not _THREADS:
+            _start_threads()
 
 
-_THREADS: ThreadPoolExecutor | None = None
 BATCH_THREADS = 4
 """Worker threads for batched calls: stores' writes, each waiting on its disk (fsync) more than on the GIL."""
 
+_TRIPS: queue.SimpleQueue[tuple[list[_Call], asyncio.AbstractEventLoop] | None] = queue.SimpleQueue()
+_THREADS: list[threading.Thread] = []
 
-def _batch_threads() -> ThreadPoolExecutor:
-    global _THREADS
-    if _THREADS is None:
-        _THREADS = ThreadPoolExecutor(max_workers=BATCH_THREADS, thread_name_prefix="batched")
-    return _THREADS
+
+def _start_threads() -> None:
+    for index in range(BATCH_THREADS):
+        thread = threading.Thread(target=_work, name=f"batched_{index}", daemon=True)
+        thread.start()
+        _THREADS.append(thread)
+
+
+def _work() -> None:
+    while (trip := _TRIPS.get()) is not None:
+        _run_batch(*trip)
+
+
+@atexit.register
+def _finish_trips() -> None:
+    """At exit, the trips already queued run to their end (a write is never cut), then the threads end."""
+    for _ in _THREADS:
+        _TRIPS.put(None)
+    for thread in _THREADS:
+        thread.join()
 
 
 def _run_batch(batch: list[_Call], loop: asyncio.AbstractEventLoop) -> None:

@@ -116,6 +116,9 @@ def _check_name(kind: str, name: str) -> None:
         raise MetricsError(name, f"{kind} name is reserved by the log line")
 
 
+_SHAPES_HELD = 256
+
+
 def _check_value(name: str, value: object) -> None:
     values = value if isinstance(value, list | tuple) else [value]
     if not values or len(values) > MAX_VALUES_PER_METRIC:
@@ -162,6 +165,9 @@ class Metrics:
         self._clock = clock
         self._log = structlog.get_logger(METRICS_LOGGER_NAME)
         self._batch = MetricBatch(self._write_now, interval_s=interval_s, clock=clock) if interval_s > 0 else None
+        self._checked: set[tuple[Any, ...]] = set()
+        """Shapes (names, units, dimensions, property names) `_document` accepted: a turn's metrics
+        have the same few shapes every time, so only their values are checked again."""
 
     def emit(
         self,
@@ -181,13 +187,25 @@ class Metrics:
         if self._batch is None:
             self._write_now(metrics, dims, properties)
             return
-        self._document(metrics, dims, properties)  # checked now, where the caller can see the error
+        self._check(metrics, dims, properties)  # now, where the caller can see the error
         self._batch.add(metrics, dims, properties)
 
     def flush(self) -> None:
         """Write the values gathered in this interval now (at a timer's tick, and when stopping)."""
         if self._batch is not None:
             self._batch.flush()
+
+    def _check(
+        self, metrics: Mapping[str, tuple[MetricValue, str]], dims: Mapping[str, str], properties: Mapping[str, Any]
+    ) -> None:
+        shape = (tuple((name, unit) for name, (_, unit) in metrics.items()), tuple(dims.items()), tuple(properties))
+        if shape not in self._checked:
+            self._document(metrics, dims, properties)
+            if len(self._checked) < _SHAPES_HELD:
+                self._checked.add(shape)
+            return
+        for name, (value, _) in metrics.items():
+            _check_value(name, value)
 
     def _write_now(
         self, metrics: Mapping[str, tuple[MetricValue, str]], dims: Mapping[str, str], properties: Mapping[str, Any]

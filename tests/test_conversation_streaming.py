@@ -116,6 +116,41 @@ async def test_stop_mid_tool_cancels_the_tool_call_and_the_next_turn_sees_it_int
     await world.stop()
 
 
+class HeldStore(InMemoryConversationStore):
+    """Holds the append of an assistant record with tool calls until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def append(self, conversation_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+        if any(record.get("tool_calls") for record in records):
+            self.holding.set()
+            await self.release.wait()
+        await super().append(conversation_id, records)
+
+
+async def test_a_stop_during_a_store_write_lets_the_write_finish_then_stops_the_turn() -> None:
+    model = WritingModel(tool_first=True)
+    tools = SlowClock()
+    store = HeldStore()
+    world = World(model, store=store, toolbox=tools)  # type: ignore[arg-type]
+    answer = asyncio.ensure_future(world.ask(user("what time is it?", 1)))
+    await store.holding.wait()
+    assert world.registry.interrupt("42", stop(2)) is True
+    await asyncio.sleep(0.05)
+    assert not answer.done()  # the write is not cut
+    store.release.set()
+    assert await answer == f"Let me check the clock.\n\n{texts.STOPPED}"
+    assert not tools.running.is_set()  # stopped before the tool ran
+    records = await world.records()
+    assert [r.get("role") or r.get("type") for r in records][:2] == ["user", "assistant"]
+    assert records[1]["tool_calls"]  # written whole, with its sequence number
+    assert [r["seq"] for r in records] == list(range(len(records)))
+    await world.stop()
+
+
 async def test_stop_with_nothing_running_is_not_taken() -> None:
     world = World(WritingModel())  # type: ignore[arg-type]
     assert world.registry.interrupt("42", stop(1)) is False  # no actor at all

@@ -180,8 +180,10 @@ async def test_commands_and_reset(tg: FakeTelegramServer, llm: FakeLLMServer, en
 
 async def test_commands_are_registered_only_when_they_changed(tg: FakeTelegramServer, env: dict[str, str]) -> None:
     for run in range(2):
+        polls = tg.calls.count("getUpdates")
         async with running(fast_settings(env)):
-            await tg.await_calls("getUpdates", count=run + 1, timeout=10)  # a stop cuts a start-up short
+            await tg.await_calls("getUpdates", count=polls + 1, timeout=10)  # a stop cuts a start-up short
+            await tg.await_calls("getMyCommands", count=run + 1, timeout=10)
     assert tg.calls.count("setMyCommands") == 1
     assert tg.calls.count("getMyCommands") == 2
 

@@ -67,3 +67,28 @@ async def test_a_refused_token_ends_the_gateway_with_invalid_token(
         with pytest.raises(InvalidToken):
             await asyncio.wait_for(gateway.run(), 10)
     assert "getUpdates" not in tg.calls
+
+
+async def test_stop_ends_a_long_poll_at_once_and_leaves_nothing_running(
+    tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    from tests.test_e2e_gateway_faults import with_changes
+
+    settings = with_changes(
+        fast_settings(assistant_env(tg, llm, tmp_path / "store")), telegram={"poll_timeout_seconds": 30}
+    )
+    supervisor = Supervisor("test", backoff=settings.backoff, max_restarts=0, window_seconds=1.0)
+    registry: ConversationRegistry[Any] = ConversationRegistry(
+        lambda _: pytest.fail("no actor"), supervisor, idle_seconds=60
+    )
+    ingress = InMemoryIngressLog()
+    async with TelegramClient(settings.telegram, pool_size=2, read_timeout=5.0) as client:
+        channel = TelegramChannel(TelegramSender(client.bot, Backoff(settings.backoff)), ingress)
+        gateway = TelegramGateway(settings, registry, ingress, bot=client.bot, channel=channel)
+        task = asyncio.create_task(gateway.run())
+        await asyncio.wait_for(gateway.polling.wait(), 10)
+        await tg.await_calls("getUpdates", count=2, timeout=10)  # the first is short; the second, 30 s, is under way
+        before = {t for t in asyncio.all_tasks() if t is not task}
+        gateway.stop()
+        await asyncio.wait_for(task, 2)  # not the 30 s the poll would take
+    assert {t for t in asyncio.all_tasks() if not t.done()} - before - {asyncio.current_task()} == set()

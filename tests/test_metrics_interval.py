@@ -99,3 +99,14 @@ def test_without_an_interval_every_event_is_a_line_at_once(stream: io.StringIO, 
     metrics.turn(1.0, conversation_id="7", steps=1, ok=True)
     [line] = parsed(stream)
     assert (line["TurnLatency"], line["conversation_id"]) == (1.0, "7")
+
+
+def test_a_shape_seen_before_still_has_its_values_checked_and_a_new_one_all_of_it(clock: Clock) -> None:
+    metrics = minute_metrics(clock)
+    metrics.emit({"Latency": (5.0, "Milliseconds")}, {"Provider": "openai"})
+    with pytest.raises(MetricsError):
+        metrics.emit({"Latency": (float("nan"), "Milliseconds")}, {"Provider": "openai"})
+    with pytest.raises(MetricsError):
+        metrics.emit({"Latency": (5.0, "Milliseconds")}, {"Provider": "\x00"})  # a new dimension value
+    with pytest.raises(MetricsError):
+        metrics.emit({"Latency": (5.0, "Fortnights")}, {"Provider": "openai"})

@@ -4,9 +4,11 @@ sees, the bounded history, and the conversation actor summarising after delivery
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from llm import (
@@ -334,3 +336,20 @@ async def test_a_summary_longer_than_a_quarter_of_the_budget_is_cut() -> None:
     assert record.text.startswith("FACT: kept.")
     assert len(record.text) <= 2000 + len(" [...]")
     assert estimate_tokens(summary_message(record)) <= 2000 // 4 + 100
+
+
+@settings(max_examples=100, deadline=None)
+@given(history=histories(), budget=st.integers(min_value=1, max_value=400), summarised=st.booleans())
+def test_the_summarisers_shortcut_never_skips_a_plan(history: list[Record], budget: int, summarised: bool) -> None:
+    # Before planning, the summariser compares what the history holds (kept per record) with the
+    # budget: that is at least what the plan counts, so a history it lets pass has nothing to plan.
+    from actors.summaries import _at_most_seen
+
+    held = History(cap_tokens=10_000)
+    records = [dataclasses.replace(record, seq=seq) for seq, record in enumerate(history)]
+    if summarised and len(records) > 2:
+        records.append(SummaryRecord(text="FACT: earlier " * 10, first_seq=0, last_seq=1, seq=len(records)))
+    for record in records:
+        held.add(record)
+    if plan_summary(held.records(), budget, "Be brief.") is not None:
+        assert _at_most_seen(held, "Be brief.") > budget

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -175,3 +176,61 @@ async def test_the_owner_sees_every_users_month() -> None:
         22,
         22,
     )
+
+
+class HeldUsageStore(InMemoryUsageStore):
+    """Adds wait until `release` is set: a slow disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def _add(self, user_id: int, day: str, usage: UsageTotal) -> None:
+        self.started.set()
+        await self.release.wait()
+        await super()._add(user_id, day, usage)
+
+
+class OneAnswerModel:
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        return ModelReply(text="hi", usage=Usage(60, 30))
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_calls_usage_is_written_while_the_answer_goes_on_and_counted_before_the_next_check() -> None:
+    store = HeldUsageStore()
+    meter = UsageMeter(store, InMemoryPreferenceStore(), PRICES.model_copy(update={"daily_token_budget": 100}))
+    model = meter.for_user(OneAnswerModel(), user_id=7, model_name="mini")
+    request = ModelRequest(system="", messages=[UserRecord(text="hello")])
+    reply = await asyncio.wait_for(model.complete(request), 5)  # returns with the write still held
+    assert reply.text == "hi"
+    assert model.usage == Usage(60, 30)
+    await store.started.wait()
+    assert (await store.day(7, meter.now().date().isoformat())).tokens == 0
+    second = asyncio.ensure_future(model.complete(request))  # its budget check waits for the write
+    await asyncio.sleep(0)
+    assert not second.done()
+    store.release.set()
+    await second  # 90 of 100 counted: it may go
+    with pytest.raises(BudgetExhausted):
+        await model.complete(request)  # 180 counted
+    assert (await meter.report(7)).today.tokens == 180
+
+
+async def test_closing_the_meter_waits_for_every_write() -> None:
+    store = HeldUsageStore()
+    meter = UsageMeter(store, InMemoryPreferenceStore(), PRICES)
+    meter.record_soon(7, Usage(10, 1), "mini", zone=ZoneInfo("UTC"))
+    meter.record_soon(8, Usage(20, 2), "mini", zone=ZoneInfo("UTC"))
+    closing = asyncio.ensure_future(meter.aclose())
+    await store.started.wait()
+    assert not closing.done()
+    store.release.set()
+    await closing
+    assert (await store.all_users_month(meter.now().strftime("%Y-%m"))) == {
+        7: UsageTotal(10, 1, cost_micros=2),
+        8: UsageTotal(20, 2, cost_micros=4),
+    }

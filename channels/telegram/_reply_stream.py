@@ -69,6 +69,7 @@ class TelegramReplyStream:
         self._wake = asyncio.Event()  # the text changed, or the stream ends
         self._halt = asyncio.Event()  # a pause should end: the stream ends, or a tool call began
         self._task: asyncio.Task[None] | None = None
+        self._due: asyncio.TimerHandle | None = None  # the first preview's delay, as a timer (real clock)
         self._in_request = False  # a request (and what it records) is under way: it is never cut
         self._visible = False
 
@@ -80,9 +81,20 @@ class TelegramReplyStream:
             return
         self._version += 1
         self._wake.set()
-        if self._task is None:
+        if self._task is not None:
+            return
+        delay = self._timing.first_delay_s
+        if self._urgent or delay <= 0 or self._sleep is not asyncio.sleep:
+            self._start(delayed=self._urgent or delay <= 0)
+        elif self._due is None:
+            # Most answers are done within the first delay: a timer until a preview is due, not a task.
+            self._due = asyncio.get_running_loop().call_later(delay, self._start, True)
+
+    def _start(self, delayed: bool) -> None:
+        self._cancel_due()
+        if self._task is None and not self._closing:
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"telegram-preview-{self._target.chat_id}"
+                self._run(delayed), name=f"telegram-preview-{self._target.chat_id}"
             )
             self._streams.track(self._task)
 
@@ -95,6 +107,7 @@ class TelegramReplyStream:
     def answered(self) -> None:
         """The answer is complete and `finish` comes next (once it is recorded): the preview stops
         here. A busy process would otherwise send a draft of the finished answer while recording it."""
+        self._cancel_due()
         self._closing = True
         self._wake.set()
         self._halt.set()
@@ -121,6 +134,7 @@ class TelegramReplyStream:
     async def aclose(self) -> None:
         """End the preview at once; a request in flight ends first (never cut: httpx could lose the
         connection, and a preview message's id is recorded in it)."""
+        self._cancel_due()
         self._closing = True
         self._wake.set()
         self._halt.set()
@@ -132,9 +146,14 @@ class TelegramReplyStream:
 
     # -- the preview task ---------------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    def _cancel_due(self) -> None:
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+
+    async def _run(self, delayed: bool) -> None:
         try:
-            if not self._urgent:
+            if not delayed and not self._urgent:
                 await wait_event(self._halt, self._timing.first_delay_s, sleep=self._sleep)
             while not self._closing and self.mode != "off":
                 self._halt.clear()

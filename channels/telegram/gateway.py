@@ -45,7 +45,7 @@ warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", categ
 
 class TelegramGateway:
     """Polls Telegram with its own loop so an update's offset is confirmed only after the ingress
-    log holds it, then routes each update to its conversation's actor.
+    log holds it, and routes each update to its conversation's actor (as the log's write runs).
 
     Sending and polling use separate connection pools (a long poll never waits behind replies).
     A poll that keeps failing backs off (capped, so polling resumes within seconds of an outage),
@@ -90,6 +90,7 @@ class TelegramGateway:
         self._poll_margin_seconds = poll_margin_seconds
         self._stop_grace_seconds = settings.actors.stop_grace_seconds
         self._stopping = asyncio.Event()
+        self._poll_bound: asyncio.Timeout | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._album_parts = AlbumCollector(
             self._route,
@@ -114,8 +115,10 @@ class TelegramGateway:
             await self._shutdown_poll_bot()
 
     def stop(self) -> None:
-        """Stop polling after the current request; queued work goes on in the actors."""
+        """Stop polling now (a poll under way is abandoned); queued work goes on in the actors."""
         self._stopping.set()
+        if self._poll_bound is not None and not self._poll_bound.expired():
+            self._poll_bound.reschedule(-1)  # due at once
 
     async def aclose(self) -> None:
         """Once polling has stopped: finish the notices in flight (within the stop grace period)."""
@@ -134,14 +137,12 @@ class TelegramGateway:
         polling = since < self._settings.watchdog_seconds
         ok = polling and not self.ingress_failing
         status = "ok" if ok else "stalled" if not polling else "ingress_failing"
-        body = {"status": status, "actors": len(self._registry), "last_poll_s": round(since, 3)}
-        return ok, body
+        return ok, {"status": status, "actors": len(self._registry), "last_poll_s": round(since, 3)}
 
     async def _start(self) -> None:
         bot = self._send_bot
-        # getMe and deleteWebhook at once: neither needs the other's answer, and the first poll
-        # waits for both (one round trip to Telegram less before it). A refusal of either cancels
-        # the other and propagates.
+        # getMe and deleteWebhook at once: neither needs the other's answer, and the first poll waits
+        # for both (one round trip less before it). A refusal of either cancels the other and propagates.
         try:
             async with asyncio.TaskGroup() as calls:
                 calls.create_task(self._retrying("getMe", bot.initialize))  # once: an initialised Bot returns at once
@@ -265,11 +266,14 @@ class TelegramGateway:
                 offset = max(update["update_id"] for update in updates) + 1
 
     async def _take(self, updates: list[dict[str, Any]]) -> bool:
-        """Make the updates that need it durable, then act on all of them. False if the ingress log
-        failed: nothing is acknowledged then, and the next poll asks for the same updates again."""
+        """Make the updates that need it durable and act on all of them: as the write runs while the log
+        is healthy (a turn's first write goes to disk alongside; should this one fail, the chat's records
+        answer the next poll's copy), after it otherwise. False if the ingress log failed: nothing is
+        acknowledged then, and the next poll asks for the same updates again."""
         arrived = asyncio.get_running_loop().time()
         routes = [(update["update_id"], self._route_of(update)) for update in updates]
         durable = [update for update, (_, route) in zip(updates, routes, strict=True) if is_durable(route)]
+        handled = not self.ingress_failing and self._handle_all(routes, arrived)
         if durable:
             try:
                 await self._ingress.append(durable)
@@ -281,6 +285,9 @@ class TelegramGateway:
             if self.ingress_failing:
                 log.info("ingress_append_recovered")
             self.ingress_failing = False
+        return handled or self._handle_all(routes, arrived)
+
+    def _handle_all(self, routes: list[tuple[int, Route]], arrived: float) -> bool:
         for update_id, route in routes:
             self._handle(update_id, route, arrived)
         return True
@@ -291,24 +298,21 @@ class TelegramGateway:
         kwargs: dict[str, Any] = {"timeout": timeout, "allowed_updates": ALLOWED_UPDATES}
         if offset is not None:
             kwargs["offset"] = offset
-        stop = asyncio.ensure_future(self._stopping.wait())
-        poll = asyncio.ensure_future(bot.do_api_request("getUpdates", api_kwargs=kwargs, read_timeout=timeout + 10))
-        try:
-            # A long poll whose connection silently died, or that a proxy keeps alive with a byte
-            # now and then, would hang: bound it beyond the poll timeout.
-            async with asyncio.timeout(timeout + self._poll_margin_seconds):
-                await asyncio.wait([poll, stop], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Whatever ended the wait (an answer, stopping, the timeout, our own cancellation), the
-            # poll is ours to end: cancelled if still running, and awaited, so no task outlives it.
-            stop.cancel()
-            poll.cancel()
-            await asyncio.wait([poll, stop])
-        if poll.cancelled():
-            # Stopping: the poll was abandoned. Its updates, if any, are not acknowledged, so
-            # Telegram hands them over again at the next start.
+        if self._stopping.is_set():
             return []
-        result = poll.result()
+        try:
+            # A poll whose connection silently died, or that a proxy keeps alive with a byte now and then,
+            # would hang: bound beyond the poll timeout. `stop` ends the bound at once (no task needed).
+            async with asyncio.timeout(timeout + self._poll_margin_seconds) as self._poll_bound:
+                result = await bot.do_api_request("getUpdates", api_kwargs=kwargs, read_timeout=timeout + 10)
+        except TimeoutError:
+            if self._stopping.is_set():
+                # Stopping: the poll was abandoned. Its updates, if any, are not acknowledged, so
+                # Telegram hands them over again at the next start.
+                return []
+            raise
+        finally:
+            self._poll_bound = None
         return [update for update in result if isinstance(update, dict) and isinstance(update.get("update_id"), int)]
 
     async def _pause(self, seconds: float) -> None:

@@ -17,7 +17,7 @@ from tests.fakes._llm_tokens import (
     check_cache_controls,
     image_placeholder,
     openai_image_tokens,
-    openai_segments,
+    openai_prompt,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def _input_usage(
     body: dict[str, Any] = request.json
     model = str(body.get("model"))
     placeholders: dict[str, str] = {}
-    for part, image in zip(_image_keys(request), images, strict=True):
+    for part, image in zip(_image_keys(request) if images else (), images, strict=True):
         cost = (
             openai_image_tokens(image.width, image.height, image.detail or "auto")
             if request.provider == "openai"
@@ -92,7 +92,7 @@ def _input_usage(
         )
         placeholders[part] = image_placeholder(image.digest, cost)
     if request.provider == "openai":
-        total, cached = cache.openai(model, openai_segments(body, placeholders))
+        total, cached = cache.openai(model, openai_prompt(body, placeholders))
         return FakeUsage(total, 0, cached, 0)
     total, read, write = cache.anthropic(model, anthropic_segments(body, placeholders), min_cache_tokens)
     return FakeUsage(total, 0, read, write)

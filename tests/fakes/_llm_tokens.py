@@ -141,9 +141,8 @@ class PromptCache:
         write = tokens(ends[write_at]) - read if write_at >= 0 else 0
         return total, read, write
 
-    def openai(self, model: str, segments: list[Segment], ttl: float = 600.0) -> tuple[int, int]:
-        """(prompt tokens, cached tokens) of an OpenAI request; remembers its prefixes."""
-        text = "".join(segment.text for segment in segments)
+    def openai(self, model: str, text: str, ttl: float = 600.0) -> tuple[int, int]:
+        """(prompt tokens, cached tokens) of an OpenAI request's prompt (`openai_prompt`); remembers its prefixes."""
         total = tokens(len(text))
         if not self.enabled or total < MIN_OPENAI_CACHE:
             return total, 0
@@ -231,11 +230,10 @@ def anthropic_segments(body: dict[str, Any], placeholders: dict[str, str]) -> li
     return segments
 
 
-def openai_segments(body: dict[str, Any], placeholders: dict[str, str]) -> list[Segment]:
-    """An OpenAI chat request in prompt order: tools, then messages."""
-    segments = [Segment(canonical(tool)) for tool in body.get("tools") or ()]
-    segments += [Segment(_message_text(m, placeholders)) for m in body.get("messages") or ()]
-    return segments
+def openai_prompt(body: dict[str, Any], placeholders: dict[str, str]) -> str:
+    """An OpenAI chat request's prompt as the cache sees it, in order: tools, then messages."""
+    tools = [canonical(tool) for tool in body.get("tools") or ()]
+    return "".join(tools + [_message_text(m, placeholders) for m in body.get("messages") or ()])
 
 
 def _message_text(message: Any, placeholders: dict[str, str]) -> str:
