@@ -259,11 +259,11 @@ class TelegramGateway:
                 await self._pause(delay)
                 continue
             failures, conflict_since, rebuilt_for_stall = 0, None, False
-            self.last_poll_ok = time.monotonic()
-            self.polls += 1
+            self.last_poll_ok, self.polls = time.monotonic(), self.polls + 1
             self.polling.set()
             if updates and await self._take(updates):
                 offset = max(update["update_id"] for update in updates) + 1
+                await asyncio.sleep(0)  # the turns just started go first (to their model): a poll only waits
 
     async def _take(self, updates: list[dict[str, Any]]) -> bool:
         """Make the updates that need it durable and act on all of them: as the write runs while the log
