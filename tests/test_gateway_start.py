@@ -23,11 +23,16 @@ from stores import InMemoryIngressLog
 from tests.e2e_support import assistant_env, fast_settings
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.telegram_server import FakeTelegramServer
+from tests.test_e2e_gateway_faults import with_changes
 
 
 @asynccontextmanager
-async def gateway_of(tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path) -> AsyncIterator[TelegramGateway]:
+async def gateway_of(
+    tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path, poll_timeout_seconds: int | None = None
+) -> AsyncIterator[TelegramGateway]:
     settings = fast_settings(assistant_env(tg, llm, tmp_path / "store"))
+    if poll_timeout_seconds is not None:
+        settings = with_changes(settings, telegram={"poll_timeout_seconds": poll_timeout_seconds})
     supervisor = Supervisor("test", backoff=settings.backoff, max_restarts=0, window_seconds=1.0)
     registry: ConversationRegistry[Any] = ConversationRegistry(
         lambda _: pytest.fail("no actor"), supervisor, idle_seconds=60
@@ -72,19 +77,7 @@ async def test_a_refused_token_ends_the_gateway_with_invalid_token(
 async def test_stop_ends_a_long_poll_at_once_and_leaves_nothing_running(
     tg: FakeTelegramServer, llm: FakeLLMServer, tmp_path: Path
 ) -> None:
-    from tests.test_e2e_gateway_faults import with_changes
-
-    settings = with_changes(
-        fast_settings(assistant_env(tg, llm, tmp_path / "store")), telegram={"poll_timeout_seconds": 30}
-    )
-    supervisor = Supervisor("test", backoff=settings.backoff, max_restarts=0, window_seconds=1.0)
-    registry: ConversationRegistry[Any] = ConversationRegistry(
-        lambda _: pytest.fail("no actor"), supervisor, idle_seconds=60
-    )
-    ingress = InMemoryIngressLog()
-    async with TelegramClient(settings.telegram, pool_size=2, read_timeout=5.0) as client:
-        channel = TelegramChannel(TelegramSender(client.bot, Backoff(settings.backoff)), ingress)
-        gateway = TelegramGateway(settings, registry, ingress, bot=client.bot, channel=channel)
+    async with gateway_of(tg, llm, tmp_path, poll_timeout_seconds=30) as gateway:
         task = asyncio.create_task(gateway.run())
         await asyncio.wait_for(gateway.polling.wait(), 10)
         await tg.await_calls("getUpdates", count=2, timeout=10)  # the first is short; the second, 30 s, is under way
