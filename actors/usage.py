@@ -3,11 +3,11 @@
 `UsageMeter.record(user_id, usage, model)` (or `record_soon`, which leaves the write running) is the
 one way a model call is accounted: it prices the call (conf `usage.prices`) and adds it to the user's
 counter of today, where "today" is the date in the user's time zone (their `/timezone`, else the
-`timezone` setting). `UsageMeter.for_user(...)`
-wraps the chat model for work done for one user (a turn, a summary, a reminder that runs): before
-each call it checks the user's budget and raises `BudgetExhausted` instead of calling, so a turn's
-tool loop stops at the budget too; after each call it records the usage. The write runs while the
-turn answers: the next budget check and `/usage` wait for it, and `UsageMeter.aclose` waits for all.
+`timezone` setting). `UsageMeter.for_user(...)` wraps the chat model for work done for one user (a
+turn, a summary, a reminder that runs): before each call it checks the user's budget and raises
+`BudgetExhausted` instead of calling, so a turn's tool loop stops at the budget too; after each call
+it records the usage. The write runs while the turn answers: the next budget check and `/usage` wait
+for it, and `UsageMeter.aclose` waits for all.
 
     model = meter.for_user(shared_model, user_id=7, model_name="gpt-4o")
     reply = await model.complete(request)     # BudgetExhausted once today's tokens reach the budget
@@ -188,8 +188,9 @@ class UsageMeter:
         local = self._clock().astimezone(await self.zone(user_id))
         day, month = local.date().isoformat(), local.strftime("%Y-%m")
         user = _user(user_id)
-        await self.settled(user_id, everyone=user_id is not None and user_id == self._owner)
-        everyone = await self._usage.all_users_month(month) if user_id is not None and user_id == self._owner else None
+        owner = user_id is not None and user_id == self._owner
+        await self.settled(user_id, everyone=owner)
+        everyone = await self._usage.all_users_month(month) if owner else None
         return UsageReport(
             day,
             await self._usage.day(user, day),
