@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Any
 
 __all__ = ["ActorStopped", "Mailbox", "MailboxFull"]
@@ -29,8 +28,10 @@ class MailboxFull(Exception):
 class Mailbox:
     """FIFO of envelopes with a capacity. One consumer (the actor's task), any number of producers.
 
-    A deque with one waiter future instead of asyncio.Queue: `put` is a plain append, and `get`
-    does not suspend while items are waiting, which roughly triples throughput for bursts.
+    A list with one waiter future instead of asyncio.Queue: `put` is a plain append, and `get`
+    does not suspend while items are waiting, which roughly triples throughput for bursts. A list,
+    not a deque: a mailbox mostly holds nothing or one message, and an empty deque still holds a
+    624-byte block (per live conversation); taking from the front of a few items costs nothing.
     """
 
     __slots__ = ("_capacity", "_closed", "_items", "_name", "_waiter")
@@ -38,7 +39,7 @@ class Mailbox:
     def __init__(self, name: str, capacity: int) -> None:
         self._name = name
         self._capacity = capacity
-        self._items: deque[Any] = deque()
+        self._items: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -73,11 +74,11 @@ class Mailbox:
                 await waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        return self._items.pop(0)
 
     def push_front(self, item: Any) -> None:
         """Put `item` back at the head (a message to retry after a restart)."""
-        self._items.appendleft(item)
+        self._items.insert(0, item)
 
     def close(self) -> None:
         """Refuse further items; those already in stay to be taken or drained."""
@@ -85,6 +86,5 @@ class Mailbox:
 
     def drain(self) -> list[Any]:
         """Remove and return whatever is still waiting, oldest first."""
-        left = list(self._items)
-        self._items.clear()
+        left, self._items = self._items, []
         return left

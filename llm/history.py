@@ -9,7 +9,6 @@ context budget, not the conversation's age. Nothing is ever deleted from the sto
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,7 +47,9 @@ class History:
         self.summary: SummaryRecord | None = None
         self.resets = 0
         """How many resets were folded in: a summary planned before a reset must not be stored after it."""
-        self._records: deque[Record] = deque()
+        self._records: list[Record] = []
+        """A list, not a deque: most conversations hold a few records, and a deque's first block
+        alone is 624 bytes; dropping from the front happens once per trim, as one slice."""
         self._tokens = 0
         self._last_user_seq: int | None = None
 
@@ -86,17 +87,28 @@ class History:
 
     def _drop_while(self, covered: Callable[[Record], bool]) -> None:
         records = self._records
-        while records and covered(records[0]):
-            self._tokens -= _held(records.popleft())
+        count = 0
+        while count < len(records) and covered(records[count]):
+            self._tokens -= _held(records[count])
+            count += 1
+        del records[:count]
 
     def _drop_oldest_exchanges(self) -> None:
         """Drop from the front, an exchange at a time, until under the cap or the front is a message
         of the turn in progress (the last user message and what follows it)."""
         records = self._records
-        while self._tokens > self.cap_tokens and records and not self._in_progress(records[0]):
-            self._tokens -= _held(records.popleft())
-            while records and not isinstance(records[0], UserRecord) and not self._in_progress(records[0]):
-                self._tokens -= _held(records.popleft())
+        count = 0
+
+        def droppable() -> bool:
+            return count < len(records) and not self._in_progress(records[count])
+
+        while self._tokens > self.cap_tokens and droppable():
+            self._tokens -= _held(records[count])
+            count += 1
+            while droppable() and not isinstance(records[count], UserRecord):
+                self._tokens -= _held(records[count])
+                count += 1
+        del records[:count]
 
     def _in_progress(self, record: Record) -> bool:
         """A message of the turn in progress (markers never are: the model does not see them)."""
