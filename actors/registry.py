@@ -29,6 +29,11 @@ class ConversationRegistry(Generic[A]):
     races an eviction finds no actor and goes to a fresh activation instead of being dropped.
     Actors are transient children of the registry's own supervisor: a crash restarts one from
     the store; past its restart intensity it is given up, and the next message starts it afresh.
+
+    At most `max_live` actors are kept once idle: spawning one more first evicts the least recently
+    active idle ones, down to three quarters of it, so a burst of many chats holds that many
+    conversations in memory, not one per chat until `idle_seconds` pass. Busy actors are never
+    evicted; `has_room` tells a poller to wait while `max_live` of them are busy.
     """
 
     def __init__(
@@ -39,6 +44,7 @@ class ConversationRegistry(Generic[A]):
         idle_seconds: float,
         on_count_changed: Callable[[int], None] | None = None,
         after_evictions: Callable[[], None] | None = None,
+        max_live: int | None = None,
     ) -> None:
         self._factory = factory
         self._supervisor = supervisor
@@ -46,6 +52,9 @@ class ConversationRegistry(Generic[A]):
         self._actors: dict[str, A] = {}
         self._on_count_changed = on_count_changed
         self._after_evictions = after_evictions
+        self._max_live = max_live
+        self._release_due = False
+        """Actors were evicted since `after_evictions` last ran."""
         self._closed = False
         self._stopped = asyncio.Event()
         self.spawned = 0
@@ -71,6 +80,8 @@ class ConversationRegistry(Generic[A]):
             from actors.runtime import ActorStopped
 
             raise ActorStopped(f"conversation:{conversation_id}")
+        if self._max_live is not None and len(self._actors) >= self._max_live:
+            self._evict_for_room(self._max_live)
         actor = self._factory(conversation_id)
         self._actors[conversation_id] = actor
         self.spawned += 1
@@ -132,17 +143,38 @@ class ConversationRegistry(Generic[A]):
     def evict_idle(self, now: float | None = None) -> int:
         """Stop every actor idle for `idle_seconds`; returns how many. One synchronous step each."""
         now = time.monotonic() if now is None else now
-        evicted = 0
-        for conversation_id, actor in list(self._actors.items()):
-            if actor.idle and not actor.stopping and now - actor.last_active >= self._idle_seconds:
-                actor.stop()
-                del self._actors[conversation_id]
-                evicted += 1
-        if evicted:
-            self.evicted += evicted
-            log.debug("conversation_actors_evicted", count=evicted, alive=len(self._actors))
+        return self._evict(
+            [
+                conversation_id
+                for conversation_id, actor in self._actors.items()
+                if actor.idle and not actor.stopping and now - actor.last_active >= self._idle_seconds
+            ]
+        )
+
+    def _evict_for_room(self, max_live: int) -> None:
+        """Evict the least recently active idle actors, down to 3/4 of `max_live` if that many are
+        idle: one pass over the actors makes room for a quarter of them."""
+        idle = [(actor.last_active, key) for key, actor in self._actors.items() if actor.idle and not actor.stopping]
+        excess = len(self._actors) - max_live * 3 // 4
+        if idle and excess > 0:
+            idle.sort()
+            self._evict([key for _, key in idle[:excess]])
+
+    def _evict(self, conversation_ids: list[str]) -> int:
+        for conversation_id in conversation_ids:
+            self._actors.pop(conversation_id).stop()
+        if conversation_ids:
+            self.evicted += len(conversation_ids)
+            self._release_due = True
+            log.debug("conversation_actors_evicted", count=len(conversation_ids), alive=len(self._actors))
             self._count_changed()
-        return evicted
+        return len(conversation_ids)
+
+    def has_room(self) -> bool:
+        """False while `max_live` actors are busy: a poller should wait before taking more updates."""
+        if self._max_live is None or len(self._actors) < self._max_live:
+            return True
+        return sum(not actor.idle for actor in self._actors.values()) < self._max_live
 
     async def run_evictions(self) -> None:
         """The sweeper's task: evict idle actors every so often until stopped. `after_evictions`
@@ -150,12 +182,11 @@ class ConversationRegistry(Generic[A]):
         actor is busy: a burst's evictions are released when it is over, not during it (each
         release costs a full garbage collection, tens of ms of the loop, while turns wait)."""
         interval = max(0.01, min(self._idle_seconds / 4, 30.0))
-        evicted_since_release = False
         while not await wait_event(self._stopped, interval):
-            if evicted_since_release and self._after_evictions is not None and not self.busy():
+            if self._release_due and self._after_evictions is not None and not self.busy():
                 self._after_evictions()
-                evicted_since_release = False
-            evicted_since_release = self.evict_idle() > 0 or evicted_since_release
+                self._release_due = False
+            self.evict_idle()
 
     def busy(self) -> bool:
         """True while some live actor is handling a message or has one waiting."""

@@ -300,7 +300,11 @@ class AssistantSystem:
             window_seconds=actors.restart_window_seconds,
         )
         registry: ConversationRegistry[ConversationActor] = ConversationRegistry(
-            factory, conversations, idle_seconds=actors.idle_seconds, after_evictions=release_free_memory
+            factory,
+            conversations,
+            idle_seconds=actors.idle_seconds,
+            after_evictions=release_free_memory,
+            max_live=actors.max_live,
         )
         self.registry = registry
         stack.push_async_callback(registry.stop, actors.stop_grace_seconds)

@@ -43,6 +43,26 @@ async def test_chats_are_answered_in_parallel(tg: FakeTelegramServer, llm: FakeL
     assert sorted(message.chat_id for message in sent) == list(range(1, 21))
 
 
+async def test_polling_waits_while_max_live_chats_are_busy(
+    tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
+) -> None:
+    # Room for one busy chat: a second chat's message stays at Telegram (no poll takes it) until the
+    # first chat's turn is over, so a burst of chats never holds more conversations than that.
+    llm.latency = 1.0
+    async with running(with_changes(fast_settings(env), actors={"max_live": 1})):
+        tg.add_text_message(1, "first")
+        await llm.await_requests(1, timeout=10)
+        polls = tg.calls.count("getUpdates")
+        tg.add_text_message(2, "second")
+        await asyncio.sleep(0.3)  # a poll that must not happen has no event to wait for
+        assert tg.calls.count("getUpdates") == polls
+        assert len(llm.requests) == 1
+        first = await tg.await_sent(chat_id=1, timeout=10)
+        second = await tg.await_sent(chat_id=2, timeout=10)
+    assert tg.calls.count("getUpdates") > polls
+    assert [message.text for message in first + second] == ["echo: first", "echo: second"]
+
+
 async def test_one_chats_messages_are_handled_one_at_a_time_in_order(
     tg: FakeTelegramServer, llm: FakeLLMServer, env: dict[str, str]
 ) -> None:

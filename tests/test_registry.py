@@ -69,7 +69,12 @@ class Conversation(Actor[Any]):
 
 
 def make_registry(
-    world: World, *, max_restarts: int = 10, mailbox_size: int = 8, counts: list[int] | None = None
+    world: World,
+    *,
+    max_restarts: int = 10,
+    mailbox_size: int = 8,
+    counts: list[int] | None = None,
+    max_live: int | None = None,
 ) -> ConversationRegistry[Conversation]:
     supervisor = Supervisor("conversations", backoff=FAST, max_restarts=max_restarts, window_seconds=60)
     return ConversationRegistry(
@@ -77,6 +82,7 @@ def make_registry(
         supervisor,
         idle_seconds=IDLE,
         on_count_changed=None if counts is None else counts.append,
+        max_live=max_live,
     )
 
 
@@ -202,6 +208,43 @@ async def test_a_message_racing_an_eviction_reaches_a_new_activation() -> None:
     assert world.max_running == 1
     await registry.stop(1.0)
     assert no_other_tasks() == set()
+
+
+async def test_past_max_live_the_least_recently_active_idle_actors_make_room() -> None:
+    world = World()
+    registry = make_registry(world, max_live=4)
+    for chat in ("a", "b", "c", "d", "a"):  # "a" spoke again: "b" is now the least recently active
+        await registry.ask(chat, f"to {chat}")
+    assert registry.evicted == 0
+    assert await registry.ask("e", "to e") == (1, "to e")
+    # Down to three quarters of max_live before the new one: one left, the one quiet for longest.
+    assert registry.get("b") is None
+    assert [chat for chat in "acde" if registry.get(chat) is not None] == list("acde")
+    assert registry.evicted == 1
+    # An early eviction loses nothing: the next message starts a fresh activation from the store.
+    assert await registry.ask("b", "again") == (2, "again")
+    assert world.handled["b"] == ["to b", "again"]
+    await registry.stop(1.0)
+    assert no_other_tasks() == set()
+
+
+async def test_busy_actors_are_never_evicted_for_room_and_has_room_says_when_to_wait() -> None:
+    world = World()
+    registry = make_registry(world, max_live=2)
+    assert registry.has_room()
+    gates = {chat: (asyncio.Event(), asyncio.Event()) for chat in ("a", "b")}
+    for chat, (started, release) in gates.items():
+        registry.tell(chat, ("slow", started, release))
+        await started.wait()
+    assert not registry.has_room()  # two busy of two: a poller waits
+    assert await asyncio.wait_for(registry.ask("c", "still served"), 5) == (1, "still served")
+    assert registry.evicted == 0 and len(registry) == 3  # nobody idle to make room with: none evicted
+    gates["a"][1].set()
+    assert await registry.ask("a", "after") == (1, "after")
+    assert registry.has_room()  # one busy ("b") of two
+    gates["b"][1].set()
+    await registry.ask("b", "after")
+    await registry.stop(1.0)
 
 
 async def test_the_sweeper_evicts_idle_actors_until_stopped() -> None:

@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 BOT_COMMANDS = tuple(BotCommand(command.word, command.menu) for command in COMMANDS if command.menu)
 ALLOWED_UPDATES = ["message"]
+ROOM_CHECK_SECONDS = 0.02  # how often a poll held by busy chats (ConversationRegistry.has_room) looks again
 
 # We call getUpdates through do_api_request on purpose: it hands back raw JSON, which goes to the
 # ingress log as is, and one update PTB cannot parse cannot then fail (and so stall) its whole batch.
@@ -52,11 +53,10 @@ class TelegramGateway:
     and one with no success for `watchdog_seconds` rebuilds its connection. A token Telegram
     refuses, or another poller that keeps conflicting, ends `run` with the error, so the
     supervisor restarts it and, past its restart intensity, stops the process with status 1.
-    Polling and start-up calls wait as `backoff` says (default: `Backoff(settings.backoff)`).
-
-    `bot` is the sending client (built, and closed, by whoever owns it): the gateway identifies
-    the bot and registers its commands through it; `channel` delivers its own notices. Polling
-    uses a client of its own, which the gateway opens and closes.
+    Polling and start-up calls wait as `backoff` says (default: `Backoff(settings.backoff)`), and
+    no poll goes out while the registry has no room. `bot` is the sending client (built, and closed,
+    by whoever owns it): the gateway identifies the bot and registers its commands through it;
+    `channel` delivers its own notices. Polling uses a client of its own, opened and closed here.
     """
 
     def __init__(
@@ -177,11 +177,9 @@ class TelegramGateway:
         takes; InvalidToken and other refusals propagate."""
 
         def log_retry(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome is not None else None
+            exc = state.outcome.exception() if state.outcome is not None else None
             wait_s = round(state.upcoming_sleep, 3)
-            log.warning(
-                "telegram_start_retry", call=what, attempt=state.attempt_number, wait_s=wait_s, error=repr(error)
-            )
+            log.warning("telegram_start_retry", call=what, attempt=state.attempt_number, wait_s=wait_s, error=repr(exc))
 
         async for attempt in self._backoff.retrying(
             retry=retry_if_exception(_worth_retrying),
@@ -223,9 +221,10 @@ class TelegramGateway:
                 log.error("telegram_poll_stalled", since_s=round(time.monotonic() - self.last_poll_ok, 1))
                 await self._renew_poll_bot()
                 rebuilt_for_stall = True
-            # After a failure (and at start) the poll is a short one: its answer shows at once that
-            # Telegram is reachable again (so /healthz is 200 again within seconds, not a poll later).
+            # Short after a failure and at start: the answer shows at once that Telegram is back (/healthz).
             timeout = self._settings.poll_timeout_seconds if failures == 0 and self.polls else 0
+            while not self._registry.has_room() and not await wait_event(self._stopping, ROOM_CHECK_SECONDS):
+                self.last_poll_ok = time.monotonic()  # held on purpose, not stalled: no watchdog, /healthz ok
             try:
                 updates = await self._get_updates(offset, timeout)
             except InvalidToken:
