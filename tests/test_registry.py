@@ -238,7 +238,8 @@ async def test_busy_actors_are_never_evicted_for_room_and_has_room_says_when_to_
         await started.wait()
     assert not registry.has_room()  # two busy of two: a poller waits
     assert await asyncio.wait_for(registry.ask("c", "still served"), 5) == (1, "still served")
-    assert registry.evicted == 0 and len(registry) == 3  # nobody idle to make room with: none evicted
+    assert registry.evicted == 0  # nobody idle to make room with: none evicted
+    assert len(registry) == 3
     gates["a"][1].set()
     assert await registry.ask("a", "after") == (1, "after")
     assert registry.has_room()  # one busy ("b") of two
