@@ -4,6 +4,7 @@ and replayed turns) and the time to the first visible text."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -229,3 +230,52 @@ async def test_the_turns_log_line_says_when_its_first_text_became_visible() -> N
     [line] = [line for line in logs if line["event"] == "turn_finished"]
     assert 0 < line["first_text_ms"] <= line["duration_ms"]
     await world.stop()
+
+
+async def test_a_closed_turn_output_is_freed_without_the_cycle_collector() -> None:
+    # A preview stream holds its output's methods (the text to show, when it became visible), as
+    # TelegramReplyStream does: once the output closes, dropping it frees both at once. A cycle
+    # would wait for a full collection, hundreds of turns' worth during a burst of chats.
+    from contextlib import AbstractAsyncContextManager, nullcontext
+    from weakref import ref
+
+    from actors._streaming import TurnStreams
+    from actors.protocol import Reply, ReplyTarget
+
+    class Stream:
+        def __init__(self, text: Any, on_visible: Any) -> None:
+            self.text, self.on_visible = text, on_visible
+
+        def changed(self) -> None: ...
+        def tool_boundary(self) -> None: ...
+        def answered(self) -> None: ...
+        async def finish(self, reply: Reply) -> None: ...
+        async def aclose(self) -> None: ...
+
+    streams_made: list[Any] = []
+
+    class Channel:
+        async def deliver(self, reply: Reply) -> None: ...
+        async def done(self, update_id: int) -> None: ...
+
+        def typing(self, target: ReplyTarget) -> AbstractAsyncContextManager[None]:
+            return nullcontext()  # type: ignore[return-value]
+
+        def open_stream(self, target: ReplyTarget, text: Any, **callbacks: Any) -> Stream:
+            stream = Stream(text, callbacks["on_visible"])
+            streams_made.append(ref(stream))
+            return stream
+
+    async def append(record: Any) -> None: ...
+
+    streams = TurnStreams("42", Channel(), append)  # type: ignore[arg-type]
+    gc.collect()
+    gc.disable()
+    try:
+        output = streams.begin(user("hello", 1))
+        output.delta("partial")
+        await output.close()
+        del output
+        assert streams_made[0]() is None
+    finally:
+        gc.enable()
