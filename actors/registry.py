@@ -20,6 +20,14 @@ log = structlog.get_logger(__name__)
 
 A = TypeVar("A", bound=Actor[Any])
 
+BUSY_FLOOR = 16
+"""Busy actors below which a busy CPU does not hold `wait_for_room`: that much work keeps it busy
+through a hold (a hold while fewer were busy could leave it idle)."""
+SATURATED_SHARE = 0.7
+"""The share of one CPU the process used over `LOAD_WINDOW_SECONDS` from which it counts as busy."""
+LOAD_WINDOW_SECONDS = 0.05
+ROOM_CHECK_SECONDS = 0.02
+
 
 class ConversationRegistry(Generic[A]):
     """Routes messages to the actor of their conversation, creating it on demand.
@@ -33,7 +41,8 @@ class ConversationRegistry(Generic[A]):
     At most `max_live` actors are kept once idle: spawning one more first evicts the least recently
     active idle ones, down to three quarters of it, so a burst of many chats holds that many
     conversations in memory, not one per chat until `idle_seconds` pass. Busy actors are never
-    evicted; `has_room` tells a poller to wait while `max_live` of them are busy.
+    evicted; `wait_for_room` holds a poller while `max_live` of them are busy, or while many are
+    and the CPU is saturated.
     """
 
     def __init__(
@@ -54,6 +63,8 @@ class ConversationRegistry(Generic[A]):
         self._after_evictions = after_evictions
         self._max_live = max_live
         self._release_due = False
+        self._load = (time.monotonic(), time.process_time(), False)
+        """When the CPU time was last read, what it was, and whether the process kept a CPU busy."""
         """Actors were evicted since `after_evictions` last ran."""
         self._closed = False
         self._stopped = asyncio.Event()
@@ -170,11 +181,31 @@ class ConversationRegistry(Generic[A]):
             self._count_changed()
         return len(conversation_ids)
 
-    def has_room(self) -> bool:
-        """False while `max_live` actors are busy: a poller should wait before taking more updates."""
-        if self._max_live is None or len(self._actors) < self._max_live:
-            return True
-        return sum(not actor.idle for actor in self._actors.values()) < self._max_live
+    def busy_count(self) -> int:
+        """How many live actors are handling a message or have one waiting."""
+        return sum(not actor.idle for actor in self._actors.values())
+
+    async def wait_for_room(self, stopping: asyncio.Event, on_hold: Callable[[], None]) -> None:
+        """Return once more work may be taken (at once, mostly). Wait, calling `on_hold` at each look,
+        while `max_live` actors are busy, or while `BUSY_FLOOR` are and the process keeps a CPU busy
+        (`SATURATED_SHARE` of the last `LOAD_WINDOW_SECONDS`): more turns than the CPU runs at once
+        only wait in memory, each with its request, buffers and actor. Turns that wait on a slow model
+        leave the CPU idle, so they are taken up to `max_live`."""
+        max_live = self._max_live
+        while max_live is not None and not stopping.is_set():
+            busy = self.busy_count()
+            if busy < max_live and (busy < BUSY_FLOOR or not self._cpu_saturated()):
+                return
+            on_hold()
+            await wait_event(stopping, ROOM_CHECK_SECONDS)
+
+    def _cpu_saturated(self) -> bool:
+        wall, cpu = time.monotonic(), time.process_time()
+        last_wall, last_cpu, saturated = self._load
+        if wall - last_wall >= LOAD_WINDOW_SECONDS:
+            saturated = (cpu - last_cpu) / (wall - last_wall) >= SATURATED_SHARE
+            self._load = (wall, cpu, saturated)
+        return saturated
 
     async def run_evictions(self) -> None:
         """The sweeper's task: evict idle actors every so often until stopped. `after_evictions`

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import threading
 import time
 from typing import Any
 
@@ -228,23 +230,71 @@ async def test_past_max_live_the_least_recently_active_idle_actors_make_room() -
     assert no_other_tasks() == set()
 
 
-async def test_busy_actors_are_never_evicted_for_room_and_has_room_says_when_to_wait() -> None:
+async def test_busy_actors_are_never_evicted_for_room_and_a_poller_waits_while_max_live_are_busy() -> None:
     world = World()
     registry = make_registry(world, max_live=2)
-    assert registry.has_room()
+    never, holds = asyncio.Event(), asyncio.Event()
+    await asyncio.wait_for(registry.wait_for_room(never, pytest.fail), 5)  # room: no hold at all
     gates = {chat: (asyncio.Event(), asyncio.Event()) for chat in ("a", "b")}
     for chat, (started, release) in gates.items():
         registry.tell(chat, ("slow", started, release))
         await started.wait()
-    assert not registry.has_room()  # two busy of two: a poller waits
+    waiting = asyncio.create_task(registry.wait_for_room(never, holds.set))
+    await asyncio.wait_for(holds.wait(), 5)  # two busy of two: the poller is held
     assert await asyncio.wait_for(registry.ask("c", "still served"), 5) == (1, "still served")
     assert registry.evicted == 0  # nobody idle to make room with: none evicted
     assert len(registry) == 3
+    assert not waiting.done()
     gates["a"][1].set()
-    assert await registry.ask("a", "after") == (1, "after")
-    assert registry.has_room()  # one busy ("b") of two
+    await asyncio.wait_for(waiting, 5)  # one busy ("b") of two: room again
+    assert registry.busy_count() == 1
     gates["b"][1].set()
     await registry.ask("b", "after")
+    await registry.stop(1.0)
+
+
+async def test_with_many_chats_busy_a_poller_waits_while_the_cpu_is_saturated() -> None:
+    from actors.registry import BUSY_FLOOR, LOAD_WINDOW_SECONDS
+
+    world = World()
+    registry = make_registry(world, max_live=10 * BUSY_FLOOR)
+    gates = [(asyncio.Event(), asyncio.Event()) for _ in range(BUSY_FLOOR)]
+    for index, (started, release) in enumerate(gates):
+        registry.tell(f"chat {index}", ("slow", started, release))
+        await started.wait()
+    quiet = asyncio.Event()
+    await asyncio.wait_for(registry.wait_for_room(quiet, lambda: None), 5)  # the CPU is quiet: room
+    # A thread that keeps a CPU busy without the GIL (hashlib releases it for large buffers): the
+    # process is saturated, as when more turns are in flight than the CPU runs.
+    done_hogging = threading.Event()
+
+    def hog() -> None:
+        data = bytes(1 << 20)
+        while not done_hogging.is_set():
+            hashlib.sha256(data).digest()
+
+    hogger = threading.Thread(target=hog, name="cpu-hog")
+    hogger.start()
+    await asyncio.sleep(2 * LOAD_WINDOW_SECONDS)  # the load is read over a window: let one pass
+    holds: list[float] = []
+    held_long = asyncio.Event()
+
+    def on_hold() -> None:
+        holds.append(time.monotonic())
+        if len(holds) >= 10:
+            held_long.set()
+
+    try:
+        waiting = asyncio.create_task(registry.wait_for_room(asyncio.Event(), on_hold))
+        await asyncio.wait_for(held_long.wait(), 10)
+        assert not waiting.done()
+    finally:
+        done_hogging.set()
+        hogger.join()
+    await asyncio.wait_for(waiting, 5)  # the CPU is free again: room, though as many chats are busy
+    assert registry.busy_count() == BUSY_FLOOR
+    for _, release in gates:
+        release.set()
     await registry.stop(1.0)
 
 

@@ -37,7 +37,6 @@ log = structlog.get_logger(__name__)
 
 BOT_COMMANDS = tuple(BotCommand(command.word, command.menu) for command in COMMANDS if command.menu)
 ALLOWED_UPDATES = ["message"]
-ROOM_CHECK_SECONDS = 0.02  # how often a poll held by busy chats (ConversationRegistry.has_room) looks again
 
 # We call getUpdates through do_api_request on purpose: it hands back raw JSON, which goes to the
 # ingress log as is, and one update PTB cannot parse cannot then fail (and so stall) its whole batch.
@@ -223,8 +222,7 @@ class TelegramGateway:
                 rebuilt_for_stall = True
             # Short after a failure and at start: the answer shows at once that Telegram is back (/healthz).
             timeout = self._settings.poll_timeout_seconds if failures == 0 and self.polls else 0
-            while not self._registry.has_room() and not await wait_event(self._stopping, ROOM_CHECK_SECONDS):
-                self.last_poll_ok = time.monotonic()  # held on purpose, not stalled: no watchdog, /healthz ok
+            await self._registry.wait_for_room(self._stopping, self._held)
             try:
                 updates = await self._get_updates(offset, timeout)
             except InvalidToken:
@@ -313,6 +311,9 @@ class TelegramGateway:
         finally:
             self._poll_bound = None
         return [update for update in result if isinstance(update, dict) and isinstance(update.get("update_id"), int)]
+
+    def _held(self) -> None:
+        self.last_poll_ok = time.monotonic()  # held on purpose (wait_for_room), not stalled: no watchdog
 
     async def _pause(self, seconds: float) -> None:
         """Wait `seconds`, or less if the gateway is asked to stop meanwhile."""
