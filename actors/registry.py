@@ -63,9 +63,9 @@ class ConversationRegistry(Generic[A]):
         self._after_evictions = after_evictions
         self._max_live = max_live
         self._release_due = False
+        """Actors were evicted since `after_evictions` last ran."""
         self._load = (time.monotonic(), time.process_time(), False)
         """When the CPU time was last read, what it was, and whether the process kept a CPU busy."""
-        """Actors were evicted since `after_evictions` last ran."""
         self._closed = False
         self._stopped = asyncio.Event()
         self.spawned = 0
