@@ -17,6 +17,7 @@ from actors._ledger import UpdateLedger
 from actors._parking import Parking, RetryParked
 from actors._store_faults import Inbox, StoreFaults
 from actors._streaming import TurnStopped, TurnStreams
+from actors._weak import weakly
 from actors.accounting import ACCOUNTING_COMMANDS, Accounting, budget_notice, turn_done, turn_fields, turn_model
 from actors.memory_commands import MEMORY_COMMANDS, answer_memory_command
 from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
@@ -118,10 +119,10 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         self._reminders, self._firings, self._failed_deliveries = reminders, FiringLedger(), 0
         self._unrecorded_firings: dict[str, None] = {}  # firings sent whose record the store then failed
         self._loaded = False
-        self._parking = Parking(backoff if backoff is not None else Backoff(), mailbox_size, self._retry_soon)
+        self._parking = Parking(backoff if backoff is not None else Backoff(), mailbox_size, weakly(self._retry_soon))
         self._unrecorded_deliveries: dict[int, None] = {}  # a dict: empty, a third of an empty set
         """Updates whose answer reached the user while recording that failed: a retry only records it."""
-        self._streams = TurnStreams(conversation_id, channel, self._append)
+        self._streams = TurnStreams(conversation_id, channel, weakly(self._append))
         # Preview message ids are recorded from the preview's own task: one append at a time.
         self._appending = asyncio.Lock()
 

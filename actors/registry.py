@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -38,11 +39,12 @@ class ConversationRegistry(Generic[A]):
     Actors are transient children of the registry's own supervisor: a crash restarts one from
     the store; past its restart intensity it is given up, and the next message starts it afresh.
 
-    At most `max_live` actors are kept once idle: spawning one more first evicts the least recently
-    active idle ones, down to three quarters of it, so a burst of many chats holds that many
-    conversations in memory, not one per chat until `idle_seconds` pass. Busy actors are never
-    evicted; `wait_for_room` holds a poller while `max_live` of them are busy, or while many are
-    and the CPU is saturated.
+    At most `max_idle` actors are kept once idle, and `max_live` in all: past either, spawning
+    evicts the least recently active idle ones (down to three quarters of the limit, so that one
+    sorted pass makes room for a quarter), so a burst of many chats holds few conversations in
+    memory, not one per chat until `idle_seconds` pass. Busy actors are never evicted;
+    `wait_for_room` holds a poller while `max_live` of them are busy, or while many are and the
+    CPU is saturated.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class ConversationRegistry(Generic[A]):
         on_count_changed: Callable[[int], None] | None = None,
         after_evictions: Callable[[], None] | None = None,
         max_live: int | None = None,
+        max_idle: int | None = None,
     ) -> None:
         self._factory = factory
         self._supervisor = supervisor
@@ -62,6 +65,10 @@ class ConversationRegistry(Generic[A]):
         self._on_count_changed = on_count_changed
         self._after_evictions = after_evictions
         self._max_live = max_live
+        self._max_idle = max_idle
+        self._room_check_at = 0.0
+        """The number of live actors at which spawning looks for idle ones to evict (`_make_room`)."""
+        self._plan_room_check()
         self._release_due = False
         """Actors were evicted since `after_evictions` last ran."""
         self._load = (time.monotonic(), time.process_time(), False)
@@ -91,8 +98,8 @@ class ConversationRegistry(Generic[A]):
             from actors.runtime import ActorStopped
 
             raise ActorStopped(f"conversation:{conversation_id}")
-        if self._max_live is not None and len(self._actors) >= self._max_live:
-            self._evict_for_room(self._max_live)
+        if len(self._actors) >= self._room_check_at:
+            self._make_room()
         actor = self._factory(conversation_id)
         self._actors[conversation_id] = actor
         self.spawned += 1
@@ -162,14 +169,26 @@ class ConversationRegistry(Generic[A]):
             ]
         )
 
-    def _evict_for_room(self, max_live: int) -> None:
-        """Evict the least recently active idle actors, down to 3/4 of `max_live` if that many are
-        idle: one pass over the actors makes room for a quarter of them."""
+    def _make_room(self) -> None:
+        """Evict the least recently active idle actors past the limits: idle ones down to 3/4 of
+        `max_idle`, and, once `max_live` are live, all down to 3/4 of it (as far as idle ones go)."""
         idle = [(actor.last_active, key) for key, actor in self._actors.items() if actor.idle and not actor.stopping]
-        excess = len(self._actors) - max_live * 3 // 4
-        if idle and excess > 0:
+        excess = 0 if self._max_idle is None else len(idle) - self._max_idle * 3 // 4
+        if self._max_live is not None and len(self._actors) >= self._max_live:
+            excess = max(excess, len(self._actors) - self._max_live * 3 // 4)
+        if excess > 0:
             idle.sort()
             self._evict([key for _, key in idle[:excess]])
+        self._plan_room_check()
+
+    def _plan_room_check(self) -> None:
+        """Look again once a quarter of `max_idle` more actors are live, or at `max_live`."""
+        check_at = math.inf
+        if self._max_idle is not None:
+            check_at = len(self._actors) + max(1, self._max_idle // 4)
+        if self._max_live is not None:
+            check_at = min(check_at, self._max_live)
+        self._room_check_at = check_at
 
     def _evict(self, conversation_ids: list[str]) -> int:
         for conversation_id in conversation_ids:
@@ -177,6 +196,7 @@ class ConversationRegistry(Generic[A]):
         if conversation_ids:
             self.evicted += len(conversation_ids)
             self._release_due = True
+            self._plan_room_check()
             log.debug("conversation_actors_evicted", count=len(conversation_ids), alive=len(self._actors))
             self._count_changed()
         return len(conversation_ids)

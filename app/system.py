@@ -305,6 +305,7 @@ class AssistantSystem:
             idle_seconds=actors.idle_seconds,
             after_evictions=release_free_memory,
             max_live=actors.max_live,
+            max_idle=actors.max_idle,
         )
         self.registry = registry
         stack.push_async_callback(registry.stop, actors.stop_grace_seconds)

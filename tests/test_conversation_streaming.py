@@ -15,7 +15,7 @@ from actors.protocol import Command
 from llm import ModelReply, ModelRequest, ToolCall, ToolResult, ToolSpec, UserRecord, record_to_json
 from llm.context import INTERRUPTED_TOOL_RESULT
 from stores import InMemoryConversationStore
-from tests.test_conversation_actor import TARGET, World, user
+from tests.test_conversation_actor import TARGET, ScriptedModel, World, user
 
 
 class WritingModel:
@@ -279,3 +279,25 @@ async def test_a_closed_turn_output_is_freed_without_the_cycle_collector() -> No
         assert streams_made[0]() is None
     finally:
         gc.enable()
+
+
+async def test_an_evicted_actor_is_freed_without_the_cycle_collector() -> None:
+    # Its parts call back into it weakly: an evicted actor is no reference cycle left to the full
+    # collector (a burst of chats would leave tens of thousands of such objects between collections).
+    from weakref import ref
+
+    world = World(ScriptedModel())
+    assert await world.ask(user("hello", 1)) == "echo: hello"
+    gone = ref(world.registry.get("42"))
+    gc.collect()
+    gc.disable()
+    try:
+        assert world.registry.evict_idle(now=float("inf")) == 1
+        for _ in range(100):  # the actor's task ends within a few turns of the loop
+            if gone() is None:
+                break
+            await asyncio.sleep(0)
+        assert gone() is None
+    finally:
+        gc.enable()
+    await world.stop()

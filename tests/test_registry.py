@@ -77,6 +77,7 @@ def make_registry(
     mailbox_size: int = 8,
     counts: list[int] | None = None,
     max_live: int | None = None,
+    max_idle: int | None = None,
 ) -> ConversationRegistry[Conversation]:
     supervisor = Supervisor("conversations", backoff=FAST, max_restarts=max_restarts, window_seconds=60)
     return ConversationRegistry(
@@ -85,6 +86,7 @@ def make_registry(
         idle_seconds=IDLE,
         on_count_changed=None if counts is None else counts.append,
         max_live=max_live,
+        max_idle=max_idle,
     )
 
 
@@ -225,6 +227,33 @@ async def test_past_max_live_the_least_recently_active_idle_actors_make_room() -
     assert registry.evicted == 1
     # An early eviction loses nothing: the next message starts a fresh activation from the store.
     assert await registry.ask("b", "again") == (2, "again")
+    assert world.handled["b"] == ["to b", "again"]
+    await registry.stop(1.0)
+    assert no_other_tasks() == set()
+
+
+async def test_past_max_idle_the_least_recently_active_idle_actors_go_and_busy_ones_stay() -> None:
+    world = World()
+    registry = make_registry(world, max_idle=4)
+    started, release = asyncio.Event(), asyncio.Event()
+    registry.tell("busy", ("slow", started, release))
+    await started.wait()
+    for chat in ("a", "b", "c", "a", "d"):  # "a" spoke again: "b" is now the least recently active
+        await registry.ask(chat, f"to {chat}")
+    assert registry.evicted == 0  # four idle and one busy: within max_idle
+    assert await registry.ask("e", "to e") == (1, "to e")
+    # Spawning "e" found four idle: down to three quarters of max_idle, the one quiet for longest went.
+    assert registry.get("b") is None
+    assert [chat for chat in ("busy", "a", "c", "d", "e") if registry.get(chat) is not None] == [
+        "busy",
+        "a",
+        "c",
+        "d",
+        "e",
+    ]
+    assert registry.evicted == 1
+    release.set()
+    assert await registry.ask("b", "again") == (2, "again")  # a fresh activation, nothing lost
     assert world.handled["b"] == ["to b", "again"]
     await registry.stop(1.0)
     assert no_other_tasks() == set()
