@@ -54,6 +54,9 @@ log = structlog.get_logger(__name__)
 
 HISTORY_CAP_FACTOR = 2
 """An active conversation holds at most this many context budgets of records (llm.history.History)."""
+INLINE_DECODE_RECORDS = 32
+"""Histories of at most this many records are decoded on the event loop when loaded (~0.3 ms): a
+thread hop costs more CPU than that, and conversations that come back after an eviction are short."""
 
 
 class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
@@ -152,8 +155,10 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         self._history = History(cap)
         self._next_seq = _seq_after(stored)
         self._ledger, self._firings = UpdateLedger.for_loaded(stored), FiringLedger()
-        # Decoding is CPU work proportional to what was read: off the event loop, which other chats share.
-        for record in await asyncio.to_thread(decode_history, stored):
+        # Decoding is CPU work proportional to what was read (~10 us a record): a long history is decoded
+        # off the event loop, which other chats share; a short one costs less than the hop to a thread.
+        inline = len(stored) <= INLINE_DECODE_RECORDS
+        for record in decode_history(stored) if inline else await asyncio.to_thread(decode_history, stored):
             self._track(record)
         self._loaded = True
         log.debug(
