@@ -128,6 +128,7 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         self._streams = TurnStreams(conversation_id, channel, weakly(self._append))
         # Preview message ids are recorded from the preview's own task: one append at a time.
         self._appending = asyncio.Lock()
+        self._unwritten: list[Record] = []  # numbered and tracked, not yet stored: the next append writes them
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -153,20 +154,15 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         cap = self._history.cap_tokens
         stored = await self._store.load_recent(self.conversation_id, VisibleStart(cap))
         self._history = History(cap)
-        self._next_seq = _seq_after(stored)
+        self._next_seq, self._unwritten = _seq_after(stored), []
         self._ledger, self._firings = UpdateLedger.for_loaded(stored), FiringLedger()
-        # Decoding is CPU work proportional to what was read (~10 us a record): a long history is decoded
-        # off the event loop, which other chats share; a short one costs less than the hop to a thread.
+        # A long history is decoded off the event loop, which other chats share (INLINE_DECODE_RECORDS).
         inline = len(stored) <= INLINE_DECODE_RECORDS
         for record in decode_history(stored) if inline else await asyncio.to_thread(decode_history, stored):
             self._track(record)
         self._loaded = True
-        log.debug(
-            "conversation_loaded",
-            records=len(stored),
-            in_context=len(self._history),
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        log.debug("conversation_loaded", records=len(stored), in_context=len(self._history), duration_ms=duration_ms)
 
     async def on_stop(self) -> None:
         """Disarm the retry timer (parked messages stay pending in the ingress log for the next start);
@@ -193,10 +189,17 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         self._ledger.track(record)
         self._firings.track(record)
 
-    async def _append(self, record: Record) -> None:
+    async def _append(self, record: Record, *, later: bool = False) -> None:
+        """Store the record, after the unwritten ones in the same write, and track it. `later`: number
+        and track it now, and leave it to the next append (the user's message, see `_handle_update`)."""
         async with self._appending:
             record = dataclasses.replace(record, seq=self._next_seq)
-            await self._store.append(self.conversation_id, [record_to_json(record)])
+            if later:
+                self._unwritten.append(record)
+            else:
+                batch = [*self._unwritten, record]
+                await self._store.append(self.conversation_id, [record_to_json(item) for item in batch])
+                self._unwritten.clear()
             self._next_seq += 1
             self._track(record)
 
@@ -251,7 +254,9 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
                 return await self._run_turn(message)
             if isinstance(message, Command):
                 return await self._command(message)
-            await self._append(_user_record(message))
+            # Stored with the turn's first record, not before the model call (one fsync less); until then
+            # the ingress log holds the update, and a failed write reloads the history (`_park`).
+            await self._append(_user_record(message), later=True)
             return await self._run_turn(message)
 
     async def _command(self, command: Command) -> str:
@@ -385,6 +390,7 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
             async with self._streams.begin(message, self._ledger.preview(message.update_id)):  # replaces a preview
                 await self._streams.deliver(reply)
         finally:
+            self._unwritten, self._loaded = [], False  # what the failure left in memory is read again
             if message.update_id is not None:
                 # The failure may have struck half-way through an append: number from the store.
                 self._next_seq = _seq_after(await self._store.load_recent(self.conversation_id, _last_only))

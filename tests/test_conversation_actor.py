@@ -29,7 +29,7 @@ from llm import (
     UserRecord,
     record_to_json,
 )
-from stores import ConversationStore, FileConversationStore, InMemoryConversationStore
+from stores import ConversationStore, FileConversationStore, InMemoryConversationStore, StoreError
 from stores.file import conversation_file_name
 
 TARGET = ReplyTarget(chat_id=42)
@@ -153,6 +153,62 @@ async def test_a_message_is_answered_and_every_record_is_written_through() -> No
     await world.stop()
 
 
+class CountingStore(InMemoryConversationStore):
+    """Records what each append held (on disk an append is one write and one fsync); `fail_next`
+    makes the next append fail as a full disk would, before anything is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[list[str]] = []
+        self.fail_next = False
+
+    async def append(self, conversation_id: str, records: Sequence[dict[str, Any]]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreError("No space left on device")
+        self.writes.append([record.get("role") or record["type"] for record in records])
+        await super().append(conversation_id, records)
+
+
+async def test_the_users_message_is_stored_with_the_answer_in_one_write_after_the_model_call() -> None:
+    store = CountingStore()
+    written_when_called: list[list[list[str]]] = []
+
+    def answer(messages: Sequence[ModelMessage]) -> ModelReply:
+        written_when_called.append(list(store.writes))
+        return ModelReply(text="hi")
+
+    world = World(ScriptedModel([answer]), store)
+    assert await world.ask(user("hello", 1)) == "hi"
+    assert written_when_called == [[]]  # nothing waited on the disk before the model was called
+    assert store.writes == [["user", "assistant"], ["delivered"]]  # two writes per turn, not three
+    assert [record["seq"] for record in await world.records()] == [0, 1, 2]
+    await world.stop()
+
+
+async def test_when_the_write_with_the_users_message_fails_the_turn_runs_again_once_it_works() -> None:
+    store = CountingStore()
+
+    def answer_then_fill_the_disk(messages: Sequence[ModelMessage]) -> ModelReply:
+        store.fail_next = True  # the answer's write, which carries the user's message, fails
+        return ModelReply(text="lost with the write")
+
+    world = World(ScriptedModel([answer_then_fill_the_disk]), store)
+    assert await world.ask(user("hello", 1)) is None  # parked
+    while len(world.channel.replies) < 2:
+        world.channel.delivered_event.clear()
+        await asyncio.wait_for(world.channel.delivered_event.wait(), 10)
+    assert world.channel.texts == [texts.STORE_UNAVAILABLE, "echo: hello"]
+    records = await world.records()
+    assert [(record["seq"], record.get("role") or record["type"]) for record in records] == [
+        (0, "user"),
+        (1, "assistant"),
+        (2, "delivered"),
+    ]
+    assert world.channel.done_ids == [1]
+    await world.stop()
+
+
 async def test_the_model_sees_the_whole_conversation_in_order() -> None:
     world = World(ScriptedModel())
     for update_id, text in enumerate(["one", "two", "three"], start=1):
@@ -265,6 +321,15 @@ async def test_a_poison_message_is_dead_lettered_the_user_told_and_the_actor_goe
     assert world.channel.done_ids == [1]
     assert await world.ask(user("next", 2)) == "echo: next"
     assert await world.ask(user("poison", 1)) is None  # a replay of the dead letter is skipped
+    # The poison message's own record was never stored (the turn that would have stored it crashed):
+    # the dead-letter marker and the next turn are numbered on from what the store holds.
+    records = await world.records()
+    assert [(record["seq"], record.get("role") or record["type"]) for record in records] == [
+        (0, "delivered"),
+        (1, "user"),
+        (2, "assistant"),
+        (3, "delivered"),
+    ]
     await world.stop()
 
 
