@@ -18,7 +18,6 @@ a loop.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -27,7 +26,7 @@ import structlog
 
 from actors import texts
 from actors.protocol import DeliveryFailed, FiringOutcome, ReminderDue, Reply, ReplyChannel
-from llm import AssistantRecord, DeliveredRecord, NoticeRecord, Record, ReminderFiredRecord, record_to_json
+from llm import AssistantRecord, DeliveredRecord, NoticeRecord, Record, ReminderFiredRecord
 from stores.reminders import firing_due
 
 if TYPE_CHECKING:
@@ -119,7 +118,12 @@ class ReminderFirings:
         _failed_deliveries: int
         _unrecorded_firings: dict[str, None]
 
-        def _track(self, record: Record) -> None: ...
+        _unwritten: list[Record]
+        _write_failed: bool
+        _loaded: bool
+
+        def _number(self, record: Record) -> None: ...
+        async def _write(self) -> None: ...
         async def _deliver(self, reply: Reply) -> str: ...
         async def _run_turn(self, message: ReminderDue) -> str: ...
 
@@ -192,11 +196,9 @@ class ReminderFirings:
 
     async def _append_together(self, *records: Record) -> None:
         """Append records in one write (durable together), numbered in order."""
-        numbered = [dataclasses.replace(record, seq=self._next_seq + index) for index, record in enumerate(records)]
-        await self._store.append(self.conversation_id, [record_to_json(record) for record in numbered])
-        self._next_seq += len(numbered)
-        for record in numbered:
-            self._track(record)
+        for record in records:
+            self._number(record)
+        await self._write()
 
     async def _firing_dead_letter(self, due: ReminderDue) -> None:
         """A firing crashed the actor twice: tell the user it was skipped, and record it as handled."""
@@ -206,6 +208,8 @@ class ReminderFirings:
             # The failure may have struck half-way through an append: number from the store.
             stored = await self._store.load_recent(self.conversation_id, lambda record: True)
             self._next_seq = int(stored[-1]["seq"]) + 1 if stored else 0
+            # What the failure left in memory is read again before the next message.
+            self._unwritten, self._write_failed, self._loaded = [], False, False
             await self._append_together(DeliveredRecord(dead_letter=True, firing_id=due.firing_id))
 
     async def _list_reminders(self, user_id: int | None) -> str:

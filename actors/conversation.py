@@ -18,6 +18,7 @@ from actors._parking import Parking, RetryParked
 from actors._store_faults import Inbox, StoreFaults
 from actors._streaming import TurnStopped, TurnStreams
 from actors._weak import weakly
+from actors._writes import RecordWrites
 from actors.accounting import ACCOUNTING_COMMANDS, Accounting, budget_notice, turn_done, turn_fields, turn_model
 from actors.memory_commands import MEMORY_COMMANDS, answer_memory_command
 from actors.protocol import Command, ConversationMessage, DeliveryFailed, Reply, ReplyChannel, ReplyTarget, UserMessage
@@ -59,7 +60,7 @@ INLINE_DECODE_RECORDS = 32
 thread hop costs more CPU than that, and conversations that come back after an eviction are short."""
 
 
-class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
+class ConversationActor(RecordWrites, ReminderFirings, StoreFaults, Actor[Inbox]):
     """One conversation: loads its history once per activation and writes every record through.
 
     The records (see `llm.records`) each carry `seq`, and `update_id` where a Telegram update caused
@@ -82,6 +83,9 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
     (`interrupt`): see `TurnStreams`. A group's preview messages are recorded (PreviewRecord), so
     that after a crash the answer finishes them by an edit.
     """
+
+    _pipelined = True
+    """An answer's delivered marker is written while the next message is taken (`_record_behind`)."""
 
     def __init__(
         self,
@@ -126,16 +130,19 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         self._unrecorded_deliveries: dict[int, None] = {}  # a dict: empty, a third of an empty set
         """Updates whose answer reached the user while recording that failed: a retry only records it."""
         self._streams = TurnStreams(conversation_id, channel, weakly(self._append))
-        # Preview message ids are recorded from the preview's own task: one append at a time.
-        self._appending = asyncio.Lock()
-        self._unwritten: list[Record] = []  # numbered and tracked, not yet stored: the next append writes them
+        # Preview message ids are recorded from the preview's own task, delivered markers from their own
+        # (`_deliver`): records are numbered when made, and written one write at a time, in that order.
+        self._writing = asyncio.Lock()
+        self._unwritten: list[Record] = []  # numbered and tracked, not yet stored: the next write stores them
+        self._write_failed = False  # then memory may hold what the store does not: no write until a reload
+        self._recording: asyncio.Task[None] | None = None  # the last answer's delivered marker, being written
 
     # -- state ------------------------------------------------------------------------------------
 
     @property
     def idle(self) -> bool:
         """Not while messages are parked: evicting the actor would leave them until the next start."""
-        return super().idle and not self._parking
+        return super().idle and not self._parking and self._recording is None
 
     async def on_start(self) -> None:
         """Load what the model may still see of the history (again, after a crash). A store fault is
@@ -150,11 +157,12 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
 
     async def _load(self) -> None:
         started = time.perf_counter()
+        await self._settle_recording()  # a write still under way is part of what is read
         await self._summariser.close(resets=-1)  # a crashed incarnation's call: planned again from the store
         cap = self._history.cap_tokens
         stored = await self._store.load_recent(self.conversation_id, VisibleStart(cap))
         self._history = History(cap)
-        self._next_seq, self._unwritten = _seq_after(stored), []
+        self._next_seq, self._unwritten, self._write_failed = _seq_after(stored), [], False
         self._ledger, self._firings = UpdateLedger.for_loaded(stored), FiringLedger()
         # A long history is decoded off the event loop, which other chats share (INLINE_DECODE_RECORDS).
         inline = len(stored) <= INLINE_DECODE_RECORDS
@@ -167,6 +175,7 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
     async def on_stop(self) -> None:
         """Disarm the retry timer (parked messages stay pending in the ingress log for the next start);
         keep a summary that finished since the last message, cancel one still being made."""
+        await self._settle_recording()
         self._parking.cancel()
         if self._parking:
             log.warning("conversation_stopped_with_parked_messages", messages=len(self._parking.messages))
@@ -188,20 +197,6 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         self._history.add(record)
         self._ledger.track(record)
         self._firings.track(record)
-
-    async def _append(self, record: Record, *, later: bool = False) -> None:
-        """Store the record, after the unwritten ones in the same write, and track it. `later`: number
-        and track it now, and leave it to the next append (the user's message, see `_handle_update`)."""
-        async with self._appending:
-            record = dataclasses.replace(record, seq=self._next_seq)
-            if later:
-                self._unwritten.append(record)
-            else:
-                batch = [*self._unwritten, record]
-                await self._store.append(self.conversation_id, [record_to_json(item) for item in batch])
-                self._unwritten.clear()
-            self._next_seq += 1
-            self._track(record)
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -256,7 +251,7 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
                 return await self._command(message)
             # Stored with the turn's first record, not before the model call (one fsync less); until then
             # the ingress log holds the update, and a failed write reloads the history (`_park`).
-            await self._append(_user_record(message), later=True)
+            self._number(_user_record(message))
             return await self._run_turn(message)
 
     async def _command(self, command: Command) -> str:
@@ -316,7 +311,7 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
                 result = await output.run(turn)
             ok, steps = True, result.steps
             answer = Reply(self.conversation_id, result.text, message.target, update_id, firing_id=firing)
-            text = await self._deliver(answer)
+            text = await self._deliver(answer, behind=message)
             log.info(  # after the delivery, which is when text was first visible unless a preview came earlier
                 "turn_finished",
                 steps=result.steps,
@@ -354,7 +349,9 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
                 )
             turn_done(self._accounting, model, self.conversation_id)
 
-    async def _deliver(self, reply: Reply) -> str:
+    async def _deliver(self, reply: Reply, *, behind: ConversationMessage | None = None) -> str:
+        """Send the reply, then record that it was delivered. `behind`: the message it answers, whose
+        delivered marker is then written while the next message is taken (`_record_behind`)."""
         if not reply.text.strip():
             # Telegram refuses an empty message; the user must still hear back.
             reply = dataclasses.replace(reply, text=texts.EMPTY_ANSWER)
@@ -368,18 +365,19 @@ class ConversationActor(ReminderFirings, StoreFaults, Actor[Inbox]):
         if reply.update_id is not None:
             # Should recording it fail (the store), the retry records it and sends nothing again.
             self._unrecorded_deliveries[reply.update_id] = None
-            await self._record_delivered(reply.update_id)
+            if behind is not None and behind.update_id == reply.update_id and self._pipelined:
+                self._number(DeliveredRecord(update_id=reply.update_id))
+                previous, self._recording = self._recording, None
+                self._recording = asyncio.create_task(self._record_behind(behind, previous))
+            else:
+                await self._record_delivered(reply.update_id)
         if not self.queued:
             await self._streams.settle()  # a /stop held for turns queued before it: none is left
         return reply.text
 
-    async def _record_delivered(self, update_id: int) -> None:
-        await self._append(DeliveredRecord(update_id=update_id))
-        self._unrecorded_deliveries.pop(update_id, None)
-        await self._channel.done(update_id)
-
     async def on_dead_letter(self, message: Inbox, error: BaseException) -> None:
         """Tell the user the message was skipped, and mark it handled so a replay skips it too."""
+        await self._settle_recording()  # the marker below is numbered from what the store holds
         if isinstance(message, RetryParked):  # the retry itself kept crashing: try again later
             self._parking.schedule()
             return

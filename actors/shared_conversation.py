@@ -29,6 +29,8 @@ CONFLICT_RETRIES = 3
 class SharedConversationActor(MediaConversationActor):
     """A conversation actor that notices other workers' writes (see the module)."""
 
+    _pipelined = False
+    """Every write lands before the next message, which asks the store whether it is still the last."""
     _fresh = False
     """The history was loaded within this message: no need to ask whether it is stale."""
 

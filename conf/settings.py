@@ -224,7 +224,7 @@ class ActorSettings(SettingsModel):
     idle_seconds: float = Field(600.0, gt=0)
     mailbox_size: int = Field(64, ge=1)
     max_live: int = Field(384, ge=1)
-    max_idle: int = Field(64, ge=1)
+    max_idle: int = Field(256, ge=1)
     stop_grace_seconds: float = Field(10.0, ge=0)
     max_restarts: int = Field(5, ge=0)
     restart_window_seconds: float = Field(60.0, gt=0)

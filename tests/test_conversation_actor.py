@@ -209,6 +209,80 @@ async def test_when_the_write_with_the_users_message_fails_the_turn_runs_again_o
     await world.stop()
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0)
+
+
+class GatedStore(CountingStore):
+    """Holds each write of a delivered marker until `release` is set (a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.held = asyncio.Event()
+
+    async def append(self, conversation_id: str, records: Sequence[dict[str, Any]]) -> None:
+        if records[0].get("type") == "delivered":
+            self.held.set()
+            await self.release.wait()
+        await super().append(conversation_id, records)
+
+
+async def test_the_next_message_is_taken_while_the_answers_delivered_marker_is_written() -> None:
+    store = GatedStore()
+    world = World(ScriptedModel(), store)
+    assert await world.ask(user("one", 1)) == "echo: one"
+    await asyncio.wait_for(store.held.wait(), 10)
+    assert world.channel.done_ids == []  # the update leaves the ingress log only once its marker is stored
+    actor = world.registry.get("42")
+    assert actor is not None
+    assert not actor.idle
+    second = asyncio.ensure_future(world.ask(user("two", 2)))
+    await asyncio.wait_for(until(lambda: len(world.model.calls) == 2), 10)  # the marker still held
+    store.release.set()
+    assert await second == "echo: two"
+    records = await world.records()
+    assert [(record["seq"], record.get("role") or record["type"], record["update_id"]) for record in records] == [
+        (0, "user", 1),
+        (1, "assistant", 1),
+        (2, "delivered", 1),
+        (3, "user", 2),
+        (4, "assistant", 2),
+        (5, "delivered", 2),
+    ]
+    await world.stop()
+    assert world.channel.done_ids == [1, 2]
+    assert world.channel.texts == ["echo: one", "echo: two"]
+
+
+async def test_when_the_delivered_marker_fails_it_is_stored_later_and_nothing_is_sent_twice() -> None:
+    store = GatedStore()
+    world = World(ScriptedModel(), store)
+    assert await world.ask(user("one", 1)) == "echo: one"
+    await asyncio.wait_for(store.held.wait(), 10)
+    second = asyncio.ensure_future(world.ask(user("two", 2)))
+    await asyncio.wait_for(until(lambda: len(world.model.calls) == 2), 10)
+    store.fail_next = True  # the marker's write fails; the second turn's write is refused after it
+    store.release.set()
+    assert await second is None  # parked behind the first
+    while len(world.channel.replies) < 3:
+        world.channel.delivered_event.clear()
+        await asyncio.wait_for(world.channel.delivered_event.wait(), 10)
+    await world.stop()
+    assert world.channel.texts == ["echo: one", texts.STORE_UNAVAILABLE, "echo: two"]
+    assert world.channel.done_ids == [1, 2]
+    records = await world.records()
+    assert [(record["seq"], record.get("role") or record["type"], record["update_id"]) for record in records] == [
+        (0, "user", 1),
+        (1, "assistant", 1),
+        (2, "delivered", 1),
+        (3, "user", 2),
+        (4, "assistant", 2),
+        (5, "delivered", 2),
+    ]
+
+
 async def test_the_model_sees_the_whole_conversation_in_order() -> None:
     world = World(ScriptedModel())
     for update_id, text in enumerate(["one", "two", "three"], start=1):
