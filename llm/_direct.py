@@ -24,7 +24,32 @@ import aiohttp
 from llm._errors import error_for_status, unavailable
 from ops.proxies import proxy_for_host
 
-__all__ = ["DirectStreams", "sdk_request_headers"]
+__all__ = ["DirectStreams", "EncodedTools", "encode_body", "sdk_request_headers"]
+
+
+class EncodedTools(list[dict[str, Any]]):
+    """A request's `tools`, and their JSON, made once for the same tools (`encode_body` writes it as
+    is): every turn sends them again, and they are most of a short conversation's request."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, tools: list[dict[str, Any]]) -> None:
+        super().__init__(tools)
+        self.json = _dumps(tools)
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The request's JSON as the SDK encodes it; `tools` given as EncodedTools are not encoded again."""
+    tools = body.get("tools")
+    if not isinstance(tools, EncodedTools):
+        return _dumps(body).encode()
+    rest = _dumps({key: value for key, value in body.items() if key != "tools"})
+    return f'{rest[:-1]}{"," if len(rest) > 2 else ""}"tools":{tools.json}}}'.encode()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
 
 ERROR_BODY_LIMIT = 64 * 1024
 """The most of an error response's body that is read (its `error.type` is near the start)."""
@@ -69,7 +94,7 @@ class DirectStreams:
         LLMUnavailable when reading the body fails or times out.
         """
         limit = timeout if timeout is not None and timeout < self._request_timeout else self._request_timeout
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        data = encode_body(body)
         client_timeout = aiohttp.ClientTimeout(total=None, connect=limit, sock_read=limit)
         try:
             response = await self._open_session().post(

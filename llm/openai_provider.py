@@ -16,6 +16,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from llm._clients import SdkChatModel
+from llm._direct import EncodedTools
 from llm._errors import parse_arguments, unavailable
 from llm.attachments import shown_images, user_text
 from llm.base import ModelReply, ModelRequest, ToolSpec
@@ -52,7 +53,7 @@ class OpenAIChatModel(SdkChatModel):
             max_tokens_key: self._max_output_tokens,
         }
         if request.tools:
-            body["tools"] = [_tool_schema(spec) for spec in request.tools]
+            body["tools"] = _tools(request.tools)
         if self._stream:
             # Without it a stream reports no usage at all.
             body["stream_options"] = {"include_usage": True}
@@ -169,6 +170,24 @@ def _tool_call(call_id: str | None, name: str, raw_arguments: str) -> ToolCall:
         arguments=parse_arguments(raw_arguments),
         raw_arguments=raw_arguments,
     )
+
+
+_TOOLS: dict[tuple[int, ...], tuple[tuple[ToolSpec, ...], EncodedTools]] = {}
+"""Recent tool sets by the identity of their specs (held, so their ids stay theirs)."""
+_TOOLS_HELD = 16
+
+
+def _tools(specs: Sequence[ToolSpec]) -> EncodedTools:
+    """The request's `tools`, made (and encoded) once for the same specs: shared, never changed."""
+    key = tuple(map(id, specs))
+    held = _TOOLS.get(key)
+    if held is not None:
+        return held[1]
+    tools = EncodedTools([_tool_schema(spec) for spec in specs])
+    if len(_TOOLS) >= _TOOLS_HELD:
+        _TOOLS.clear()  # tool sets come and go (MCP servers): memory stays bounded
+    _TOOLS[key] = (tuple(specs), tools)
+    return tools
 
 
 def _tool_schema(spec: ToolSpec) -> dict[str, Any]:

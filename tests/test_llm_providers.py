@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from llm import LLMRejected, LLMUnavailable, ModelRequest, build_chat_model
+from llm import LLMRejected, LLMUnavailable, ModelRequest, ToolSpec, build_chat_model
 from ops.proxies import proxy_for_host
 from tests.fakes.llm_server import Fail, FakeLLMServer, Malformed, Reply
 from tests.fakes.moto_server import LoopbackProxy
@@ -55,6 +56,41 @@ async def test_a_streamed_request_carries_what_the_sdk_sends(llm: FakeLLMServer,
     assert provider.key in (streamed.headers.get("authorization", "") + streamed.headers.get("x-api-key", ""))
     options = {"stream": False, "stream_options": None}  # a streamed request asks for usage at its end
     assert {**streamed.json, **options} == {**whole.json, **options}
+
+
+TOOLS = (
+    ToolSpec("clock", "What time it is", {"type": "object", "properties": {}}),
+    ToolSpec("echo", "Repeat a text, word for wörd", {"type": "object", "properties": {"text": {"type": "string"}}}),
+)
+
+
+@PROVIDERS
+async def test_a_streamed_request_carries_the_tools_as_the_sdk_sends_them(
+    llm: FakeLLMServer, provider: Provider
+) -> None:
+    llm.script([Reply("whole"), Reply("streamed"), Reply("streamed again")])
+    await complete_and_close(provider.raw_model(llm, stream=False), ModelRequest("be brief", USER, tools=TOOLS))
+    model = provider.raw_model(llm, stream=True)
+    await model.complete(ModelRequest("be brief", USER, tools=TOOLS))
+    await complete_and_close(model, ModelRequest("be brief", USER, tools=TOOLS))
+    whole, streamed, again = llm.requests
+    assert streamed.rejection is None
+    assert streamed.tool_names == whole.tool_names == ["clock", "echo"]
+    assert streamed.json["tools"] == again.json["tools"] == whole.json["tools"]
+
+
+def test_the_same_tools_are_made_and_encoded_once() -> None:
+    from llm._direct import EncodedTools, encode_body
+    from llm.openai_provider import OpenAIChatModel
+
+    model = OpenAIChatModel(model="gpt-test", api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+    first, second = (model.body(ModelRequest("be brief", USER, tools=TOOLS)) for _ in range(2))
+    assert isinstance(first["tools"], EncodedTools)
+    assert first["tools"] is second["tools"]  # one list, one JSON, for as long as the tools stay
+    other = model.body(ModelRequest("be brief", USER, tools=TOOLS[:1]))
+    assert [tool["function"]["name"] for tool in other["tools"]] == ["clock"]
+    plain = json.dumps({**first, "tools": list(first["tools"])}, ensure_ascii=False, separators=(",", ":"))
+    assert json.loads(encode_body(first)) == json.loads(plain)  # the same request (tools written last)
 
 
 @PROVIDERS
