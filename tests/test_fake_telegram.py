@@ -257,3 +257,19 @@ async def test_odd_update_shapes_parse_as_python_telegram_bot_objects(tg: FakeTe
     assert updates[6].callback_query is not None
     assert updates[7].channel_post is not None
     assert updates[8].my_chat_member is not None
+
+
+async def test_a_latency_changed_once_a_call_is_seen_is_not_the_one_that_call_gets(tg: FakeTelegramServer) -> None:
+    # Tests slow a send down, then speed the next one up as soon as the first is seen: the first must
+    # keep its latency, however the server's thread and the test are scheduled.
+    tg.send_latency = 0.5
+    async with httpx.AsyncClient() as client:
+        started = time.monotonic()
+        send = asyncio.ensure_future(
+            client.post(f"{tg.base_url}{tg.token}/sendMessage", json={"chat_id": 5, "text": "a"})
+        )
+        await tg.await_calls("sendMessage", count=1, timeout=5)
+        tg.send_latency = 0.0
+        response = await send
+    assert response.json()["ok"]
+    assert time.monotonic() - started >= 0.5

@@ -17,7 +17,6 @@ result's file_id can be fetched back with getFile.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
 from dataclasses import dataclass
@@ -131,8 +130,7 @@ class OutboundMixin:
         return self.drafts(chat_id)
 
     async def _m_sendMessageDraft(self: FakeTelegramServer, params: dict[str, Any]) -> Any:
-        if self.send_latency:
-            await asyncio.sleep(self.send_latency)
+        await self.send_delay()
         raw = params.get("chat_id")
         try:
             chat_id = int(raw)  # type: ignore[arg-type]
@@ -231,8 +229,7 @@ class OutboundMixin:
         raise ApiError(400, f"Bad Request: there is no {field} in the request")
 
     async def _send_file(self: FakeTelegramServer, params: dict[str, Any], kind: str, method: str) -> Any:
-        if self.send_latency:
-            await asyncio.sleep(self.send_latency)
+        await self.send_delay()
         chat_id = self._check_chat(params)
         upload = self._upload_of(params, kind)
         data = upload.data

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import json
 import math
@@ -187,6 +188,10 @@ class _State:
     poll_generation: int = 0
     poll_abort: str | None = None
     client_ports: set[int] = field(default_factory=set)
+
+
+_CALL_LATENCY: contextvars.ContextVar[float | None] = contextvars.ContextVar("fake_telegram_call_latency", default=None)
+"""The `send_latency` of the call being answered, read when the call was recorded."""
 
 
 class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBuilder):
@@ -545,6 +550,7 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
             self._state.calls.append(canonical)
             self._state.call_times.append(time.monotonic())
             self._state.client_ports.add(_client_port(request))
+            _CALL_LATENCY.set(self.send_latency)  # as it was when the call was seen (tests change it then)
             self._notify()
         if handler is None:
             return _error(404, "Not Found")
@@ -576,6 +582,14 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
             pass
         return response
 
+    async def send_delay(self) -> None:
+        """Wait `send_latency` as it was when this call was seen: a test that changes it once it sees
+        a call must not race the server's thread to the value the call gets."""
+        latency = _CALL_LATENCY.get()
+        latency = self.send_latency if latency is None else latency
+        if latency:
+            await asyncio.sleep(latency)
+
     async def _run_method(self, method: str, params: dict[str, Any]) -> None:
         """Run a method named in a webhook answer, as Telegram does (errors are not reported to anyone)."""
         handler = _HANDLERS.get(method.lower())
@@ -585,6 +599,7 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
         with self._lock:
             self._state.calls.append(handler.__name__.removeprefix("_m_"))
             self._state.call_times.append(time.monotonic())
+            _CALL_LATENCY.set(self.send_latency)
             self._notify()
         with contextlib.suppress(_ApiError):
             self._check_fault(handler.__name__.removeprefix("_m_"), params)
@@ -665,8 +680,7 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
         return [dict(u) for u in self._state.updates if u["update_id"] >= offset]
 
     async def _m_sendMessage(self, params: dict[str, Any]) -> Any:
-        if self.send_latency:
-            await asyncio.sleep(self.send_latency)
+        await self.send_delay()
         chat_id = self._check_chat(params)
         text, visible, parse_mode = text_of(params)
         thread = optional_int(params.get("message_thread_id"), "message_thread_id")
@@ -680,8 +694,7 @@ class FakeTelegramServer(FilesMixin, OutboundMixin, WebhookMixin, MediaUpdateBui
         return self.bot_message(chat_id, message_id, visible, self._state.chat_types.get(int_or_zero(chat_id)))
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
-        if self.send_latency:
-            await asyncio.sleep(self.send_latency)
+        await self.send_delay()
         if params.get("inline_message_id"):
             raise _ApiError(400, "Bad Request: the fake server has no inline messages")
         chat_id = self._check_chat(params)
