@@ -209,6 +209,23 @@ async def test_when_the_write_with_the_users_message_fails_the_turn_runs_again_o
     await world.stop()
 
 
+TWO_TURNS_IN_ORDER = [
+    (0, "user", 1),
+    (1, "assistant", 1),
+    (2, "delivered", 1),
+    (3, "user", 2),
+    (4, "assistant", 2),
+    (5, "delivered", 2),
+]
+"""(seq, kind, update_id) of two answered messages, as stored."""
+
+
+async def numbered(world: World) -> list[tuple[int, str, int]]:
+    return [
+        (record["seq"], record.get("role") or record["type"], record["update_id"]) for record in await world.records()
+    ]
+
+
 async def until(condition: Callable[[], bool]) -> None:
     while not condition():
         await asyncio.sleep(0)
@@ -242,15 +259,7 @@ async def test_the_next_message_is_taken_while_the_answers_delivered_marker_is_w
     await asyncio.wait_for(until(lambda: len(world.model.calls) == 2), 10)  # the marker still held
     store.release.set()
     assert await second == "echo: two"
-    records = await world.records()
-    assert [(record["seq"], record.get("role") or record["type"], record["update_id"]) for record in records] == [
-        (0, "user", 1),
-        (1, "assistant", 1),
-        (2, "delivered", 1),
-        (3, "user", 2),
-        (4, "assistant", 2),
-        (5, "delivered", 2),
-    ]
+    assert await numbered(world) == TWO_TURNS_IN_ORDER
     await world.stop()
     assert world.channel.done_ids == [1, 2]
     assert world.channel.texts == ["echo: one", "echo: two"]
@@ -272,15 +281,7 @@ async def test_when_the_delivered_marker_fails_it_is_stored_later_and_nothing_is
     await world.stop()
     assert world.channel.texts == ["echo: one", texts.STORE_UNAVAILABLE, "echo: two"]
     assert world.channel.done_ids == [1, 2]
-    records = await world.records()
-    assert [(record["seq"], record.get("role") or record["type"], record["update_id"]) for record in records] == [
-        (0, "user", 1),
-        (1, "assistant", 1),
-        (2, "delivered", 1),
-        (3, "user", 2),
-        (4, "assistant", 2),
-        (5, "delivered", 2),
-    ]
+    assert await numbered(world) == TWO_TURNS_IN_ORDER
 
 
 async def test_the_model_sees_the_whole_conversation_in_order() -> None:
