@@ -7,11 +7,15 @@ import asyncio
 import dataclasses
 from typing import TYPE_CHECKING
 
+import structlog
+
 from actors.protocol import ConversationMessage, ReplyChannel
 from llm import DeliveredRecord, Record, record_to_json
 from stores import ConversationStore, StoreError
 
 __all__ = ["RecordWrites"]
+
+log = structlog.get_logger(__name__)
 
 
 class RecordWrites:
@@ -83,6 +87,8 @@ class RecordWrites:
             await self._channel.done(message.update_id)
         except StoreError as exc:
             await self._park(message, exc)
+        except Exception as exc:  # a bug: the update stays pending, and a restart delivers it again
+            log.error("delivered_mark_failed", update_id=message.update_id, error=repr(exc))
         finally:
             if self._recording is asyncio.current_task():
                 self._recording = None

@@ -367,8 +367,7 @@ class ConversationActor(RecordWrites, ReminderFirings, StoreFaults, Actor[Inbox]
             self._unrecorded_deliveries[reply.update_id] = None
             if behind is not None and behind.update_id == reply.update_id and self._pipelined:
                 self._number(DeliveredRecord(update_id=reply.update_id))
-                previous, self._recording = self._recording, None
-                self._recording = asyncio.create_task(self._record_behind(behind, previous))
+                self._recording = asyncio.create_task(self._record_behind(behind, self._recording))
             else:
                 await self._record_delivered(reply.update_id)
         if not self.queued:
