@@ -231,16 +231,22 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0)
 
 
-class GatedStore(CountingStore):
-    """Holds each write of a delivered marker until `release` is set (a slow disk)."""
+def starts_with_delivered(records: Sequence[Mapping[str, Any]]) -> bool:
+    return records[0].get("type") == "delivered"
 
-    def __init__(self) -> None:
+
+class GatedStore(CountingStore):
+    """Holds each write that `hold_if` picks (by default a delivered marker's) until `release` is set:
+    a slow disk. `held` is set once one is held."""
+
+    def __init__(self, hold_if: Callable[[Sequence[Mapping[str, Any]]], bool] = starts_with_delivered) -> None:
         super().__init__()
+        self.hold_if = hold_if
         self.release = asyncio.Event()
         self.held = asyncio.Event()
 
     async def append(self, conversation_id: str, records: Sequence[dict[str, Any]]) -> None:
-        if records[0].get("type") == "delivered":
+        if self.hold_if(records):
             self.held.set()
             await self.release.wait()
         await super().append(conversation_id, records)

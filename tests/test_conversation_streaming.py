@@ -15,7 +15,7 @@ from actors.protocol import Command
 from llm import ModelReply, ModelRequest, ToolCall, ToolResult, ToolSpec, UserRecord, record_to_json
 from llm.context import INTERRUPTED_TOOL_RESULT
 from stores import InMemoryConversationStore
-from tests.test_conversation_actor import TARGET, ScriptedModel, World, user
+from tests.test_conversation_actor import TARGET, GatedStore, ScriptedModel, World, user
 
 
 class WritingModel:
@@ -117,28 +117,13 @@ async def test_stop_mid_tool_cancels_the_tool_call_and_the_next_turn_sees_it_int
     await world.stop()
 
 
-class HeldStore(InMemoryConversationStore):
-    """Holds the append of an assistant record with tool calls until `release` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.holding = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def append(self, conversation_id: str, records: Sequence[Mapping[str, Any]]) -> None:
-        if any(record.get("tool_calls") for record in records):
-            self.holding.set()
-            await self.release.wait()
-        await super().append(conversation_id, records)
-
-
 async def test_a_stop_during_a_store_write_lets_the_write_finish_then_stops_the_turn() -> None:
     model = WritingModel(tool_first=True)
     tools = SlowClock()
-    store = HeldStore()
+    store = GatedStore(hold_if=lambda records: any(record.get("tool_calls") for record in records))
     world = World(model, store=store, toolbox=tools)  # type: ignore[arg-type]
     answer = asyncio.ensure_future(world.ask(user("what time is it?", 1)))
-    await store.holding.wait()
+    await store.held.wait()
     assert world.registry.interrupt("42", stop(2)) is True
     await asyncio.sleep(0.05)
     assert not answer.done()  # the write is not cut
