@@ -261,6 +261,9 @@ class TelegramGateway:
             if updates and await self._take(updates):
                 offset = max(update["update_id"] for update in updates) + 1
                 await asyncio.sleep(0)  # the turns just started go first (to their model): a poll only waits
+            # Not held through the next long poll: a burst's last batch would outlive it, and keep the
+            # allocator's arenas it is spread over from being returned once the assistant is idle.
+            del updates
 
     async def _take(self, updates: list[dict[str, Any]]) -> bool:
         """Make the updates that need it durable and act on all of them: as the write runs while the log
