@@ -172,8 +172,7 @@ class TelegramGateway:
             log.warning("telegram_commands_not_registered", error=repr(exc))
 
     async def _retrying(self, what: str, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        """Retry a start-up call through network trouble and flood control, for as long as it
-        takes; InvalidToken and other refusals propagate."""
+        """Retry a start-up call through network trouble and flood control (refusals propagate)."""
 
         def log_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
@@ -261,9 +260,7 @@ class TelegramGateway:
             if updates and await self._take(updates):
                 offset = max(update["update_id"] for update in updates) + 1
                 await asyncio.sleep(0)  # the turns just started go first (to their model): a poll only waits
-            # Not held through the next long poll: a burst's last batch would outlive it, and keep the
-            # allocator's arenas it is spread over from being returned once the assistant is idle.
-            del updates
+            del updates  # not held through the next long poll (a burst's last batch would outlive it)
 
     async def _take(self, updates: list[dict[str, Any]]) -> bool:
         """Make the updates that need it durable and act on all of them: as the write runs while the log
