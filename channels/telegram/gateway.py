@@ -172,7 +172,7 @@ class TelegramGateway:
             log.warning("telegram_commands_not_registered", error=repr(exc))
 
     async def _retrying(self, what: str, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        """Retry a start-up call through network trouble and flood control (refusals propagate)."""
+        """Retry a start-up call through network trouble and flood control until it succeeds; refusals raise."""
 
         def log_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
