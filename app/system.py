@@ -25,6 +25,7 @@ from app.scale import Role, open_queue_ingress, start_edges
 from conf import Settings
 from conf.mcp import McpServerSettings
 from llm import ChatModel, Toolbox
+from llm.context import forget_estimates
 from ops.backoff import Backoff
 from ops.memory import release_free_memory
 from stores import ConversationStore, FeatureStores, IngressLog
@@ -51,6 +52,12 @@ EXIT_FATAL = 1
 GAUGE_INTERVAL_SECONDS = 60.0
 
 Mode = Literal["telegram", "console"]
+
+
+def _release_evicted() -> None:
+    """After idle conversations were evicted: drop what only they used, then return the memory."""
+    forget_estimates()
+    release_free_memory()
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +310,7 @@ class AssistantSystem:
             factory,
             conversations,
             idle_seconds=actors.idle_seconds,
-            after_evictions=release_free_memory,
+            after_evictions=_release_evicted,
             max_live=actors.max_live,
             max_idle=actors.max_idle,
         )

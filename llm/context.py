@@ -31,6 +31,7 @@ __all__ = [
     "estimate_stored_tokens",
     "estimate_text_tokens",
     "estimate_tokens",
+    "forget_estimates",
     "openai_image_tokens",
     "summary_message",
     "trim_history",
@@ -107,6 +108,12 @@ def estimate_tokens(message: ModelMessage, image_cost: ImageCost = anthropic_ima
         _COSTS.clear()  # a busy assistant with many chats estimates again; memory stays bounded
     _COSTS[id(message)] = (message, image_cost, tokens)
     return tokens
+
+
+def forget_estimates() -> None:
+    """Drop the remembered estimates: once idle conversations are evicted, their messages would
+    otherwise live on here, scattered over the memory the burst that brought them took."""
+    _COSTS.clear()
 
 
 def _estimate_tokens(message: ModelMessage, image_cost: ImageCost) -> int:

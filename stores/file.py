@@ -48,7 +48,7 @@ _UNSAFE = re.compile(r"[^a-z0-9_-]")
 SUFFIX = ".jsonl"
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)  # the active chats'; a burst of new ones must not leave all theirs behind
 def conversation_file_name(conversation_id: str) -> str:
     """A safe, unique file name for any id: `<slug>.<digest>.jsonl`.
 

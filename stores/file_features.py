@@ -17,6 +17,7 @@ may share a directory: each operation is atomic across all of them (the reminder
 from __future__ import annotations
 
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from datetime import datetime
@@ -166,7 +167,7 @@ class _UsageLog(SharedLog[_Days]):
         return {}
 
     def fold(self, state: _Days, line: Line) -> None:
-        key = (int(line["user"]), str(line["day"]))
+        key = (int(line["user"]), sys.intern(str(line["day"])))  # one string per day, not per user
         usage = Usage(**{name: line[name] for name in _USAGE_FIELDS})
         state[key] = state.get(key, Usage()) + usage
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+import sys
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +24,7 @@ from llm import (
     estimate_tokens,
     trim_history,
 )
-from llm.context import INTERRUPTED_TOOL_RESULT, estimate_text_tokens
+from llm.context import INTERRUPTED_TOOL_RESULT, estimate_text_tokens, forget_estimates
 
 _ids = itertools.count()
 
@@ -217,3 +218,16 @@ def test_as_a_conversation_grows_past_the_budget_its_start_moves_in_steps() -> N
     # turn ~15); at a 16-record anchor (64 would leave less than half the budget) about every fifth.
     moves = sum(1 for before, after in itertools.pairwise(starts) if after != before)
     assert 10 <= moves <= 200 // 4, starts
+
+
+def test_an_estimate_is_remembered_until_the_estimates_are_forgotten() -> None:
+    # Remembering holds the message (its id stays its own); forgetting, after idle conversations
+    # were evicted, lets go of it.
+    message = UserRecord(text="x" * 400)
+    alone = sys.getrefcount(message)
+    assert estimate_tokens(message) == 104
+    assert sys.getrefcount(message) == alone + 1
+    assert estimate_tokens(message) == 104
+    forget_estimates()
+    assert sys.getrefcount(message) == alone
+    assert estimate_tokens(message) == 104

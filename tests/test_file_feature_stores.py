@@ -29,6 +29,7 @@ from stores import (
     Usage,
     firing_id,
 )
+from stores.file_features import _UsageLog
 from stores.file_reminders import _Reminders
 
 HERE = FactSource("chat")
@@ -237,3 +238,17 @@ def test_the_due_heap_answers_as_a_scan_of_every_reminder_would(
             assert state.due(at) == [item for item in active if item.next_due <= at]
         elif kind == "next":
             assert state.next_due() == (active[0].next_due if active else None)
+
+
+def test_a_months_usage_holds_one_string_per_day_however_many_users(tmp_path: Path) -> None:
+    # The fold holds a key per user and day for the whole month: each line's day is decoded anew,
+    # and thousands of users in a day must not mean thousands of copies of it.
+    log = _UsageLog(tmp_path / "2026-05.jsonl")
+    state = log.empty()
+    for user_id in range(3):
+        counters = dict.fromkeys(("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"), 1)
+        line = {"user": user_id, "day": "2026-05-01", **counters, "cost_micros": 0}
+        log.fold(state, json.loads(json.dumps(line)))
+    days = [day for _, day in state]
+    assert days == ["2026-05-01"] * 3
+    assert all(day is days[0] for day in days)
