@@ -93,13 +93,17 @@ def openai_image_tokens(width: int, height: int) -> int:
 
 
 _COSTS: dict[int, tuple[ModelMessage, ImageCost, int]] = {}
-"""Recent messages' costs by identity (the message is held, so its id stays its own): every turn
-estimates its whole history again, trimming it and planning its summary, and messages never change."""
+"""Recent costly messages' estimates by identity (the message is held, so its id stays its own):
+every turn estimates its whole history again, trimming it and planning its summary, and messages
+never change. Only tool calls and attachments are costly to estimate; a plain message's estimate is
+two lengths, cheaper than remembering it, and holding it would keep a burst's messages in memory."""
 _COSTS_HELD = 2048
 
 
 def estimate_tokens(message: ModelMessage, image_cost: ImageCost = anthropic_image_tokens) -> int:
     """Tokens one message costs, by the estimate above; images the user sent by `image_cost`."""
+    if not _costly(message):
+        return _estimate_tokens(message, image_cost)
     known = _COSTS.get(id(message))
     if known is not None and known[0] is message and known[1] is image_cost:
         return known[2]
@@ -108,6 +112,15 @@ def estimate_tokens(message: ModelMessage, image_cost: ImageCost = anthropic_ima
         _COSTS.clear()  # a busy assistant with many chats estimates again; memory stays bounded
     _COSTS[id(message)] = (message, image_cost, tokens)
     return tokens
+
+
+def _costly(message: ModelMessage) -> bool:
+    match message:
+        case UserRecord():
+            return bool(message.attachments)
+        case AssistantRecord():
+            return bool(message.tool_calls)
+    return False
 
 
 def forget_estimates() -> None:

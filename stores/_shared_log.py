@@ -23,7 +23,7 @@ import json
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
@@ -83,8 +83,9 @@ class SharedLog(ABC, Generic[S]):
         anything, for a line that is not a valid change."""
 
     @abstractmethod
-    def snapshot(self, state: S) -> list[Line]:
-        """Lines that fold into `state` (or into what of it must be kept) from `empty()`."""
+    def snapshot(self, state: S) -> Iterator[Line]:
+        """Lines that fold into `state` (or into what of it must be kept) from `empty()`, made one at
+        a time as compaction writes them: a month's usage has a line per user and day."""
 
     async def transact(self, step: Callable[[S], tuple[Sequence[Line], T]]) -> T:
         """Run `step(state)` under the lock; durably append the lines it returns; return its result.
@@ -210,8 +211,12 @@ class SharedLog(ABC, Generic[S]):
             self._compact()
 
     def _compact(self) -> None:
-        lines = self.snapshot(self._state)
-        data = b"".join(encode_json(line) + b"\n" for line in lines)
+        buffer, lines = bytearray(), 0
+        for line in self.snapshot(self._state):  # not all lines at once: a burst's peak would stay
+            buffer += encode_json(line) + b"\n"
+            lines += 1
+        data = bytes(buffer)
+        del buffer
         temporary = self.path.with_name(self.path.name + ".compact")
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC, 0o600)
@@ -230,4 +235,4 @@ class SharedLog(ABC, Generic[S]):
         self._reset((status.st_dev, status.st_ino))
         self._fold_all(data, 0)
         self._offset = len(data)
-        self._compact_at = max(self._compact_after, 2 * len(lines))
+        self._compact_at = max(self._compact_after, 2 * lines)

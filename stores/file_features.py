@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -96,8 +96,8 @@ class _FactLog(SharedLog[dict[str, Fact]]):
         else:
             raise ValueError(f"unknown change {op!r}")
 
-    def snapshot(self, state: dict[str, Fact]) -> list[Line]:
-        return [{"op": "add", "fact": fact_to_json(fact), "drop": []} for fact in state.values()]
+    def snapshot(self, state: dict[str, Fact]) -> Iterator[Line]:
+        return ({"op": "add", "fact": fact_to_json(fact), "drop": []} for fact in state.values())
 
 
 class FileFactStore(FactStore):
@@ -171,8 +171,8 @@ class _UsageLog(SharedLog[_Days]):
         usage = Usage(**{name: line[name] for name in _USAGE_FIELDS})
         state[key] = state.get(key, Usage()) + usage
 
-    def snapshot(self, state: _Days) -> list[Line]:
-        return [_usage_line(user_id, day, usage) for (user_id, day), usage in state.items()]
+    def snapshot(self, state: _Days) -> Iterator[Line]:
+        return (_usage_line(user_id, day, usage) for (user_id, day), usage in state.items())
 
 
 def _usage_line(user_id: int, day: str, usage: Usage) -> Line:
@@ -235,8 +235,8 @@ class _PreferenceLog(SharedLog[_Preferences]):
         else:
             state[(kind, key)] = value
 
-    def snapshot(self, state: _Preferences) -> list[Line]:
-        return [{"kind": kind, "key": key, "value": value} for (kind, key), value in state.items()]
+    def snapshot(self, state: _Preferences) -> Iterator[Line]:
+        return ({"kind": kind, "key": key, "value": value} for (kind, key), value in state.items())
 
 
 class FilePreferenceStore(PreferenceStore):

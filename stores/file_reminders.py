@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -117,9 +117,9 @@ class _ReminderLog(SharedLog[_Reminders]):
             raise ValueError(f"unknown change {line['op']!r}")
         state.put(reminder_from_json(line["reminder"]))
 
-    def snapshot(self, state: _Reminders) -> list[Line]:
+    def snapshot(self, state: _Reminders) -> Iterator[Line]:
         # Finished reminders are dropped here, once nothing about them needs doing again.
-        return [_put(item) for item in state.kept()]
+        return (_put(item) for item in state.kept())
 
 
 def _put(reminder: Reminder) -> Line:

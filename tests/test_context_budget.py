@@ -220,14 +220,17 @@ def test_as_a_conversation_grows_past_the_budget_its_start_moves_in_steps() -> N
     assert 10 <= moves <= 200 // 4, starts
 
 
-def test_an_estimate_is_remembered_until_the_estimates_are_forgotten() -> None:
+def test_a_costly_estimate_is_remembered_until_forgotten_and_a_plain_one_never_held() -> None:
     # Remembering holds the message (its id stays its own); forgetting, after idle conversations
-    # were evicted, lets go of it.
-    message = UserRecord(text="x" * 400)
-    alone = sys.getrefcount(message)
-    assert estimate_tokens(message) == 104
-    assert sys.getrefcount(message) == alone + 1
-    assert estimate_tokens(message) == 104
+    # were evicted, lets go of it. A plain message is estimated by its lengths each time: holding
+    # it would keep a burst's messages in memory for nothing.
+    call = AssistantRecord(text="", tool_calls=(ToolCall("1", "t", {"q": "a" * 400}),))
+    plain = UserRecord(text="x" * 400)
+    alone = sys.getrefcount(call), sys.getrefcount(plain)
+    first = estimate_tokens(call)
+    assert estimate_tokens(plain) == 104
+    assert (sys.getrefcount(call), sys.getrefcount(plain)) == (alone[0] + 1, alone[1])
+    assert estimate_tokens(call) == first
     forget_estimates()
-    assert sys.getrefcount(message) == alone
-    assert estimate_tokens(message) == 104
+    assert (sys.getrefcount(call), sys.getrefcount(plain)) == alone
+    assert estimate_tokens(call) == first
