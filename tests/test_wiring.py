@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import pytest
 
 from actors.registry import ConversationRegistry
 from app.system import AssistantSystem
+from app.system import _release_evicted as release_evicted
+from llm import AssistantRecord, ToolCall, estimate_tokens
 from stores import IngressLog, StoreError
 from tests.e2e_support import assistant_env, fast_settings, running
 from tests.fakes.llm_server import FakeLLMServer
@@ -156,3 +159,15 @@ async def test_a_failing_stop_step_does_not_keep_the_later_ones_from_closing_the
     with pytest.raises(RuntimeError, match="draining the actors failed"):
         await asyncio.wait_for(task, 30)
     assert open_connections_to(port) == 0, "the sender's and the poller's clients are closed all the same"
+
+
+# -- after evictions: what only the evicted conversations used goes ------------------------------------
+
+
+def test_the_release_after_evictions_forgets_the_remembered_token_estimates() -> None:
+    call = AssistantRecord(text="", tool_calls=(ToolCall("1", "lookup", {"q": "x" * 100}),))
+    alone = sys.getrefcount(call)
+    estimate_tokens(call)
+    assert sys.getrefcount(call) == alone + 1  # remembered: its tool calls are costly to estimate
+    release_evicted()
+    assert sys.getrefcount(call) == alone
