@@ -104,7 +104,7 @@ class ReminderFirings:
     """The conversation actor's part that handles `ReminderDue` and `/reminders` (a mixin).
 
     The actor provides the state and steps a message's handling also uses (declared below for the
-    type checker) and holds `_firings`, `_reminders`, `_failed_deliveries` and `_unrecorded_firings`.
+    type checker) and holds `_firings`, `_reminders`, `_failed_deliveries` and `_unrecorded`.
     """
 
     if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class ReminderFirings:
         _firings: FiringLedger
         _reminders: ReminderTools | None
         _failed_deliveries: int
-        _unrecorded_firings: dict[str, None]
+        _unrecorded: dict[int | str, None]
 
         _unwritten: list[Record]
         _write_failed: bool
@@ -135,7 +135,7 @@ class ReminderFirings:
                 log.info("firing_already_sent", stage=stage)
                 return "duplicate"
             failed_before = self._failed_deliveries
-            if due.firing_id in self._unrecorded_firings:
+            if due.firing_id in self._unrecorded:
                 # Sent before the store failed to record it: record it now, send nothing again.
                 await self._record_firing_delivered(due.firing_id, plain=None if stage == "answered" else due)
             elif stage == "answered":
@@ -169,14 +169,14 @@ class ReminderFirings:
     ) -> None:
         """Record that a firing was sent (or, `never`, never can be): a plain one as fired and delivered
         in one write. Should the store fail, a retry records it without sending it again."""
-        self._unrecorded_firings[firing] = None
+        self._unrecorded[firing] = None
         delivered = DeliveredRecord(dead_letter=never, firing_id=firing)
         if plain is None:
             await self._append_together(delivered)
         else:
             fired = ReminderFiredRecord(text=plain.text, target=plain.target, firing_id=firing)
             await self._append_together(fired, delivered)
-        self._unrecorded_firings.pop(firing, None)
+        self._unrecorded.pop(firing, None)
 
     async def _carry_out(self, due: ReminderDue, *, resumed: bool) -> None:
         if resumed:

@@ -47,6 +47,11 @@ class Mailbox:
         return len(self._items)
 
     @property
+    def name(self) -> str:
+        """Whose mailbox (in errors)."""
+        return self._name
+
+    @property
     def closed(self) -> bool:
         """True once `close` was called: no producer can add anything any more."""
         return self._closed

@@ -37,7 +37,7 @@ class RecordWrites:
         _write_failed: bool
         _writing: asyncio.Lock
         _recording: asyncio.Task[None] | None
-        _unrecorded_deliveries: dict[int, None]
+        _unrecorded: dict[int | str, None]
 
         def _track(self, record: Record) -> None: ...
         async def _park(self, message: ConversationMessage, error: StoreError | None) -> None: ...
@@ -70,7 +70,7 @@ class RecordWrites:
 
     async def _record_delivered(self, update_id: int) -> None:
         await self._append(DeliveredRecord(update_id=update_id))
-        self._unrecorded_deliveries.pop(update_id, None)
+        self._unrecorded.pop(update_id, None)
         await self._channel.done(update_id)
 
     async def _record_behind(self, message: ConversationMessage, previous: asyncio.Task[None] | None) -> None:
@@ -83,7 +83,7 @@ class RecordWrites:
             await asyncio.wait([previous])
         try:
             await self._write()
-            self._unrecorded_deliveries.pop(message.update_id, None)
+            self._unrecorded.pop(message.update_id, None)
             await self._channel.done(message.update_id)
         except StoreError as exc:
             await self._park(message, exc)

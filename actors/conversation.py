@@ -124,11 +124,11 @@ class ConversationActor(RecordWrites, ReminderFirings, StoreFaults, Actor[Inbox]
         self._next_seq = 0
         self._ledger = UpdateLedger()
         self._reminders, self._firings, self._failed_deliveries = reminders, FiringLedger(), 0
-        self._unrecorded_firings: dict[str, None] = {}  # firings sent whose record the store then failed
         self._loaded = False
         self._parking = Parking(backoff if backoff is not None else Backoff(), mailbox_size, weakly(self._retry_soon))
-        self._unrecorded_deliveries: dict[int, None] = {}  # a dict: empty, a third of an empty set
-        """Updates whose answer reached the user while recording that failed: a retry only records it."""
+        self._unrecorded: dict[int | str, None] = {}  # a dict: empty, a third of an empty set
+        """Answers (by update id) and firings (by firing id) that reached the user while recording them
+        failed: a retry only records them."""
         self._streams = TurnStreams(conversation_id, channel, weakly(self._append))
         # Preview message ids are recorded from the preview's own task, delivered markers from their own
         # (`_deliver`): records are numbered when made, and written one write at a time, in that order.
@@ -237,7 +237,7 @@ class ConversationActor(RecordWrites, ReminderFirings, StoreFaults, Actor[Inbox]
                 return None
             answer = self._ledger.answer(update_id) if update_id is not None else None
             if update_id is not None and answer is not None:
-                if update_id in self._unrecorded_deliveries:
+                if update_id in self._unrecorded:
                     await self._record_delivered(update_id)
                     return answer.text
                 log.info("update_answer_redelivered")
@@ -364,7 +364,7 @@ class ConversationActor(RecordWrites, ReminderFirings, StoreFaults, Actor[Inbox]
             await self._record_firing_delivered(reply.firing_id)
         if reply.update_id is not None:
             # Should recording it fail (the store), the retry records it and sends nothing again.
-            self._unrecorded_deliveries[reply.update_id] = None
+            self._unrecorded[reply.update_id] = None
             if behind is not None and behind.update_id == reply.update_id and self._pipelined:
                 self._number(DeliveredRecord(update_id=reply.update_id))
                 self._recording = asyncio.create_task(self._record_behind(behind, self._recording))

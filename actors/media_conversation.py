@@ -37,10 +37,15 @@ class MediaConversationActor(ConversationActor):
     def __init__(self, conversation_id: str, *, media: ConversationMedia | None = None, **kwargs: Any) -> None:
         super().__init__(conversation_id, **kwargs)
         self._files = media
-        self._seeing = SeeingModel(self._model, media.media.images) if media is not None else None
-        if self._seeing is not None:
-            self._model = self._seeing  # the turns' model; summaries keep the plain one
+        if media is not None:
+            self._model = SeeingModel(self._model, media.media.images)  # the turns'; summaries keep the plain one
         self._model_answered: int | None = None
+
+    @property
+    def _seeing(self) -> SeeingModel | None:
+        # Not an attribute of its own: past 29 attributes an instance's dict is no longer compact
+        # (~1.3 KB more per live conversation).
+        return self._model if isinstance(self._model, SeeingModel) else None
 
     def _track(self, record: Record) -> None:
         super()._track(record)

@@ -57,10 +57,14 @@ class Actor(Generic[M]):
     """
 
     def __init__(self, name: str, mailbox_size: int) -> None:
-        self.name = name
         self._mailbox = Mailbox(name, mailbox_size)
         self._busy = False
         self.last_active = time.monotonic()
+
+    @property
+    def name(self) -> str:
+        """The actor's name, in logs and errors (kept by its mailbox: an attribute fewer per actor)."""
+        return self._mailbox.name
 
     # -- for other tasks -------------------------------------------------------------------------
 
