@@ -171,3 +171,15 @@ def test_the_release_after_evictions_forgets_the_remembered_token_estimates() ->
     assert sys.getrefcount(call) == alone + 1  # remembered: its tool calls are costly to estimate
     release_evicted()
     assert sys.getrefcount(call) == alone
+
+
+async def test_a_live_conversation_keeps_a_compact_instance_dict(tg: FakeTelegramServer, env: dict[str, str]) -> None:
+    # Past 29 attributes CPython gives up an instance's key-sharing dict for a full one: 1.6 KB instead
+    # of 0.3 for every live conversation. An attribute more belongs in one of the actor's parts.
+    async with running(fast_settings(env)) as system:
+        tg.add_text_message(42, "hello")
+        await tg.await_sent(chat_id=42, count=1, timeout=10)
+        assert system.registry is not None
+        actor = system.registry.get("42")
+        assert actor is not None
+        assert len(vars(actor)) <= 29, sorted(vars(actor))
