@@ -8,6 +8,7 @@ import gc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from actors import texts
@@ -286,3 +287,28 @@ async def test_an_evicted_actor_is_freed_without_the_cycle_collector() -> None:
     finally:
         gc.enable()
     await world.stop()
+
+
+def test_a_weak_method_calls_through_while_its_object_lives_and_raises_after() -> None:
+    from actors._weak import weakly
+
+    class Owner:
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def note(self, value: int) -> int:
+            self.seen.append(value)
+            return value * 2
+
+    owner = Owner()
+    first, second = weakly(owner.note), weakly(owner.note)
+    assert first(2) == 4
+    assert second(3) == 6
+    assert owner.seen == [2, 3]
+    gc.disable()
+    try:
+        del owner  # the weak methods do not keep it: freed at once, no collector needed
+        with pytest.raises(ReferenceError, match=r"Owner\.note"):
+            first(1)
+    finally:
+        gc.enable()
