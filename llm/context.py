@@ -105,9 +105,9 @@ def estimate_tokens(message: ModelMessage, image_cost: ImageCost = anthropic_ima
     if (type(message) is UserRecord and not message.attachments) or (
         type(message) is AssistantRecord and not message.tool_calls
     ):
-        return _MESSAGE_OVERHEAD - (-len(message.text) // _CHARS_PER_TOKEN)  # most messages: as fast as a lookup
-    if not _costly(message):
-        return _estimate_tokens(message, image_cost)
+        return _MESSAGE_OVERHEAD + estimate_text_tokens(message.text)  # most messages: as fast as a lookup
+    if type(message) is ToolResultRecord:
+        return _estimate_tokens(message, image_cost)  # cheap as well: two lengths and a count of images
     known = _COSTS.get(id(message))
     if known is not None and known[0] is message and known[1] is image_cost:
         return known[2]
@@ -116,15 +116,6 @@ def estimate_tokens(message: ModelMessage, image_cost: ImageCost = anthropic_ima
         _COSTS.clear()  # a busy assistant with many chats estimates again; memory stays bounded
     _COSTS[id(message)] = (message, image_cost, tokens)
     return tokens
-
-
-def _costly(message: ModelMessage) -> bool:
-    match message:
-        case UserRecord():
-            return bool(message.attachments)
-        case AssistantRecord():
-            return bool(message.tool_calls)
-    return False
 
 
 def forget_estimates() -> None:
